@@ -1,0 +1,1 @@
+"""Throughput benchmarks: numpyvae vs the PyTorch reference."""

@@ -1,0 +1,40 @@
+"""Adam (Kingma & Ba 2015), with torch.optim.Adam's semantics and defaults.
+
+For step t = 1, 2, … and gradient g (PyTorch's single-tensor update, weight_decay 0):
+    m ← m + (1 − β₁)(g − m)                  (torch's lerp_)
+    v ← β₂ v + (1 − β₂) g²
+    p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)     ε outside the square root
+Works on one flat buffer, so the whole model is updated in one pass.
+"""
+import numpy as np
+
+
+class Adam:
+    def __init__(self, size, dtype="float32", lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr!r}")
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.m = np.zeros(size, dtype)    # first moment  (P,)
+        self.v = np.zeros(size, dtype)    # second moment (P,)
+        self.t = 0
+        self._tmp = np.empty(size, dtype)  # scratch, so a step allocates nothing
+
+    def step(self, params, grads):
+        """One update of the flat parameter buffer `params` (P,) in place, from `grads` (P,)."""
+        b1, b2 = self.betas
+        m, v, tmp = self.m, self.v, self._tmp
+        self.t += 1
+        np.subtract(grads, m, out=tmp)
+        tmp *= 1 - b1
+        m += tmp                                  # m ← m + (1−β₁)(g − m)
+        v *= b2
+        np.multiply(grads, 1 - b2, out=tmp)
+        tmp *= grads
+        v += tmp                                  # v ← β₂ v + (1−β₂) g g
+        step_size = self.lr / (1 - b1 ** self.t)
+        np.sqrt(v, out=tmp)
+        tmp /= np.sqrt(1 - b2 ** self.t)
+        tmp += self.eps                           # denom = √v / √(1−β₂ᵗ) + ε
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        params -= tmp

@@ -1,0 +1,119 @@
+"""The source notebook's VAE in PyTorch: the reference numpyvae is checked against.
+
+Same class and layer names as the notebook (`Encoder`, `Decoder`, `Model(Encoder, Decoder)`), so
+`Model.state_dict()` keys are `Encoder.FC_enc1.weight` … `Decoder.FC_output.bias` — exactly
+numpyvae's parameter names. The notebook's constructor bugs are fixed (the decoder's
+`output_dim` is an argument, `Model` takes `Encoder=`/`Decoder=`), and the noise ε can be passed
+in so both implementations see the same sample.
+"""
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pick_device():
+    """CUDA, then Apple's MPS, then the CPU — the notebook's order."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Encoder(nn.Module):
+    def __init__(self, input_dim, hidden_dim, latent_dim):
+        super().__init__()
+        self.FC_enc1 = nn.Linear(input_dim, hidden_dim)
+        self.FC_enc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.FC_mean = nn.Linear(hidden_dim, latent_dim)
+        self.FC_std = nn.Linear(hidden_dim, latent_dim)   # the notebook's name; it gives log σ²
+        self.LeakyReLU = nn.LeakyReLU(0.2)
+
+    def forward(self, x):
+        h = self.LeakyReLU(self.FC_enc1(x))
+        h = self.LeakyReLU(self.FC_enc2(h))
+        return self.FC_mean(h), self.FC_std(h)            # mean, log_var
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent_dim, hidden_dim, output_dim):
+        super().__init__()
+        self.FC_dec1 = nn.Linear(latent_dim, hidden_dim)
+        self.FC_dec2 = nn.Linear(hidden_dim, hidden_dim)
+        self.FC_output = nn.Linear(hidden_dim, output_dim)
+        self.LeakyReLU = nn.LeakyReLU(0.2)
+
+    def logits(self, z):
+        h = self.LeakyReLU(self.FC_dec1(z))
+        h = self.LeakyReLU(self.FC_dec2(h))
+        return self.FC_output(h)
+
+    def forward(self, z):
+        return torch.sigmoid(self.logits(z))              # x_hat, as in the notebook
+
+
+class Model(nn.Module):
+    def __init__(self, Encoder, Decoder):
+        super().__init__()
+        self.Encoder = Encoder
+        self.Decoder = Decoder
+
+    def reparameterization(self, mean, std, eps=None):
+        if eps is None:
+            eps = torch.randn_like(std)
+        return mean + std * eps
+
+    def forward(self, x, eps=None):
+        """x_hat, mean, log_var — the notebook's outputs (one sample of z)."""
+        mean, log_var = self.Encoder(x)
+        z = self.reparameterization(mean, torch.exp(0.5 * log_var), eps)
+        return self.Decoder(z), mean, log_var
+
+
+def build(x_dim=784, hidden_dim=200, latent_dim=20, dtype=torch.float32, device="cpu"):
+    return Model(Encoder(x_dim, hidden_dim, latent_dim),
+                 Decoder(latent_dim, hidden_dim, x_dim)).to(device=device, dtype=dtype)
+
+
+def neg_elbo(model, x, eps):
+    """−ELBO summed over the batch, with the reconstruction computed from logits.
+
+    x: (B, D); eps: (B, Z) or (L, B, Z).  Returns (loss, parts) where parts holds the
+    intermediates (mean, log_var, z, logits) and the two terms `recon` and `kl`.
+    The notebook's binary_cross_entropy(sigmoid(ℓ), x) is computed here by
+    binary_cross_entropy_with_logits, the same value without its log clamp at −100.
+    """
+    if eps.dim() == 2:
+        eps = eps.unsqueeze(0)                            # (L, B, Z)
+    L = eps.shape[0]
+    mean, log_var = model.Encoder(x)
+    z = model.reparameterization(mean, torch.exp(0.5 * log_var), eps)      # (L, B, Z)
+    logits = model.Decoder.logits(z)                                       # (L, B, D)
+    recon = F.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="sum") / L
+    kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp())
+    return recon + kl, dict(mean=mean, log_var=log_var, z=z, logits=logits, recon=recon, kl=kl)
+
+
+def state_dict_from_params(params, dtype=None, device="cpu"):
+    """numpyvae params -> an OrderedDict Model.load_state_dict(strict=True) accepts."""
+    return OrderedDict((name, torch.as_tensor(np.ascontiguousarray(value), dtype=dtype,
+                                              device=device).clone())
+                       for name, value in params.items())
+
+
+def params_from_state_dict(state_dict):
+    """Model.state_dict() -> numpyvae params ({name: numpy array}, same layout)."""
+    return {name: t.detach().cpu().numpy().copy() for name, t in state_dict.items()}
+
+
+def from_params(params, dtype=torch.float64, device="cpu"):
+    """A reference Model holding numpyvae's parameters (shapes taken from them)."""
+    H, D = params["Encoder.FC_enc1.weight"].shape
+    Z = params["Encoder.FC_mean.weight"].shape[0]
+    model = build(D, H, Z, dtype=dtype, device=device)
+    model.load_state_dict(state_dict_from_params(params, dtype, device), strict=True)
+    return model

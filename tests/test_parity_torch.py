@@ -1,0 +1,119 @@
+"""Oracle: PyTorch autograd on the reference Model (reference/model.py), same params, x and ε.
+
+Tolerances, stated once:
+- float64: 1e-10, by rel_err = max|Δ| / max|ref| per tensor. Both sides do the same
+  arithmetic in different summation orders, so they differ by a few ulps (~1e-15 measured);
+  1e-10 leaves room for long reductions yet rejects a 1e-6 error in one entry (see the
+  planted-error test).
+- float32: 1e-5. The unit roundoff is 6e-8 and every gradient is a reduction over up to
+  B·L = 128·L rows or 784 inputs, summed in different orders by OpenBLAS and ATen; the
+  worst measured at the notebook's sizes is ≈ 7e-7, and 1e-5 ≈ 170 roundoffs keeps margin
+  for other BLAS builds while still catching any wrong term (those are O(1) relative).
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numpyvae as nv
+from checks import assert_all_close, rel_err
+from torch_oracle import ours_intermediates, torch_loss_and_grads
+
+TOL64 = 1e-10
+TOL32 = 1e-5
+
+
+def make_batch(rng, batch, x_dim, latent, L, grey, dtype):
+    x = rng.random((batch, x_dim))
+    if not grey:
+        x = np.round(x)
+    eps = rng.standard_normal((L, batch, latent) if L > 1 else (batch, latent))
+    return x.astype(dtype), eps.astype(dtype)
+
+
+def check_parity(model, x, eps, tol):
+    loss, cache = model.forward(x, eps)
+    grads = model.backward(cache)
+    t_loss, t_grads, t_inter, (t_recon, t_kl, _) = torch_loss_and_grads(model.params, x, eps)
+    assert abs(loss - t_loss) <= tol * abs(t_loss), (loss, t_loss)
+    assert abs(cache["recon"] - t_recon) <= tol * abs(t_recon)
+    assert abs(cache["kl"] - t_kl) <= tol * max(abs(t_kl), 1e-300)
+    inter = ours_intermediates(cache)
+    inter["z"] = inter["z"].reshape(t_inter["z"].shape)
+    assert_all_close(inter, t_inter, tol, "intermediates")
+    assert_all_close(grads, t_grads, tol, "gradients")
+
+
+@pytest.mark.parametrize("L", [1, 3])
+def test_notebook_sizes_float64(L):
+    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
+    x, eps = make_batch(np.random.default_rng(L), 128, 784, 20, L, False, np.float64)
+    check_parity(model, x, eps, TOL64)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+def test_notebook_sizes_float32(L):
+    model = nv.VAE(784, 200, 20, dtype="float32", seed=0)
+    x, eps = make_batch(np.random.default_rng(10 + L), 128, 784, 20, L, False, np.float32)
+    check_parity(model, x, eps, TOL32)
+
+
+@given(batch=st.integers(1, 300), x_dim=st.integers(1, 50), hidden=st.integers(1, 64),
+       latent=st.integers(1, 32), L=st.integers(1, 4), grey=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_many_shapes_float64(batch, x_dim, hidden, latent, L, grey, seed):
+    model = nv.VAE(x_dim, hidden, latent, dtype="float64", seed=seed)
+    x, eps = make_batch(np.random.default_rng(seed), batch, x_dim, latent, L, grey, np.float64)
+    check_parity(model, x, eps, TOL64)
+
+
+def test_extremes_float64():
+    """Logits of ±1e4 and log σ² of ±50: finite, and equal to Torch's BCE-with-logits loss."""
+    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
+    p = model.params
+    p["Decoder.FC_output.bias"][...] = np.where(np.arange(784) % 2, 1e4, -1e4)
+    p["Decoder.FC_output.weight"][...] *= 1e-3
+    p["Encoder.FC_std.bias"][...] = np.where(np.arange(20) % 2, 50.0, -50.0)
+    p["Encoder.FC_std.weight"][...] = 0.0
+    x, eps = make_batch(np.random.default_rng(0), 64, 784, 20, 1, False, np.float64)
+    loss, cache = model.forward(x, eps)
+    assert np.abs(cache["logits"]).max() > 5e3 and np.isclose(np.abs(cache["logvar"]).max(), 50)
+    grads = model.backward(cache)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+    check_parity(model, x, eps, TOL64)
+
+
+def test_extremes_float32_finite():
+    model = nv.VAE(784, 200, 20, dtype="float32", seed=0)
+    model.params["Decoder.FC_output.bias"][...] = 1e4
+    model.params["Encoder.FC_std.bias"][...] = 50.0
+    x, eps = make_batch(np.random.default_rng(0), 32, 784, 20, 1, False, np.float32)
+    loss, grads = model.loss_and_grads(x, eps)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_planted_error_is_rejected():
+    """The check itself: one gradient entry off by 1e-6 relative must fail it."""
+    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
+    x, eps = make_batch(np.random.default_rng(0), 128, 784, 20, 1, False, np.float64)
+    _, grads = model.loss_and_grads(x, eps)
+    _, t_grads, _, _ = torch_loss_and_grads(model.params, x, eps)
+    assert_all_close(grads, t_grads, TOL64)
+    for name in ("Encoder.FC_enc1.weight", "Decoder.FC_output.bias"):
+        bad = {k: v.copy() for k, v in grads.items()}
+        i = np.unravel_index(np.argmax(np.abs(bad[name])), bad[name].shape)
+        bad[name][i] *= 1 + 1e-6
+        assert rel_err(bad[name], t_grads[name]) > TOL64
+        with pytest.raises(AssertionError, match=name.replace(".", r"\.")):
+            assert_all_close(bad, t_grads, TOL64)
+
+
+def test_leaky_relu_gradient_at_zero_matches_torch():
+    """A pre-activation of exactly 0: Torch's LeakyReLU backward uses the slope there."""
+    model = nv.VAE(4, 3, 2, dtype="float64", seed=0)
+    model.params["Encoder.FC_enc1.weight"][...] = 0.0
+    model.params["Encoder.FC_enc1.bias"][...] = 0.0       # a1 == 0 exactly
+    model.params["Decoder.FC_dec1.weight"][0] = 0.0
+    model.params["Decoder.FC_dec1.bias"][0] = 0.0         # c1[:, 0] == 0 exactly
+    x, eps = make_batch(np.random.default_rng(0), 5, 4, 2, 1, False, np.float64)
+    check_parity(model, x, eps, TOL64)
