@@ -1,0 +1,90 @@
+"""The importance-weighted estimate of log p(x) (Burda et al. 2015) and the per-image ELBO.
+
+Oracles: (1) a known value — with a 1-dimensional latent, log p(x) = log ∫ p(x|z) N(z; 0, 1) dz
+is computed by dense quadrature, and L_k must approach it; (2) the model's own batch loss
+(per-image −ELBO summed equals forward's loss); (3) the bound's properties: E[L_1] = ELBO,
+L_k rises with k, L_k ≥ ELBO up to Monte-Carlo noise.
+"""
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+import numpyvae as nv
+from numpyvae import likelihood
+from numpyvae.loss import bernoulli_nll
+
+
+def tiny(seed=0):
+    model = nv.VAE(x_dim=6, hidden_dim=5, latent_dim=1, dtype="float64", seed=seed)
+    model.params["Decoder.FC_output.weight"][...] *= 8      # make p(x|z) depend on z strongly
+    x = np.round(np.random.default_rng(seed).random((3, 6)))
+    return model, x
+
+
+def exact_log_px(model, x):
+    """log ∫ p(x|z) N(z; 0, 1) dz by the trapezoid rule on a fine grid (error ≪ 1e-6)."""
+    z = np.linspace(-12, 12, 48001)                          # (G,)
+    logits = model.decode_logits(z[:, None])                 # (G, D)
+    log_joint = (-bernoulli_nll(logits[:, None, :], x).sum(-1)
+                 - 0.5 * (z[:, None] ** 2 + np.log(2 * np.pi)))   # (G, B)
+    w = np.full(len(z), z[1] - z[0]); w[[0, -1]] /= 2
+    return logsumexp(log_joint + np.log(w)[:, None], axis=0)
+
+
+def test_converges_to_quadrature_value():
+    model, x = tiny()
+    exact = exact_log_px(model, x)
+    est = likelihood.log_likelihood(model, x, 20000, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    elbo = np.mean([-sum(likelihood.neg_elbo_per_image(model, x, rng.standard_normal((3, 1))))
+                    for _ in range(2000)], axis=0)
+    assert np.all(np.abs(est - exact) < 0.02), (est, exact)
+    assert np.all(exact - elbo > 0.05), (exact, elbo)   # E[ELBO] is visibly looser: the check has teeth
+
+
+def test_quadrature_check_rejects_a_wrong_proposal_density(monkeypatch):
+    """Planted error: log q without its log σ² term must miss the known value."""
+    model, x = tiny()
+    exact = exact_log_px(model, x)
+    real = likelihood.log_weights
+
+    def wrong(model, x, eps):
+        mu, logvar = model.encode(x)
+        return real(model, x, eps) - 0.5 * logvar.sum(axis=1)
+    monkeypatch.setattr(likelihood, "log_weights", wrong)
+    est = likelihood.log_likelihood(model, x, 20000, np.random.default_rng(1))
+    assert np.max(np.abs(est - exact)) > 0.05
+
+
+def test_per_image_elbo_sums_to_the_batch_loss():
+    model = nv.VAE(20, 8, 3, dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    x, eps = np.round(rng.random((7, 20))), rng.standard_normal((7, 3))
+    recon, kl = likelihood.neg_elbo_per_image(model, x, eps)
+    loss, cache = model.forward(x, eps)
+    assert np.isclose(recon.sum(), cache["recon"], rtol=1e-13)
+    assert np.isclose(kl.sum(), cache["kl"], rtol=1e-13)
+    assert np.isclose((recon + kl).sum(), loss, rtol=1e-13)
+
+
+def test_bound_properties():
+    model = nv.VAE(30, 10, 4, dtype="float64", seed=3)
+    x = np.round(np.random.default_rng(0).random((8, 30)))
+    rng = np.random.default_rng(5)
+    draws = 400
+    l1 = np.array([likelihood.log_likelihood(model, x, 1, rng) for _ in range(draws)])   # (R, B)
+    elbo = np.array([-sum(likelihood.neg_elbo_per_image(model, x, rng.standard_normal((8, 4))))
+                     for _ in range(draws)])
+    se = np.sqrt(l1.var(axis=0) / draws + elbo.var(axis=0) / draws)
+    # k = 1 is the ELBO estimator: equal in expectation (4 standard errors)
+    assert np.all(np.abs(l1.mean(0) - elbo.mean(0)) < 4 * se + 1e-12)
+    l10 = np.mean([likelihood.log_likelihood(model, x, 10, rng) for _ in range(50)], axis=0)
+    l1000 = likelihood.log_likelihood(model, x, 1000, rng)
+    assert np.all(l10 > l1.mean(0)) and np.all(l1000 > l10 - 0.05)
+    assert np.all(l1000 >= elbo.mean(0) - 4 * se)
+
+
+def test_bad_k():
+    model, x = tiny()
+    with pytest.raises(ValueError, match="k must be"):
+        likelihood.log_likelihood(model, x, 0, np.random.default_rng())
