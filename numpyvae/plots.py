@@ -1,0 +1,131 @@
+"""The pictures of a run: −ELBO curves, reconstructions, generated digits, the latent space.
+
+Every function takes arrays and a file path and writes one PNG (atomically, like every file
+numpyvae writes). Matplotlib is used through its object API with the Agg canvas, so no
+display or global backend state is involved.
+"""
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy.stats import norm
+
+from .checkpoint import atomic_write
+
+
+def _save(fig, path):
+    FigureCanvasAgg(fig)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+
+
+def tile(images, cols):
+    """(n, h, w) -> one (rows·h, cols·w) mosaic, filled row by row, blank where n runs out."""
+    n, h, w = images.shape
+    rows = -(-n // cols)
+    grid = np.ones((rows * h, cols * w), images.dtype)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[i]
+    return grid
+
+
+def _image(path, mosaic, title):
+    h, w = mosaic.shape
+    fig = Figure(figsize=(max(3.0, w / 40), max(1.5, h / 40 + 0.4)))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def elbo_curves(path, history, mode):
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot(history["epoch"], history["train_neg_elbo"], "o-", label="train")
+    ax.plot(history["epoch"], history["test_neg_elbo"], "s-", label="test")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("−ELBO (nats per image)")
+    ax.set_title(f"−ELBO per image [{mode} binarization]; last test "
+                 f"{history['test_neg_elbo'][-1]:.2f}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def reconstructions(path, x, theta, side=28):
+    """Test digits (top row) above their reconstructions θ (bottom row), as compare_images."""
+    n = len(x)
+    both = np.concatenate([x.reshape(n, side, side), theta.reshape(n, side, side)])
+    _image(path, tile(both, n), "test digits (top) and reconstructions θ(μ) (bottom)")
+
+
+def samples(path, theta, side=28):
+    """Digits decoded from z ~ N(0, I): the Bernoulli means θ."""
+    n = len(theta)
+    _image(path, tile(theta.reshape(n, side, side), int(np.ceil(np.sqrt(n)))),
+           f"{n} digits generated from z ~ N(0, I)")
+
+
+def interpolation(path, theta, side=28):
+    n = len(theta)
+    _image(path, tile(theta.reshape(n, side, side), n), "decoded along a straight line in z")
+
+
+def _scatter(fig, ax, mu, labels):
+    """Posterior means coloured by digit; projected to their 2 principal axes when Z > 2."""
+    Z = mu.shape[1]
+    if Z == 1:
+        pts, axes = np.column_stack([mu[:, 0], np.zeros(len(mu))]), ("z₁", "")
+    elif Z == 2:
+        pts, axes = mu, ("z₁", "z₂")
+    else:
+        centred = mu - mu.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        pts = centred @ vt[:2].T                                      # (N, 2)
+        share = s[:2] ** 2 / np.sum(s ** 2)
+        axes = (f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%})")
+    sc = ax.scatter(pts[:, 0], pts[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=2,
+                    alpha=0.6, rasterized=True)
+    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(f"test posterior means μ (latent dim {Z})", fontsize=9)
+
+
+def latent(path, mu, labels, decode=None, n=20, side=28):
+    """The latent space: a scatter of μ; with a 2-D latent and `decode`, also the learned
+    manifold of Kingma & Welling (2014) Fig. 4 — θ(z) over a grid through Φ⁻¹(0.05 … 0.95)."""
+    two = mu.shape[1] == 2 and decode is not None
+    fig = Figure(figsize=(12 if two else 6, 5.5))
+    _scatter(fig, fig.add_subplot(1, 2 if two else 1, 1), mu, labels)
+    if two:
+        q = norm.ppf(np.linspace(0.05, 0.95, n))
+        z = np.array([[a, b] for b in q[::-1] for a in q])               # (n·n, 2), z₂ up
+        theta = decode(z)                                                 # (n·n, side²)
+        ax = fig.add_subplot(1, 2, 2)
+        ax.imshow(tile(theta.reshape(n * n, side, side), n), cmap="gray_r", vmin=0, vmax=1,
+                  extent=(q[0], q[-1], q[0], q[-1]))
+        ax.set_xlabel("z₁")
+        ax.set_ylabel("z₂")
+        ax.set_title("learned manifold θ(z), z on a grid of Φ⁻¹(0.05 … 0.95)", fontsize=9)
+    _save(fig, path)
+
+
+def draw_run(out, model, history, test_images, test_labels, cfg, rng=None):
+    """All pictures of a finished run into the folder `out`."""
+    from . import data
+    rng = rng if rng is not None else np.random.default_rng([cfg.seed, 4])
+    flat = test_images.reshape(len(test_images), -1)
+    elbo_curves(out / "elbo.png", history, cfg.binarize)
+    n = min(10, len(flat))
+    x = data.batch_into(flat, np.arange(n), cfg.binarize, rng,
+                        np.empty((n, flat.shape[1]), model.dtype))
+    mu, _ = model.encode(x)
+    reconstructions(out / "reconstructions.png", x, model.decode(mu))
+    samples(out / "samples.png", model.decode(rng.standard_normal((64, model.latent_dim))))
+    m = min(5000, len(flat))
+    xs = data.batch_into(flat, np.arange(m), cfg.binarize, rng,
+                         np.empty((m, flat.shape[1]), model.dtype))
+    latent(out / "latent.png", model.encode(xs)[0], test_labels[:m], decode=model.decode)

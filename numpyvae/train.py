@@ -1,0 +1,366 @@
+"""`python -m numpyvae.train`: the source notebook's training run, done right.
+
+With no flags: MNIST, threshold binarization, batch 128, hidden 200, latent 20, Adam lr 1e-3,
+20 epochs, seed 0. Reports −ELBO in nats per image (the notebook printed the batch sum times
+the batch size). Writes into --out (default runs/<timestamp>): config.json, metrics.csv,
+checkpoint.npz (every epoch, atomically) and the pictures of numpyvae/plots.py.
+
+Determinism: the model is initialised from default_rng(seed); shuffling, ε and dynamic
+binarization all come from one training Generator whose state is checkpointed, so a run
+resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continues exactly as
+the uninterrupted run would have.
+"""
+import argparse
+import logging
+import csv
+import io
+import json
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from . import data
+from .adam import Adam
+from .likelihood import neg_elbo_per_image
+from .model import VAE
+
+EXIT_INTERRUPTED = 130
+EXIT_NONFINITE = 3
+
+
+@dataclass
+class Config:
+    dataset: str = "mnist"
+    epochs: int = 20
+    batch_size: int = 128
+    hidden_dim: int = 200
+    latent_dim: int = 20
+    lr: float = 1e-3
+    seed: int = 0
+    binarize: str = "threshold"
+    samples: int = 1            # L, noise samples per image per step
+    dtype: str = "float32"
+    backend: str = "numba"
+    limit: int = 0              # use only the first N train and test images (0: all)
+    x_dim: int = 784
+    data_dir: str = None        # None: ~/datasets
+
+    # What a resumed run must share with the run it continues.
+    FIXED = ("dataset", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
+             "samples", "dtype", "limit", "x_dim")
+
+
+def train_generator(seed):
+    """The one Generator behind shuffling, ε and dynamic binarization."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 1])))
+
+
+def eval_generator(seed, purpose):
+    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures)."""
+    return np.random.default_rng([seed, purpose])
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser():
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m numpyvae.train",
+        description="Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
+    # Defaults are None so that --resume can tell which flags were given.
+    p.add_argument("--epochs", type=_positive_int, help=f"total epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
+    p.add_argument("--hidden-dim", type=_positive_int, help=f"default {d.hidden_dim}")
+    p.add_argument("--latent-dim", type=_positive_int, help=f"default {d.latent_dim}")
+    p.add_argument("--lr", type=_positive_float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--seed", type=_nonnegative_int, help=f"default {d.seed}")
+    p.add_argument("--binarize", choices=data.BINARIZE_MODES,
+                   help="threshold: round(x/255) (the notebook's, default); dynamic: a fresh "
+                        "Bernoulli(x/255) draw per batch; none: grey levels")
+    p.add_argument("--samples", type=_positive_int,
+                   help="noise samples L per image per step (default 1)")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), help="default mnist")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset is looked for and cached (default ~/datasets)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
+    p.add_argument("--backend", choices=("numba", "numpy"),
+                   help="numba: fused kernels (default); numpy: the plain readable path")
+    p.add_argument("--limit", type=_nonnegative_int,
+                   help="use only the first N training and test images (quick runs; 0 = all)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint up to --epochs")
+    return p
+
+
+class UsageError(Exception):
+    pass
+
+
+def resolve_config(args):
+    """The run's Config from the flags, or, with --resume, from the checkpoint in --out."""
+    given = {f.name: getattr(args, f.name) for f in fields(Config)
+             if getattr(args, f.name, None) is not None}
+    if not args.resume:
+        return Config(**given), None
+    if args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    path = Path(args.out) / "checkpoint.npz"
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}; start a new run without --resume")
+    ck = ckpt_io.load(path)
+    saved = Config(**{k: v for k, v in ck.config.items() if k in {f.name for f in fields(Config)}})
+    for name in Config.FIXED:
+        if name in given and given[name] != getattr(saved, name):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {given[name]} differs from the run's {getattr(saved, name)} "
+                             f"({path}); a resumed run keeps its hyper-parameters")
+    for name in ("epochs", "backend", "data_dir"):
+        if name in given:
+            setattr(saved, name, given[name])
+    return saved, ck
+
+
+# ---------------------------------------------------------------------------- training
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints, then exits."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            tqdm.write(f"\n{signal.Signals(signum).name}: finishing this step and writing a "
+                       "checkpoint…", file=sys.stderr)
+        else:
+            tqdm.write("already stopping; the checkpoint is being written", file=sys.stderr)
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def evaluate_test(model, images, cfg, batch=1000):
+    """Test −ELBO per image and its two parts, each a float (nats/image); fixed ε and binarization."""
+    rng_eps, rng_bin = eval_generator(cfg.seed, 2), eval_generator(cfg.seed, 3)
+    flat = images.reshape(len(images), -1)
+    buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
+    recon = kl = 0.0
+    for start in range(0, len(flat), batch):
+        idx = np.arange(start, min(start + batch, len(flat)))
+        x = data.batch_into(flat, idx, cfg.binarize, rng_bin, buf)
+        eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
+        r, k = neg_elbo_per_image(model, x, eps)
+        recon += r.sum()
+        kl += k.sum()
+    n = len(flat)
+    return (recon + kl) / n, recon / n, kl / n
+
+
+def write_metrics(path, history, mode):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(ckpt_io.HISTORY_COLUMNS) + ["binarize"])
+    for i in range(len(history["epoch"])):
+        row = [int(history["epoch"][i])] + [repr(float(history[c][i]))
+                                            for c in ckpt_io.HISTORY_COLUMNS[1:]]
+        w.writerow(row + [mode])
+    ckpt_io.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+
+
+class NonFinite(Exception):
+    pass
+
+
+def run(cfg, out, resume=None, log=print):
+    """Train according to cfg into the folder `out`; returns the final history dict.
+
+    resume: a checkpoint.Checkpoint to continue from, or None for a fresh run.
+    Raises NonFinite when a loss or gradient stops being finite; returns normally also when
+    stopped by a signal (then `run.stopped` holds the signal number).
+    """
+    train_x, _ = data.load(cfg.dataset, "train", cfg.data_dir)
+    test_x, test_y = data.load(cfg.dataset, "test", cfg.data_dir)
+    if cfg.limit:
+        train_x, test_x, test_y = train_x[:cfg.limit], test_x[:cfg.limit], test_y[:cfg.limit]
+    train_flat = train_x.reshape(len(train_x), -1)                  # (N, 784) uint8
+    cfg.x_dim = train_flat.shape[1]
+    N, B, L = len(train_flat), cfg.batch_size, cfg.samples
+
+    model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
+                backend=cfg.backend)
+    opt = Adam(model.num_params, cfg.dtype, lr=cfg.lr, backend=cfg.backend)
+    rng = train_generator(cfg.seed)
+    history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
+    start_epoch, start_step, order, running, elapsed = 0, 0, None, 0.0, 0.0
+    if resume is not None:
+        model.load_params(resume.params)
+        opt.m[...], opt.v[...], opt.t = resume.adam_m, resume.adam_v, resume.adam_t
+        rng.bit_generator.state = resume.rng_state
+        history = {c: list(v) for c, v in resume.history.items()}
+        start_epoch, start_step = resume.epoch, resume.step_in_epoch
+        if start_step:
+            order, running, elapsed = resume.order, resume.running_loss, resume.epoch_elapsed
+            if len(order) != N:
+                raise UsageError(f"the checkpoint's shuffle covers {len(order)} images, "
+                                 f"the dataset has {N}")
+    config = dict(asdict(cfg), num_params=model.num_params)
+    ckpt_io.atomic_write(out / "config.json",
+                         lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
+
+    gflat, grads = model.new_grads()
+    finite = np.empty(gflat.shape, bool)
+    xbuf = np.empty((B, cfg.x_dim), model.dtype)           # the batch, reused every step
+    xscratch = np.empty((B, cfg.x_dim), np.uint8)          # its gathered uint8 pixels
+    eps_bufs = {}                                       # batch size -> (L, b, Z) buffer
+    steps = data.num_batches(N, B)
+    ckpt_path = out / "checkpoint.npz"
+    stop = StopRequest()
+    run.stopped = None
+
+    def snapshot(epoch, step, order, running, elapsed):
+        return ckpt_io.Checkpoint(
+            params={k: v.copy() for k, v in model.params.items()}, config=config,
+            adam_m=opt.m.copy(), adam_v=opt.v.copy(), adam_t=opt.t,
+            rng_state=rng.bit_generator.state, epoch=epoch, step_in_epoch=step,
+            order=order if step else np.zeros(0, np.int64), running_loss=running,
+            epoch_elapsed=elapsed, history=history)
+
+    with stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            if order is None or start_step == 0:
+                order, running, elapsed, start_step = data.epoch_order(N, rng), 0.0, 0.0, 0
+            bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
+            t0 = time.perf_counter()
+            for step in range(start_step, steps):
+                idx = order[step * B:(step + 1) * B]
+                b = len(idx)
+                x = data.batch_into(train_flat, idx, cfg.binarize, rng, xbuf, scratch=xscratch)
+                if b not in eps_bufs:
+                    eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
+                eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
+                loss, _ = model.loss_and_grads(x, eps if L > 1 else eps[0], out=grads)
+                np.isfinite(gflat, out=finite)
+                if not (np.isfinite(loss) and finite.all()):
+                    bar.close()
+                    what = "loss" if not np.isfinite(loss) else "gradient"
+                    raise NonFinite(f"non-finite {what} at epoch {epoch + 1}, step {step + 1} "
+                                    f"of {steps}; training stopped")
+                opt.step(model.flat, gflat)
+                running += loss
+                bar.update()
+                if step % 20 == 0 or step == steps - 1:
+                    bar.set_postfix_str(f"−ELBO/image {running / min(N, (step + 1) * B):.2f}",
+                                        refresh=False)
+                if stop.signum is not None and step < steps - 1:
+                    elapsed += time.perf_counter() - t0
+                    bar.close()
+                    ckpt_io.save(ckpt_path, snapshot(epoch, step + 1, order, running, elapsed))
+                    run.stopped = stop.signum
+                    return history
+            elapsed += time.perf_counter() - t0
+            bar.close()
+            test, recon, kl = evaluate_test(model, test_x, cfg)
+            row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
+                       test_recon=recon, test_kl=kl, epoch_seconds=elapsed)
+            for c in ckpt_io.HISTORY_COLUMNS:
+                history[c].append(float(row[c]))
+            ckpt_io.save(ckpt_path, snapshot(epoch + 1, 0, None, 0.0, 0.0))
+            write_metrics(out / "metrics.csv", history, cfg.binarize)
+            log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
+                f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
+                f"[{cfg.binarize}]  {elapsed:.2f} s")
+            order, start_step = None, 0
+            if stop.signum is not None:
+                run.stopped = stop.signum
+                return history
+    from . import plots
+    plots.draw_run(out, model, history, test_x, test_y, cfg)
+    return history
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
+    try:
+        cfg, resume = resolve_config(args)
+        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
+            "%Y-%m-%d_%H-%M-%S")
+        if not args.resume and (out / "checkpoint.npz").exists():
+            raise UsageError(f"{out} already holds a run (checkpoint.npz); continue it with "
+                             f"--resume --out {out}, or choose another --out")
+        if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
+            print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
+                  "nothing to do")
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
+              f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
+              f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
+        run(cfg, out, resume)
+    except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFinite as e:
+        kept = out / "checkpoint.npz"
+        print(f"error: {e}. The last good checkpoint is kept"
+              + (f": {kept}" if kept.exists() else " (none was written yet)"), file=sys.stderr)
+        return EXIT_NONFINITE
+    if run.stopped is not None:
+        print(f"stopped by {signal.Signals(run.stopped).name}; checkpoint written to "
+              f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
+              f"--out {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""`python -m numpyvae.train` through main(argv), on synthetic data (tests/fake_mnist.py).
+
+Oracles: the uninterrupted run (exact resume must reproduce it bit for bit); the files the run
+wrote; the Torch reference Model loaded from the checkpoint (same −ELBO).
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fake_mnist
+import numpyvae.data
+from numpyvae import checkpoint as ck
+from numpyvae import train
+from numpyvae.likelihood import neg_elbo_per_image
+from numpyvae.model import VAE
+from reference.model import from_params, neg_elbo
+
+TESTS = str(Path(__file__).parent)
+QUICK = ["--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "100"]
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch):
+    fake_mnist.install(monkeypatch)
+
+
+def run(tmp_path, *argv, name="run"):
+    out = tmp_path / name
+    code = train.main([*QUICK, "--out", str(out), *argv])
+    return code, out
+
+
+def test_smoke_run_writes_everything(tmp_path, capsys):
+    code, out = run(tmp_path, "--epochs", "2", "--latent-dim", "2")
+    assert code == 0
+    for f in ("config.json", "metrics.csv", "checkpoint.npz", "elbo.png", "reconstructions.png",
+              "samples.png", "latent.png"):
+        assert (out / f).stat().st_size > 0, f
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(ck.HISTORY_COLUMNS) <= set(rows[0]) and rows[0]["binarize"] == "threshold"
+    r = rows[-1]
+    assert np.isclose(float(r["test_neg_elbo"]), float(r["test_recon"]) + float(r["test_kl"]))
+    assert 0 < float(r["test_neg_elbo"]) < 784 * np.log(2)      # learnt something per image
+    config = json.loads((out / "config.json").read_text())
+    assert config["latent_dim"] == 2 and config["binarize"] == "threshold"
+    printed = capsys.readouterr().out
+    assert "nats/image [threshold]" in printed and "epoch   2/2" in printed
+
+
+def test_defaults_are_the_notebooks():
+    d = train.Config()
+    assert (d.batch_size, d.hidden_dim, d.latent_dim, d.lr, d.epochs, d.seed, d.binarize,
+            d.dataset, d.samples) == (128, 200, 20, 1e-3, 20, 0, "threshold", "mnist", 1)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--epochs", "0"], "--epochs"), (["--batch-size", "-3"], "--batch-size"),
+    (["--hidden-dim", "0"], "--hidden-dim"), (["--latent-dim", "two"], "--latent-dim"),
+    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "-1e-3"], "--lr"),
+    (["--samples", "0"], "--samples"), (["--seed", "-1"], "--seed"),
+    (["--binarize", "otsu"], "--binarize"), (["--dataset", "cifar10"], "--dataset"),
+    (["--dtype", "float16"], "--dtype"), (["--backend", "jax"], "--backend"),
+    (["--unknown-flag"], "unrecognized arguments")])
+def test_bad_flags_are_refused(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_bad_resume_requests(tmp_path, capsys):
+    assert train.main(["--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert train.main(["--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    code, out = run(tmp_path, "--epochs", "1")
+    assert train.main([*QUICK, "--out", str(out), "--epochs", "2"]) == 2    # would overwrite
+    assert "already holds a run" in capsys.readouterr().err
+    assert train.main(["--resume", "--out", str(out), "--lr", "0.01", "--epochs", "2"]) == 2
+    assert "--lr 0.01 differs" in capsys.readouterr().err
+    (out / "checkpoint.npz").write_bytes(b"garbage")
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 1
+    assert "not a readable" in capsys.readouterr().err
+
+
+def run_state(out):
+    c = ck.load(out / "checkpoint.npz")
+    hist = {k: v for k, v in c.history.items() if k != "epoch_seconds"}
+    return c, hist
+
+
+def assert_same_run(a_out, b_out):
+    a, ha = run_state(a_out)
+    b, hb = run_state(b_out)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert np.array_equal(a.adam_m, b.adam_m) and np.array_equal(a.adam_v, b.adam_v)
+    assert a.adam_t == b.adam_t and a.rng_state == b.rng_state and ha == hb
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_resume_is_exact(tmp_path, backend):
+    """A 4-epoch run equals a 2-epoch run resumed to 4: params, Adam, metrics bit-identical."""
+    extra = ["--backend", backend, "--binarize", "dynamic", "--samples", "2"]
+    assert run(tmp_path, "--epochs", "4", *extra, name="full")[0] == 0
+    assert run(tmp_path, "--epochs", "2", *extra, name="half")[0] == 0
+    assert train.main(["--resume", "--out", str(tmp_path / "half"), "--epochs", "4"]) == 0
+    assert_same_run(tmp_path / "full", tmp_path / "half")
+    rows = list(csv.DictReader(open(tmp_path / "half" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+
+
+def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
+    """SIGINT raised at a known step: checkpoint mid-epoch, exit 130, resume == uninterrupted."""
+    assert run(tmp_path, "--epochs", "2", name="full")[0] == 0
+    real, calls = numpyvae.data.batch_into, [0]
+
+    def interrupting(*a, **k):
+        calls[0] += 1
+        if calls[0] == 17:    # 12 batches + 1 test batch in epoch 1; here epoch 2, step 4
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)      # a second Ctrl-C changes nothing
+        return real(*a, **k)
+    monkeypatch.setattr(numpyvae.data, "batch_into", interrupting)
+    code, out = run(tmp_path, "--epochs", "2", name="cut")
+    assert code == train.EXIT_INTERRUPTED
+    c = ck.load(out / "checkpoint.npz")
+    assert (c.epoch, c.step_in_epoch) == (1, 4)
+    monkeypatch.setattr(numpyvae.data, "batch_into", real)
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    assert_same_run(tmp_path / "full", out)
+
+
+def test_sigint_in_a_subprocess(tmp_path):
+    """A real Ctrl-C to a real process: non-zero exit, a message, a loadable checkpoint."""
+    out = tmp_path / "run"
+    code = fake_mnist.PRELUDE.format(tests=TESTS) + (
+        f"sys.exit(main({[*QUICK, '--batch-size', '4', '--epochs', '50', '--backend', 'numpy', '--out', str(out)]!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(Path(TESTS).parent))
+    deadline = time.time() + 60
+    while not (out / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == train.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "--resume" in err
+    c = ck.load(out / "checkpoint.npz")
+    assert c.epoch >= 1
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    real, calls = VAE.loss_and_grads, [0]
+
+    def poisoned(self, x, eps, out=None):
+        calls[0] += 1
+        loss, grads = real(self, x, eps, out)
+        return (float("nan") if calls[0] == 12 + 3 else loss), grads
+    monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
+    code, out = run(tmp_path, "--epochs", "3")
+    assert code == train.EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert "non-finite loss at epoch 2, step 3" in err and "last good checkpoint is kept" in err
+    assert ck.load(out / "checkpoint.npz").epoch == 1
+
+
+def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
+    code, out = run(tmp_path, "--epochs", "2", "--dtype", "float64")
+    c = ck.load(out / "checkpoint.npz")
+    images, _ = fake_mnist.load("mnist", "test")
+    x = np.round(images.reshape(len(images), -1) / 255.0)
+    model = VAE(784, 16, 4, dtype="float64")
+    model.load_params(c.params)
+    tmodel = from_params(c.params, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    eps = rng.standard_normal((len(x), 4))
+    ours = sum(neg_elbo_per_image(model, x, eps)).sum()
+    theirs, _ = neg_elbo(tmodel, torch.tensor(x), torch.tensor(eps))
+    assert abs(ours - theirs.item()) <= 1e-10 * abs(theirs.item())       # same ε: equal
+    # Torch's own noise: equal within Monte-Carlo error (4 standard errors of the mean)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = [neg_elbo(tmodel, torch.tensor(x), torch.randn(len(x), 4))[0].item() / len(x)
+                 for _ in range(30)]
+    ours_draws = [sum(neg_elbo_per_image(model, x, rng.standard_normal((len(x), 4)))).mean()
+                  for _ in range(30)]
+    se = np.sqrt(np.var(draws) / 30 + np.var(ours_draws) / 30)
+    assert abs(np.mean(draws) - np.mean(ours_draws)) < 4 * se
+    metrics = list(csv.DictReader(open(out / "metrics.csv")))
+    assert abs(float(metrics[-1]["test_neg_elbo"]) - np.mean(draws)) < 1.0
