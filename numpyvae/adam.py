@@ -5,14 +5,20 @@ For step t = 1, 2, … and gradient g (PyTorch's single-tensor update, weight_de
     v ← β₂ v + (1 − β₂) g²
     p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)     ε outside the square root
 Works on one flat buffer, so the whole model is updated in one pass.
+backend="numba" does the same update as one numba pass (numpyvae.kernels.adam_step); it
+multiplies by 1/√(1 − β₂ᵗ) where this path divides, so the two differ by one rounding.
 """
 import numpy as np
 
 
 class Adam:
-    def __init__(self, size, dtype="float32", lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, size, dtype="float32", lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                 backend="numpy"):
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr!r}")
+        if backend not in ("numpy", "numba"):
+            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        self.backend = backend
         self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
         self.m = np.zeros(size, dtype)    # first moment  (P,)
         self.v = np.zeros(size, dtype)    # second moment (P,)
@@ -24,6 +30,13 @@ class Adam:
         b1, b2 = self.betas
         m, v, tmp = self.m, self.v, self._tmp
         self.t += 1
+        if self.backend == "numba":
+            from .kernels import adam_step
+            f = m.dtype.type
+            adam_step(params, grads, m, v, f(1 - b1), f(b2), f(1 - b2),
+                      f(1 / np.sqrt(1 - b2 ** self.t)), f(self.eps),
+                      f(self.lr / (1 - b1 ** self.t)))
+            return
         np.subtract(grads, m, out=tmp)
         tmp *= 1 - b1
         m += tmp                                  # m ← m + (1−β₁)(g − m)

@@ -1,0 +1,369 @@
+"""Numba kernels that fuse the elementwise work around the matrix products of a step.
+
+BLAS stays BLAS: every matrix product is `np.matmul(..., out=...)` in numpyvae/fused.py.
+These kernels do what lies between the products, in one pass each, writing into arrays
+passed in (so a training step allocates nothing):
+
+    bias_leaky_relu            h ← lrelu(a + b)                       in place    (N, H)
+    leaky_relu_backward_bias   d ← d ⊙ lrelu'(h),  db = Σ_rows d      in place    (N, H)
+    reparameterize             μ, v ← μ + b_μ, v + b_v;  σ = e^{v/2};  z = μ + σ ε;  KL
+    reparameterize_backward    dμ, dv, db_μ, db_v from dz and the KL's own gradient
+    bernoulli_logits[_f32]     ℓ = a + b;  Σ BCE(x, ℓ);  ℓ ← (sigmoid(ℓ) − x)/L;  db    (N, D)
+    bernoulli_loglik_rows[_f32] out_i = −Σ_j BCE(x, a_ij + b_j)   (the IWAE's log p(x|z))
+    adam_step                  torch.optim.Adam's update over one flat buffer
+    gather_binarize            out = binarize(images[idx]) from uint8, modes threshold/dynamic/none
+
+Each kernel is plain Python here and is jitted once, at the bottom of this file, so
+`kernel.py_func` is the un-jitted version the tests compare against. No `fastmath`: results
+must match the NumPy oracle and PyTorch. `error_model="numpy"` drops Python's zero-division
+check, without which LLVM will not vectorize a loop that divides.
+
+Why there are `_f32` variants: glibc's scalar expf/log1pf cannot be vectorized (numba has no
+SVML here) and cost 4–5 ns each, more than the matrix products around them. For float32 the
+`_f32` kernels use the polynomials below in float32 arithmetic, which LLVM vectorizes; their
+error is ≤ a few float32 ulps (checked in tests/test_kernels.py). float64 uses libm through
+the generic kernels, so both backends agree to ~1e-15 there.
+
+Deterministic by construction: every kernel is single-threaded and every reduction runs in
+a fixed order (column sums add rows in order; loss sums are accumulated in float64).
+Threads were tried for Adam: numba's OpenMP workers spin after a parallel region and fight
+OpenBLAS's two threads for the two cores, which made the whole step several times slower.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+# ---------------------------------------------------------------------------------------------
+# float32 exp(−t) and log1p(e), vectorizable (plain arithmetic and bit operations)
+
+# exp(−t) = e^r · 2^(−k),  k = round(t / ln 2),  r = k ln 2 − t ∈ [−ln2/2, ln2/2]  (Cody–Waite:
+# ln 2 = LN2_HI + LN2_LO with LN2_HI exact in 9 bits, so k·LN2_HI is exact for k < 2^15).
+F32_INV_LN2 = np.float32(1.4426950408889634)
+F32_LN2_HI = np.float32(0.693359375)
+F32_LN2_LO = np.float32(-2.12194440e-4)
+F32_HALF = np.float32(0.5)
+F32_ONE = np.float32(1.0)
+F32_TWO = np.float32(2.0)
+F32_ZERO = np.float32(0.0)
+# t is clamped here so e^(−t) stays a normal float32 (e^(−87) ≈ 1.6e-38); beyond it the
+# value only enters as log1p(e) ≈ e ≈ 0 or sigmoid ≈ e ≈ 0, both far below one ulp of the sums.
+F32_T_MAX = np.float32(87.0)
+# Taylor coefficients of e^r to degree 7: the remainder r⁸/8! ≤ 5.2e-9 < float32 ulp/2 at 1.
+F32_EXP_C = tuple(np.float32(1.0 / math.factorial(n)) for n in range(8))
+# log1p(e) = 2 atanh(s) = 2s Σ_n s^(2n)/(2n+1), s = e/(2+e) ∈ (0, 1/3] for e ∈ (0, 1];
+# seven terms leave (1/9)^7/15 ≤ 1.4e-8 relative.
+F32_LOG1P_C = tuple(np.float32(1.0 / (2 * n + 1)) for n in range(7))
+
+
+def exp_neg_f32(t):
+    """e^(−t) for float32 t ≥ 0 (NaN gives e^(−87): callers propagate NaN themselves)."""
+    t = t if t < F32_T_MAX else F32_T_MAX
+    i = np.int32(t * F32_INV_LN2 + F32_HALF)                 # round(t / ln2), 0 … 126
+    k = np.float32(i)
+    r = (k * F32_LN2_HI - t) + k * F32_LN2_LO                # k ln2 − t
+    c = F32_EXP_C
+    p = c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    return p * np.int32((127 - i) << 23).view(np.float32)      # 2^(−i): biased exponent 127 − i
+
+
+def log1p_f32(e):
+    """log(1 + e) for float32 e ∈ [0, 1], accurate to a few ulps (relative)."""
+    s = e / (F32_TWO + e)
+    s2 = s * s
+    c = F32_LOG1P_C
+    p = c[6]
+    p = p * s2 + c[5]
+    p = p * s2 + c[4]
+    p = p * s2 + c[3]
+    p = p * s2 + c[2]
+    p = p * s2 + c[1]
+    p = p * s2 + c[0]
+    return F32_TWO * s * p
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear layers' bias and LeakyReLU
+
+def bias_leaky_relu(a, b, slope):
+    """a ← lrelu(a + b) in place.  a: (N, H) = x Wᵀ from BLAS, b: (H,), slope: a's dtype.
+
+    The backward only needs the sign of the input, and lrelu(a) > 0 ⟺ a > 0 (slope > 0),
+    so the output alone is kept."""
+    N, H = a.shape
+    for i in range(N):
+        for j in range(H):
+            v = a[i, j] + b[j]
+            a[i, j] = v if v > 0 else v * slope
+
+
+def leaky_relu_backward_bias(d, h, slope, db):
+    """d ← d ⊙ lrelu'(·) in place, given the layer's output h; db = Σ_rows d (the bias grad).
+
+    d, h: (N, H); db: (H,). lrelu' is 1 where h > 0, else slope (Torch's choice at 0)."""
+    N, H = d.shape
+    for j in range(H):
+        db[j] = 0
+    for i in range(N):
+        for j in range(H):
+            v = d[i, j] if h[i, j] > 0 else d[i, j] * slope
+            d[i, j] = v
+            db[j] += v
+
+
+# ---------------------------------------------------------------------------------------------
+# Reparameterization and the Gaussian KL (Kingma & Welling 2014, §2.4 and App. B)
+
+def reparameterize(mu, b_mu, logvar, b_logvar, eps, sigma, z):
+    """μ += b_μ, v += b_v (in place); σ = e^{v/2}; z[l] = μ + σ ε[l]; returns Σ KL (float64).
+
+    mu, logvar, sigma: (B, Z); eps, z: (L, B, Z).
+    KL = ½ Σ (μ² + e^v − 1 − v)."""
+    L, B, Z = eps.shape
+    kl = 0.0
+    for i in range(B):
+        for j in range(Z):
+            m = mu[i, j] + b_mu[j]
+            v = logvar[i, j] + b_logvar[j]
+            mu[i, j] = m
+            logvar[i, j] = v
+            s = np.exp(v * 0.5)
+            sigma[i, j] = s
+            mf, vf = np.float64(m), np.float64(v)
+            kl += 0.5 * (mf * mf + np.exp(vf) - 1.0 - vf)
+    for l in range(L):
+        for i in range(B):
+            for j in range(Z):
+                z[l, i, j] = mu[i, j] + sigma[i, j] * eps[l, i, j]
+    return kl
+
+
+def reparameterize_backward(dz, eps, mu, logvar, sigma, dmu, dlogvar, db_mu, db_logvar):
+    """Gradients at μ and v = log σ² of the reconstruction (through z) plus the KL.
+
+    z = μ + e^{v/2} ε:  ∂z/∂μ = 1, ∂z/∂v = ½ σ ε;   ∂KL/∂μ = μ, ∂KL/∂v = ½ (e^v − 1).
+    dz, eps: (L, B, Z); the rest (B, Z); db_*: (Z,) = Σ_b of dμ, dv (the biases' gradients)."""
+    L, B, Z = eps.shape
+    for j in range(Z):
+        db_mu[j] = 0
+        db_logvar[j] = 0
+    for i in range(B):
+        for j in range(Z):
+            g_mu = dz[0, i, j]
+            g_ze = dz[0, i, j] * eps[0, i, j]
+            for l in range(1, L):
+                g_mu += dz[l, i, j]
+                g_ze += dz[l, i, j] * eps[l, i, j]
+            dm = g_mu + mu[i, j]
+            dv = g_ze * (sigma[i, j] * 0.5) + 0.5 * (np.exp(logvar[i, j]) - 1.0)
+            dmu[i, j] = dm
+            dlogvar[i, j] = dv
+            db_mu[j] += dmu[i, j]
+            db_logvar[j] += dlogvar[i, j]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bernoulli likelihood from logits (see numpyvae/loss.py for the derivation)
+#   BCE(x, ℓ) = max(ℓ, 0) − x ℓ + log1p(e^{−|ℓ|}),   ∂/∂ℓ = sigmoid(ℓ) − x
+#   sigmoid(ℓ) = 1/(1+e) for ℓ ≥ 0, e/(1+e) for ℓ < 0,   e = e^{−|ℓ|}
+
+def bernoulli_logits(logits, b, x, scale, db, colsum, row):
+    """Bias, loss and gradient of the reconstruction term in one pass (libm exp/log1p).
+
+    logits: (N, D) = g2 W_outᵀ from BLAS, N = L·B, row r belonging to image r % B;
+    b: (D,); x: (B, D). In place: logits ← dℓ = (sigmoid(ℓ) − x)·scale (scale = 1/L).
+    db ← Σ_rows dℓ (the output bias's gradient). Returns Σ BCE over all N·D entries: each
+    row's terms go to `row` (D,) scratch, are added per column into colsum (D,) float64,
+    and the columns are summed last — a fixed order, so the same bits every run."""
+    N, D = logits.shape
+    B = x.shape[0]
+    for j in range(D):
+        colsum[j] = 0.0
+        db[j] = 0
+    for r in range(N):
+        i = r % B
+        for j in range(D):
+            a = logits[r, j] + b[j]
+            af, xf = np.float64(a), np.float64(x[i, j])
+            e = np.exp(-abs(af))
+            row[j] = (af if af > 0 else 0.0) - xf * af + np.log1p(e)
+            q = 1.0 / (1.0 + e)
+            s = q if af >= 0 else e * q
+            g = (s - xf) * scale
+            logits[r, j] = g
+            db[j] += logits[r, j]
+        for j in range(D):
+            colsum[j] += row[j]
+    total = 0.0
+    for j in range(D):
+        total += colsum[j]
+    return total
+
+
+def bernoulli_logits_f32(logits, b, x, scale, db, colsum, row):
+    """bernoulli_logits for float32, with the vectorizable exp_neg_f32 / log1p_f32.
+
+    Same arguments (scale a float32, row float32). Each term is formed in float32, as NumPy
+    and Torch do in float32; the per-column sums are float64. (Accumulating float64 inside
+    the main loop would stop LLVM vectorizing it, hence the float32 row.)"""
+    N, D = logits.shape
+    B = x.shape[0]
+    for j in range(D):
+        colsum[j] = 0.0
+        db[j] = 0
+    for r in range(N):
+        i = r % B
+        for j in range(D):
+            a = logits[r, j] + b[j]
+            xv = x[i, j]
+            e = exp_neg_f32(abs(a))
+            row[j] = (a if a > F32_ZERO else F32_ZERO) - xv * a + log1p_f32(e)
+            q = F32_ONE / (F32_ONE + e)
+            s = q if a >= F32_ZERO else e * q
+            s = s if a == a else a                               # NaN stays NaN
+            g = (s - xv) * scale
+            logits[r, j] = g
+            db[j] += g
+        for j in range(D):
+            colsum[j] += row[j]
+    total = 0.0
+    for j in range(D):
+        total += colsum[j]
+    return total
+
+
+def bernoulli_loglik_rows(logits, b, x, out):
+    """out[r] = log p(x_{r % B} | z_r) = −Σ_j BCE(x, logits[r, j] + b_j), float64 (libm).
+
+    logits: (N, D), b: (D,), x: (B, D), out: (N,) float64. logits are left unchanged."""
+    N, D = logits.shape
+    B = x.shape[0]
+    for r in range(N):
+        i = r % B
+        acc = 0.0
+        for j in range(D):
+            af = np.float64(logits[r, j] + b[j])
+            acc += (af if af > 0 else 0.0) - np.float64(x[i, j]) * af + np.log1p(np.exp(-abs(af)))
+        out[r] = -acc
+
+
+def bernoulli_loglik_rows_f32(logits, b, x, out, row):
+    """bernoulli_loglik_rows for float32, vectorized: each row's terms go to `row` (D,)
+    float32 scratch in one vectorized pass, then are summed in float64 over 8 fixed lanes."""
+    N, D = logits.shape
+    B = x.shape[0]
+    D8 = D - D % 8
+    for r in range(N):
+        i = r % B
+        for j in range(D):
+            a = logits[r, j] + b[j]
+            row[j] = ((a if a > F32_ZERO else F32_ZERO) - x[i, j] * a
+                      + log1p_f32(exp_neg_f32(abs(a))))
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for j in range(0, D8, 8):
+            s0 += row[j]
+            s1 += row[j + 1]
+            s2 += row[j + 2]
+            s3 += row[j + 3]
+            s4 += row[j + 4]
+            s5 += row[j + 5]
+            s6 += row[j + 6]
+            s7 += row[j + 7]
+        for j in range(D8, D):
+            s0 += row[j]
+        out[r] = -(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Adam over one flat buffer (numpyvae/adam.py has the formulas and the NumPy version)
+
+def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step_size):
+    """One in-place Adam update of params (P,) from grads (P,); m, v (P,) the moments.
+
+    m ← m + (1−β₁)(g − m);   v ← β₂ v + (1−β₂) g g;   p ← p − step_size · m / (√v · c + ε)
+    with c = 1/√(1−β₂ᵗ). All scalars in params' dtype. NumPy's path divides by √(1−β₂ᵗ)
+    in float64 instead of multiplying by c: this differs by at most one rounding, and the
+    float64 division alone (not vectorized 8-wide) would double this pass's time."""
+    for k in range(params.shape[0]):
+        g = grads[k]
+        mk = m[k] + (g - m[k]) * one_minus_b1
+        vk = v[k] * b2 + (g * one_minus_b2) * g
+        m[k] = mk
+        v[k] = vk
+        params[k] -= (mk / (np.sqrt(vk) * inv_sqrt_bc2 + eps)) * step_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: gather rows of the uint8 images and binarize them into a reused float buffer
+# (numpyvae/data.py's binarize_into, the same numbers)
+
+THRESHOLD, DYNAMIC, NONE = 0, 1, 2
+BINARIZE_CODES = {"threshold": THRESHOLD, "dynamic": DYNAMIC, "none": NONE}
+
+
+def gather_binarize(images, idx, mode, uniforms, out):
+    """out[i] = binarize(images[idx[i]]) for i < B; returns out[:B].
+
+    images: uint8 (N, D); idx: integer (B,); out: float (≥ B, D).
+    mode THRESHOLD: [x ≥ 128] = round(x/255);  DYNAMIC: [255·u < x] with u = uniforms (B, D)
+    in out's dtype, drawn by the caller (rng.random(out=..., dtype=...)), i.e. x̃ ~
+    Bernoulli(x/255);  NONE: x/255. uniforms may be None unless mode is DYNAMIC."""
+    N, D = images.shape
+    B = idx.shape[0]
+    for i in range(B):
+        if idx[i] < 0 or idx[i] >= N:
+            raise IndexError("gather_binarize: an index is outside 0 … N-1")
+    if uniforms is None:
+        if mode == DYNAMIC:
+            raise ValueError("gather_binarize: mode 'dynamic' needs uniforms")
+        for i in range(B):
+            row = idx[i]
+            for j in range(D):
+                p = images[row, j]
+                if mode == THRESHOLD:
+                    out[i, j] = 1 if p >= 128 else 0
+                else:
+                    out[i, j] = p / 255            # float64 quotient, rounded once to out's dtype
+    else:
+        if uniforms.shape[0] < B or uniforms.shape[1] != D:
+            raise ValueError("gather_binarize: uniforms must be at least (B, D)")
+        for i in range(B):
+            row = idx[i]
+            for j in range(D):
+                p = images[row, j]
+                if mode == THRESHOLD:
+                    out[i, j] = 1 if p >= 128 else 0
+                elif mode == DYNAMIC:
+                    out[i, j] = uniforms[i, j] * 255       # rounded to out's dtype, as NumPy's
+                    out[i, j] = 1 if out[i, j] < p else 0
+                else:
+                    out[i, j] = p / 255
+    return out[:B]
+
+
+# ---------------------------------------------------------------------------------------------
+# The one place where kernels are jitted.  cache=True: a second start loads the machine code
+# from __pycache__ instead of compiling.
+
+_jit = njit(cache=True, error_model="numpy")
+_inline = njit(cache=True, error_model="numpy", inline="always")
+
+exp_neg_f32 = _inline(exp_neg_f32)
+log1p_f32 = _inline(log1p_f32)
+bias_leaky_relu = _jit(bias_leaky_relu)
+leaky_relu_backward_bias = _jit(leaky_relu_backward_bias)
+reparameterize = _jit(reparameterize)
+reparameterize_backward = _jit(reparameterize_backward)
+bernoulli_logits = _jit(bernoulli_logits)
+bernoulli_logits_f32 = _jit(bernoulli_logits_f32)
+bernoulli_loglik_rows = _jit(bernoulli_loglik_rows)
+bernoulli_loglik_rows_f32 = _jit(bernoulli_loglik_rows_f32)
+adam_step = _jit(adam_step)
+gather_binarize = _jit(gather_binarize)

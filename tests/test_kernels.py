@@ -1,0 +1,227 @@
+"""The numba kernels (numpyvae/kernels.py), each against two oracles: its own un-jitted Python
+(`kernel.py_func`, which shows the jitting changed nothing) and a NumPy expression of the same
+formula (numpyvae's NumPy path, or data.py for the batches).
+
+Tolerances, stated once (rel_err from checks.py: max |Δ| / max |ref| per array):
+- JIT vs py_func: the same operations in the same order. float64: 1e-15 (LLVM may contract
+  nothing — no fastmath — but libm calls can differ from Python's math by an ulp); float32
+  kernels: 1e-6 (the interpreter evaluates mixed float32/float64 scalar expressions in float64,
+  the JIT in float32: a few float32 ulps).
+- kernel vs NumPy: float64 1e-13 (different summation orders over ≤ 1000 terms); float32 1e-6
+  for elementwise results (the float32 exp/log1p polynomials are within a few ulps of libm,
+  ulp = 6e-8), and 1e-6 for float64-accumulated sums that NumPy accumulates in float32.
+- Adam: NumPy divides by √(1−β₂ᵗ) in float64, the kernel multiplies by its reciprocal — one
+  rounding apart per step; 1e-6 (float32) / 1e-13 (float64) after 50 steps.
+A planted 1e-6 error shows the float64 check rejects it.
+"""
+import numpy as np
+import pytest
+
+from checks import rel_err
+from numpyvae import data, kernels
+from numpyvae.activations import leaky_relu, leaky_relu_backward, sigmoid
+from numpyvae.adam import Adam
+from numpyvae.loss import bernoulli_nll, gaussian_kl
+
+TOL_JIT = {np.float64: 1e-15, np.float32: 1e-6}
+TOL_NUMPY = {np.float64: 1e-13, np.float32: 1e-6}
+DTYPES = [np.float64, np.float32]
+
+
+def both(kernel, *args):
+    """Run the jitted kernel and its py_func on separate copies of the array arguments."""
+    copies = [[a.copy() if isinstance(a, np.ndarray) else a for a in args] for _ in range(2)]
+    r_jit = kernel(*copies[0])
+    r_py = kernel.py_func(*copies[1])
+    return (r_jit, copies[0]), (r_py, copies[1])
+
+
+def assert_close(ours, ref, tol, what):
+    err = rel_err(ours, ref)
+    assert err <= tol, f"{what}: rel err {err:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_leaky_relu(dtype):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((37, 23)).astype(dtype)
+    b = rng.standard_normal(23).astype(dtype)
+    slope = dtype(0.2)
+    (_, (jit, *_)), (_, (py, *_)) = both(kernels.bias_leaky_relu, a, b, slope)
+    assert_close(jit, py, 0, "jit vs py_func")                  # elementwise, same arithmetic
+    assert_close(jit, leaky_relu(a + b), 0, "vs NumPy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaky_relu_backward_bias(dtype):
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((41, 19)).astype(dtype)
+    h = leaky_relu(rng.standard_normal((41, 19)).astype(dtype))
+    db = np.empty(19, dtype)
+    (_, (dj, _, _, dbj)), (_, (dp, _, _, dbp)) = both(kernels.leaky_relu_backward_bias,
+                                                      d, h, dtype(0.2), db)
+    ref = leaky_relu_backward(d, h)          # h > 0 ⟺ its input > 0
+    assert_close(dj, dp, 0, "d: jit vs py_func")
+    assert_close(dj, ref, 0, "d vs NumPy")
+    assert_close(dbj, dbp, TOL_JIT[dtype], "db: jit vs py_func")
+    assert_close(dbj, ref.sum(axis=0), TOL_NUMPY[dtype], "db vs NumPy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L", [1, 3])
+def test_reparameterize_and_backward(dtype, L):
+    rng = np.random.default_rng(2)
+    B, Z = 13, 5
+    mu0, lv0 = (rng.standard_normal((B, Z)).astype(dtype) for _ in range(2))
+    bm, bv = (rng.standard_normal(Z).astype(dtype) for _ in range(2))
+    eps = rng.standard_normal((L, B, Z)).astype(dtype)
+    sigma, z = np.empty((B, Z), dtype), np.empty((L, B, Z), dtype)
+    (klj, (muj, _, lvj, _, _, sj, zj)), (klp, (_, _, _, _, _, sp, zp)) = both(
+        kernels.reparameterize, mu0, bm, lv0, bv, eps, sigma, z)
+    mu, lv = mu0 + bm, lv0 + bv
+    ref_sigma = np.exp(0.5 * lv)
+    assert_close(zj, zp, TOL_JIT[dtype], "z: jit vs py_func")
+    assert_close(sj, ref_sigma, TOL_NUMPY[dtype], "sigma vs NumPy")
+    assert_close(zj, mu + ref_sigma * eps, TOL_NUMPY[dtype], "z vs NumPy")
+    assert abs(klj - klp) <= 1e-13 * abs(klp)
+    ref_kl = gaussian_kl(mu.astype(np.float64), lv.astype(np.float64)).sum()
+    assert abs(klj - ref_kl) <= TOL_NUMPY[dtype] * abs(ref_kl)
+
+    dz = rng.standard_normal((L, B, Z)).astype(dtype)
+    outs = [np.empty((B, Z), dtype), np.empty((B, Z), dtype), np.empty(Z, dtype), np.empty(Z, dtype)]
+    (_, rj), (_, rp) = both(kernels.reparameterize_backward, dz, eps, muj, lvj, sj, *outs)
+    ref_dmu = dz.sum(axis=0) + muj                                       # model.backward's
+    ref_dlv = (dz * eps).sum(axis=0) * (0.5 * sj) + 0.5 * (np.exp(lvj) - 1)
+    for got, py, ref, what in ((rj[5], rp[5], ref_dmu, "dmu"), (rj[6], rp[6], ref_dlv, "dlogvar"),
+                               (rj[7], rp[7], ref_dmu.sum(0), "db_mu"),
+                               (rj[8], rp[8], ref_dlv.sum(0), "db_logvar")):
+        assert_close(got, py, TOL_JIT[dtype], f"{what}: jit vs py_func")
+        assert_close(got, ref, TOL_NUMPY[dtype], f"{what} vs NumPy")
+
+
+def logits_case(dtype, N=50, B=25, D=31, grey=False, seed=3):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((N, D)) * 6).astype(dtype)
+    a[0, :6] = [0, -0.0, 40, -40, 100, -100]                  # exact zero, far tails, clamp
+    b = rng.standard_normal(D).astype(dtype)
+    x = rng.random((B, D))
+    x = (x if grey else np.round(x)).astype(dtype)
+    return a, b, x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("grey", [False, True])
+def test_bernoulli_logits(dtype, grey):
+    a, b, x = logits_case(dtype, grey=grey)
+    N, D = a.shape
+    L = N // x.shape[0]
+    kernel = kernels.bernoulli_logits_f32 if dtype == np.float32 else kernels.bernoulli_logits
+    args = (a, b, x, dtype(1.0 / L), np.empty(D, dtype), np.empty(D), np.empty(D, dtype))
+    (lj, (gj, _, _, _, dbj, _, _)), (lp, (gp, _, _, _, dbp, _, _)) = both(kernel, *args)
+    ell = (a + b).astype(np.float64)                                    # (N, D)
+    xr = np.tile(x, (L, 1)).astype(np.float64)                          # row r ↔ image r % B
+    ref_loss = bernoulli_nll(ell, xr).sum()
+    ref_g = (sigmoid(ell) - xr) / L
+    assert abs(lj - lp) <= TOL_JIT[dtype] * abs(lp)
+    assert abs(lj - ref_loss) <= TOL_NUMPY[dtype] * abs(ref_loss), (lj, ref_loss)
+    assert_close(gj, gp, TOL_JIT[dtype], "dlogits: jit vs py_func")
+    assert_close(gj, ref_g, TOL_NUMPY[dtype], "dlogits vs NumPy")
+    assert_close(dbj, ref_g.sum(axis=0), TOL_NUMPY[dtype], "db vs NumPy")
+
+
+def test_bernoulli_logits_f32_propagates_nan():
+    a, b, x = logits_case(np.float32)
+    a[3, 4] = np.nan
+    g = a.copy()
+    loss = kernels.bernoulli_logits_f32(g, b, x, np.float32(0.5), np.empty(31, np.float32),
+                                        np.empty(31), np.empty(31, np.float32))
+    assert np.isnan(loss) and np.isnan(g[3, 4]) and np.isfinite(np.delete(g.ravel(), 3 * 31 + 4)).all()
+
+
+def test_float32_exp_and_log1p_within_a_few_ulps():
+    """The polynomials behind the float32 kernels, over their whole range, against libm in
+    float64: relative error ≤ 4 float32 ulps (2.4e-7)."""
+    t = np.concatenate([np.linspace(0, 87, 200001), [0.5 * np.log(2), 1e-30]]).astype(np.float32)
+    e = np.array([kernels.exp_neg_f32(v) for v in t[::50]], np.float64)
+    ref = np.exp(-t[::50].astype(np.float64))
+    assert np.max(np.abs(e - ref) / ref) <= 2.4e-7
+    u = np.exp(-np.linspace(0, 87, 4001)).astype(np.float32)
+    got = np.array([kernels.log1p_f32(v) for v in u], np.float64)
+    ref = np.log1p(u.astype(np.float64))
+    assert np.max(np.abs(got - ref) / ref) <= 2.4e-7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bernoulli_loglik_rows(dtype):
+    a, b, x = logits_case(dtype, N=75, B=25)
+    out = np.empty(75)
+    if dtype == np.float32:
+        args, kernel = (a, b, x, out, np.empty(31, dtype)), kernels.bernoulli_loglik_rows_f32
+    else:
+        args, kernel = (a, b, x, out), kernels.bernoulli_loglik_rows
+    (_, rj), (_, rp) = both(kernel, *args)
+    ell = (a + b).astype(np.float64)
+    ref = -bernoulli_nll(ell, np.tile(x, (3, 1)).astype(np.float64)).sum(axis=1)
+    assert_close(rj[3], rp[3], TOL_JIT[dtype], "jit vs py_func")
+    assert_close(rj[3], ref, TOL_NUMPY[dtype], "vs NumPy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_kernel_equals_numpy_adam(dtype):
+    rng = np.random.default_rng(4)
+    P = 1001
+    p0 = rng.standard_normal(P).astype(dtype)
+    ours, ref = Adam(P, dtype, lr=3e-3, backend="numba"), Adam(P, dtype, lr=3e-3)
+    p_ours, p_ref = p0.copy(), p0.copy()
+    for _ in range(50):
+        g = rng.standard_normal(P).astype(dtype)
+        ours.step(p_ours, g)
+        ref.step(p_ref, g)
+    tol = TOL_NUMPY[dtype]
+    assert_close(p_ours - p0, p_ref - p0, tol, "parameter change")
+    assert_close(ours.m, ref.m, TOL_JIT[dtype], "m")            # same arithmetic for m and v
+    assert_close(ours.v, ref.v, TOL_JIT[dtype], "v")
+    assert ours.t == ref.t == 50
+
+
+@pytest.mark.parametrize("mode", ["threshold", "dynamic", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_binarize_equals_data_batch_into(mode, dtype):
+    """Same numbers as numpyvae.data.batch_into, bit for bit, given the same uniforms."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (300, 784), dtype=np.uint8)
+    images[0, :4] = [0, 127, 128, 255]
+    idx = rng.permutation(300)[:96]
+    ref = data.batch_into(images, idx, mode, np.random.default_rng(6), np.empty((128, 784), dtype))
+    u = None
+    if mode == "dynamic":
+        u = np.empty((96, 784), dtype)
+        np.random.default_rng(6).random(out=u, dtype=dtype)    # the draw batch_into makes
+    out = np.empty((128, 784), dtype)
+    code = kernels.BINARIZE_CODES[mode]
+    got = kernels.gather_binarize(images, idx, code, u, out)
+    assert got.shape == (96, 784) and np.shares_memory(got, out)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(kernels.gather_binarize.py_func(images, idx, code, u,
+                                                                  np.empty_like(out)), ref)
+
+
+def test_gather_binarize_rejects_bad_input():
+    images = np.zeros((10, 784), np.uint8)
+    out = np.empty((4, 784), np.float32)
+    with pytest.raises(IndexError):
+        kernels.gather_binarize(images, np.array([0, 10]), kernels.THRESHOLD, None, out)
+    with pytest.raises(ValueError):
+        kernels.gather_binarize(images, np.array([0, 1]), kernels.DYNAMIC, None, out)
+
+
+def test_kernel_check_rejects_a_planted_error():
+    """Planted error: a bias+LeakyReLU whose output is off by 1e-6 in one entry must fail the
+    float64 NumPy comparison above."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((20, 10)), rng.standard_normal(10)
+    got = a.copy()
+    kernels.bias_leaky_relu(got, b, 0.2)
+    got[3, 4] += 1e-6
+    with pytest.raises(AssertionError):
+        assert_close(got, leaky_relu(a + b), TOL_NUMPY[np.float64], "planted")
