@@ -48,6 +48,8 @@ def log_likelihood(model, x, k, rng, rows=5000):
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
     (samples × images per decoder call), combined with a running log-sum-exp.
+    With model.backend == "numba" the weights come from numpyvae.fused.LogWeights (the
+    decoder's bias+LeakyReLU and the per-row Bernoulli sum fused), from the same draws.
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -55,11 +57,15 @@ def log_likelihood(model, x, k, rng, rows=5000):
     B, Z = x.shape[0], model.latent_dim
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)
+    weights = log_weights
+    if getattr(model, "backend", "numpy") == "numba":
+        from .fused import LogWeights                              # same w, fused kernels
+        weights = LogWeights(model, x, min(chunk, k) * B)
     done = 0
     while done < k:
         S = min(chunk, k - done)
         eps = rng.standard_normal((S, B, Z), dtype=model.dtype)    # (S, B, Z)
-        w = log_weights(model, x, eps)                             # (S, B)
+        w = weights(model, x, eps)                                 # (S, B)
         m = w.max(axis=0)                                          # (B,)
         total = np.logaddexp(total, m + np.log(np.exp(w - m).sum(axis=0)))
         done += S

@@ -162,9 +162,19 @@ class VAE:
     `params` are views into `model.flat`; assigning through them (`params[k][...] = v`)
     changes the model.  Initialisation follows torch.nn.Linear's default distribution,
     drawn from numpy.random.default_rng(seed) layer by layer (weight, then bias).
+
+    backend: "numpy" (the functions above, the readable oracle) or "numba" (the fused step
+    of numpyvae/fused.py, the same numbers up to rounding) for `loss_and_grads`, and through
+    numpyvae.likelihood for the importance-weighted log-likelihood. `forward`, `backward`,
+    `encode` and `decode_logits` are NumPy with either.
     """
 
-    def __init__(self, x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0):
+    def __init__(self, x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0,
+                 backend="numpy"):
+        if backend not in ("numpy", "numba"):
+            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        self.backend = backend
+        self._fused = None                       # numpyvae.fused.FusedStep, made on first use
         for name, value in (("x_dim", x_dim), ("hidden_dim", hidden_dim),
                             ("latent_dim", latent_dim)):
             if int(value) != value or value < 1:
@@ -227,6 +237,16 @@ class VAE:
         grads is keyed exactly like `params`; pass `out` (e.g. `new_grads()[1]`) to reuse
         a buffer, else a new one is returned.
         """
+        if self.backend == "numba":
+            if self._fused is None:
+                from .fused import FusedStep
+                self._fused = FusedStep(self)
+            x = self._check_x(x)
+            eps = _as_eps3(eps, x.shape[0], self.latent_dim, self.dtype)   # (L, B, Z)
+            if out is None:
+                out = self.new_grads()[1]
+            loss = self._fused.loss_and_grads(x, eps, out)[0]
+            return float(loss), out
         loss, cache = self.forward(x, eps)
         return loss, self.backward(cache, out)
 

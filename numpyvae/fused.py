@@ -1,0 +1,171 @@
+"""The numba backend's training step: model.py's forward + backward on preallocated workspaces.
+
+Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable oracle), laid
+out for speed: every matrix product is one BLAS call writing into a workspace
+(`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
+one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
+After the first call at a given size a step allocates nothing: the workspaces are sized for
+the largest batch seen and smaller batches (the last, partial one) use their leading rows.
+
+    forward   h1 = lrelu(x W1ᵀ + b1)  h2 = lrelu(h1 W2ᵀ + b2)                (B, H)
+              μ = h2 W_μᵀ + b_μ,  v = h2 W_vᵀ + b_v,  z = μ + e^{v/2} ε        (B, Z), (L, B, Z)
+              g1 = lrelu(z Wd1ᵀ + b)  g2 = lrelu(g1 Wd2ᵀ + b)  ℓ = g2 W_oᵀ + b  (N, ·), N = L·B
+    backward  dℓ = (sigmoid(ℓ) − x)/L, then each layer: dW = dyᵀ x_in, dx_in = dy W
+The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are listed in
+`matmul_shapes`, which benchmarks/throughput.py uses for its GEMM-only floor.
+"""
+import numpy as np
+
+from . import kernels
+from .activations import SLOPE
+
+
+def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
+    """The step's matrix products in order, as (m, k, n, a_transposed, b_transposed):
+    C (m, n) = A (m, k) · B (k, n), where a transposed operand is the `.T` view of a
+    C-contiguous array, exactly as FusedStep.loss_and_grads passes it to BLAS."""
+    B, D, H, Z, N = batch, x_dim, hidden_dim, latent_dim, samples * batch
+    forward = [(B, D, H, 0, 1), (B, H, H, 0, 1), (B, H, Z, 0, 1), (B, H, Z, 0, 1),
+               (N, Z, H, 0, 1), (N, H, H, 0, 1), (N, H, D, 0, 1)]
+    weight_grads = [(D, N, H, 1, 0), (H, N, H, 1, 0), (H, N, Z, 1, 0), (Z, B, H, 1, 0),
+                    (Z, B, H, 1, 0), (H, B, H, 1, 0), (H, B, D, 1, 0)]
+    input_grads = [(N, D, H, 0, 0), (N, H, H, 0, 0), (N, H, Z, 0, 0), (B, Z, H, 0, 0),
+                   (B, Z, H, 0, 0), (B, H, H, 0, 0)]
+    return forward + weight_grads + input_grads
+
+
+class FusedStep:
+    """Workspaces and the fused loss-and-gradients of one VAE (see VAE(backend="numba"))."""
+
+    def __init__(self, model):
+        self.model = model
+        self.dtype = model.dtype
+        self.slope = self.dtype.type(SLOPE)
+        self.bernoulli = (kernels.bernoulli_logits_f32 if self.dtype == np.float32
+                          else kernels.bernoulli_logits)
+        self.batch_cap = self.rows_cap = 0
+
+    def _ensure(self, B, N):
+        """Workspaces for batch B and N = L·B decoder rows; grown, never shrunk."""
+        if B <= self.batch_cap and N <= self.rows_cap:
+            return
+        B, N = max(B, self.batch_cap), max(N, self.rows_cap)
+        D, H, Z = self.model.x_dim, self.model.hidden_dim, self.model.latent_dim
+        e = lambda *shape: np.empty(shape, self.dtype)       # noqa: E731
+        self.h1, self.h2, self.dh1, self.dh2, self.tmp_h = (e(B, H) for _ in range(5))
+        self.mu, self.logvar, self.sigma, self.dmu, self.dlogvar = (e(B, Z) for _ in range(5))
+        self.z, self.dz = e(N * Z), e(N * Z)                  # (L, B, Z) as flat rows
+        self.g1, self.g2, self.dg1, self.dg2 = (e(N, H) for _ in range(4))
+        self.logits = e(N, D)                                 # ℓ, then dℓ in place
+        self.colsum = np.empty(D, np.float64)                 # per-column BCE sums
+        self.row = np.empty(D, self.dtype)                    # one row's BCE terms
+        self.batch_cap, self.rows_cap = B, N
+
+    def loss_and_grads(self, x, eps, grads):
+        """−ELBO summed over the batch and its gradients written into `grads` (dict of arrays).
+
+        x: (B, D) of the model's dtype; eps: (L, B, Z). Returns (loss, recon, kl) as floats."""
+        p, g, k, mm, slope = self.model.params, grads, kernels, np.matmul, self.slope
+        L, B, Z = eps.shape
+        N = L * B
+        self._ensure(B, N)
+        h1, h2, dh1, dh2, tmp_h = (a[:B] for a in (self.h1, self.h2, self.dh1, self.dh2,
+                                                   self.tmp_h))          # (B, H)
+        mu, logvar, sigma, dmu, dlogvar = (a[:B] for a in (self.mu, self.logvar, self.sigma,
+                                                           self.dmu, self.dlogvar))  # (B, Z)
+        z3 = self.z[:N * Z].reshape(L, B, Z)                             # (L, B, Z)
+        dz3 = self.dz[:N * Z].reshape(L, B, Z)                           # (L, B, Z)
+        z, dz = z3.reshape(N, Z), dz3.reshape(N, Z)                      # (N, Z)
+        g1, g2, dg1, dg2 = (a[:N] for a in (self.g1, self.g2, self.dg1, self.dg2))   # (N, H)
+        logits = self.logits[:N]                                         # (N, D)
+
+        # encoder
+        mm(x, p["Encoder.FC_enc1.weight"].T, out=h1)                     # (B, H)
+        k.bias_leaky_relu(h1, p["Encoder.FC_enc1.bias"], slope)
+        mm(h1, p["Encoder.FC_enc2.weight"].T, out=h2)                    # (B, H)
+        k.bias_leaky_relu(h2, p["Encoder.FC_enc2.bias"], slope)
+        mm(h2, p["Encoder.FC_mean.weight"].T, out=mu)                    # (B, Z)
+        mm(h2, p["Encoder.FC_std.weight"].T, out=logvar)                 # (B, Z)
+        # z = μ + σ ε and the analytic KL (K&W 2014, §2.4, App. B)
+        kl = k.reparameterize(mu, p["Encoder.FC_mean.bias"], logvar, p["Encoder.FC_std.bias"],
+                              eps, sigma, z3)
+        # decoder
+        mm(z, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
+        k.bias_leaky_relu(g1, p["Decoder.FC_dec1.bias"], slope)
+        mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                    # (N, H)
+        k.bias_leaky_relu(g2, p["Decoder.FC_dec2.bias"], slope)
+        mm(g2, p["Decoder.FC_output.weight"].T, out=logits)              # (N, D)
+        # 1/L Σ_l BCE(x, ℓ_l) (K&W 2014, eq. 7); logits become dℓ = (sigmoid(ℓ) − x)/L
+        recon = self.bernoulli(logits, p["Decoder.FC_output.bias"], x, self.dtype.type(1.0 / L),
+                               g["Decoder.FC_output.bias"], self.colsum, self.row) / L
+        # decoder backward
+        mm(logits.T, g2, out=g["Decoder.FC_output.weight"])              # (D, H)
+        mm(logits, p["Decoder.FC_output.weight"], out=dg2)               # (N, H)
+        k.leaky_relu_backward_bias(dg2, g2, slope, g["Decoder.FC_dec2.bias"])
+        mm(dg2.T, g1, out=g["Decoder.FC_dec2.weight"])                   # (H, H)
+        mm(dg2, p["Decoder.FC_dec2.weight"], out=dg1)                    # (N, H)
+        k.leaky_relu_backward_bias(dg1, g1, slope, g["Decoder.FC_dec1.bias"])
+        mm(dg1.T, z, out=g["Decoder.FC_dec1.weight"])                    # (H, Z)
+        mm(dg1, p["Decoder.FC_dec1.weight"], out=dz)                     # (N, Z)
+        # through z = μ + σ ε, plus the KL's own gradient
+        k.reparameterize_backward(dz3, eps, mu, logvar, sigma, dmu, dlogvar,
+                                  g["Encoder.FC_mean.bias"], g["Encoder.FC_std.bias"])
+        # encoder backward
+        mm(dmu.T, h2, out=g["Encoder.FC_mean.weight"])                   # (Z, H)
+        mm(dlogvar.T, h2, out=g["Encoder.FC_std.weight"])                # (Z, H)
+        mm(dmu, p["Encoder.FC_mean.weight"], out=dh2)                    # (B, H)
+        mm(dlogvar, p["Encoder.FC_std.weight"], out=tmp_h)               # (B, H)
+        dh2 += tmp_h
+        k.leaky_relu_backward_bias(dh2, h2, slope, g["Encoder.FC_enc2.bias"])
+        mm(dh2.T, h1, out=g["Encoder.FC_enc2.weight"])                   # (H, H)
+        mm(dh2, p["Encoder.FC_enc2.weight"], out=dh1)                    # (B, H)
+        k.leaky_relu_backward_bias(dh1, h1, slope, g["Encoder.FC_enc1.bias"])
+        mm(dh1.T, x, out=g["Encoder.FC_enc1.weight"])                    # (H, D)
+        return recon + kl, recon, kl
+
+
+class LogWeights:
+    """Fused log importance weights for likelihood.log_likelihood (numba backend).
+
+    For fixed images x: (B, D), called with ε: (S, B, Z) chunks (S·B ≤ rows), returns
+    w = log p(x|z) + log p(z) − log q(z|x): (S, B) float64, as likelihood.log_weights does.
+    The encoder runs once; each chunk costs the decoder's three products, two bias+LeakyReLU
+    passes and one fused pass for the per-row Bernoulli log-likelihood."""
+
+    LOG_2PI = np.log(2 * np.pi)
+
+    def __init__(self, model, x, rows):
+        self.model, self.x = model, x
+        self.mu, self.logvar = model.encode(x)                            # (B, Z)
+        self.sigma = np.exp(0.5 * self.logvar)                            # (B, Z)
+        self.sum_logvar = self.logvar.sum(axis=1, dtype=np.float64)       # (B,)
+        H, D = model.hidden_dim, model.x_dim
+        rows = max(rows, x.shape[0])
+        self.g1 = np.empty((rows, H), model.dtype)                        # (rows, H)
+        self.g2 = np.empty((rows, H), model.dtype)                        # (rows, H)
+        self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
+        self.log_px = np.empty(rows, np.float64)                          # (rows,)
+        self.row = np.empty(D, model.dtype)                               # (D,) scratch
+        self.slope = model.dtype.type(SLOPE)
+
+    def __call__(self, model, x, eps):
+        p, mm, k = model.params, np.matmul, kernels
+        S, B, Z = eps.shape
+        N = S * B
+        z = self.mu + self.sigma * eps                                    # (S, B, Z)
+        zf = z.reshape(N, Z)                                              # (N, Z)
+        g1, g2, logits, log_px = self.g1[:N], self.g2[:N], self.logits[:N], self.log_px[:N]
+        mm(zf, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
+        k.bias_leaky_relu(g1, p["Decoder.FC_dec1.bias"], self.slope)
+        mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                     # (N, H)
+        k.bias_leaky_relu(g2, p["Decoder.FC_dec2.bias"], self.slope)
+        mm(g2, p["Decoder.FC_output.weight"].T, out=logits)               # (N, D)
+        if model.dtype == np.float32:
+            k.bernoulli_loglik_rows_f32(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)
+        else:
+            k.bernoulli_loglik_rows(logits, p["Decoder.FC_output.bias"], x, log_px)
+        # log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)
+        log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI)   # (S, B)
+        log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI
+                         + self.sum_logvar)                                              # (S, B)
+        return log_px.reshape(S, B) + log_pz - log_qz

@@ -1,0 +1,169 @@
+"""VAE(backend="numba") against VAE(backend="numpy"), the readable oracle (itself checked
+against Torch autograd in test_parity_torch.py): same loss and same 14 gradients, by name.
+
+Tolerances, stated once (rel_err from checks.py):
+- float64: 1e-12. Same formulas, different summation orders and libm vs NumPy's exp: a few
+  ulps (≈ 1e-15 measured).
+- float32: 1e-5, the Torch-parity tolerance of test_parity_torch.py and for the same reason —
+  unit roundoff 6e-8, reductions over up to L·B rows summed in different orders, and the fused
+  path's float32 exp/log1p polynomials a few ulps from libm; ≈ 4e-7 measured.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import numpyvae as nv
+from checks import assert_all_close, rel_err
+from numpyvae import likelihood
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def batch(rng, B, L, dtype, grey=False, Z=20, D=784):
+    x = rng.random((B, D))
+    x = (x if grey else np.round(x)).astype(dtype)
+    eps = rng.standard_normal((L, B, Z) if L > 1 else (B, Z)).astype(dtype)
+    return x, eps
+
+
+def check_same(ours, ref, x, eps, tol):
+    loss, grads = ours.loss_and_grads(x, eps, out=ours.new_grads()[1])
+    ref_loss, ref_grads = ref.loss_and_grads(x, eps)
+    assert isinstance(loss, float)
+    assert abs(loss - ref_loss) <= tol * abs(ref_loss), (loss, ref_loss)
+    assert_all_close(grads, ref_grads, tol, "numba vs numpy gradients")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_same_loss_and_gradients(dtype):
+    """One numba model through growing, shrinking (the partial last batch) and L > 1."""
+    ours = nv.VAE(dtype=dtype, seed=0, backend="numba")
+    ref = nv.VAE(dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    for B, L, grey in [(128, 1, False), (96, 1, False), (128, 3, False), (50, 2, True),
+                       (200, 1, False), (1, 1, True)]:
+        check_same(ours, ref, *batch(rng, B, L, dtype, grey), TOL[dtype])
+
+
+def test_small_shapes_and_default_out():
+    ours = nv.VAE(7, 5, 3, dtype="float64", seed=3, backend="numba")
+    ref = nv.VAE(7, 5, 3, dtype="float64", seed=3)
+    x, eps = batch(np.random.default_rng(1), 9, 2, "float64", True, Z=3, D=7)
+    loss, grads = ours.loss_and_grads(x, eps)                    # no out: a fresh dict
+    ref_loss, ref_grads = ref.loss_and_grads(x, eps)
+    assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+    assert_all_close(grads, ref_grads, 1e-12, "small net")
+
+
+def test_backend_check_rejects_a_planted_error():
+    """Planted error: one gradient entry off by 1e-6 (relative) fails the float64 comparison."""
+    ours = nv.VAE(dtype="float64", seed=0, backend="numba")
+    x, eps = batch(np.random.default_rng(2), 64, 1, "float64")
+    _, grads = ours.loss_and_grads(x, eps)
+    _, ref_grads = nv.VAE(dtype="float64", seed=0).loss_and_grads(x, eps)
+    w = grads["Decoder.FC_dec2.weight"]
+    w[5, 7] += 1e-6 * np.abs(w).max()
+    assert rel_err(w, ref_grads["Decoder.FC_dec2.weight"]) > TOL["float64"]
+    with pytest.raises(AssertionError):
+        assert_all_close(grads, ref_grads, TOL["float64"], "planted")
+
+
+def test_numba_is_deterministic():
+    """Fixed-order reductions: two models, the same steps, the same bits."""
+    runs = []
+    for _ in range(2):
+        model = nv.VAE(dtype="float32", seed=1, backend="numba")
+        opt = nv.Adam(model.num_params, "float32", backend="numba")
+        gflat, grads = model.new_grads()
+        rng = np.random.default_rng(3)
+        losses = []
+        for _ in range(3):
+            loss, _ = model.loss_and_grads(*batch(rng, 128, 1, "float32"), out=grads)
+            opt.step(model.flat, gflat)
+            losses.append(loss)
+        runs.append((losses, model.flat.copy()))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_short_trajectory_matches():
+    """10 Adam steps at the notebook's sizes, float64: parameters stay together."""
+    models = [nv.VAE(dtype="float64", seed=0, backend=b) for b in ("numba", "numpy")]
+    opts = [nv.Adam(m.num_params, "float64", backend=m.backend) for m in models]
+    bufs = [m.new_grads() for m in models]
+    rng = np.random.default_rng(4)
+    for step in range(10):
+        x, eps = batch(rng, 128 if step < 9 else 96, 1, "float64")
+        losses = []
+        for m, o, (gflat, grads) in zip(models, opts, bufs):
+            losses.append(m.loss_and_grads(x, eps, out=grads)[0])
+            o.step(m.flat, gflat)
+        assert abs(losses[0] - losses[1]) <= 1e-11 * abs(losses[1])
+    assert_all_close(models[0].params, models[1].params, 1e-11, "after 10 steps")
+
+
+def test_numba_training_step_allocates_nothing():
+    """After warm-up, 10 steps (a full and a partial batch, loss and Adam) raise the traced
+    peak by < 4 KiB: no array of the step's size — the smallest, (B, Z) float32 at B = 96, is
+    7.5 KiB — is allocated, only a few small Python objects (views, floats) come and go."""
+    model = nv.VAE(dtype="float32", seed=0, backend="numba")
+    opt = nv.Adam(model.num_params, "float32", backend="numba")
+    gflat, grads = model.new_grads()
+    rng = np.random.default_rng(5)
+    batches = [batch(rng, B, 1, "float32") for B in (128, 96)]
+
+    def step(i):
+        x, eps = batches[i % 2]
+        model.loss_and_grads(x, eps, out=grads)
+        opt.step(model.flat, gflat)
+    for i in range(4):
+        step(i)                                      # compile and size the workspaces
+    workspace = [id(a) for a in (model._fused.h1, model._fused.logits, model._fused.z)]
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for i in range(10):
+            step(i)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - before < 4096, f"a step allocated up to {peak - before} bytes"
+    assert workspace == [id(a) for a in (model._fused.h1, model._fused.logits, model._fused.z)]
+
+
+def test_allocation_check_can_fail():
+    """The same measurement sees the NumPy path's temporaries (it allocates per step)."""
+    model = nv.VAE(dtype="float32", seed=0)
+    x, eps = batch(np.random.default_rng(6), 96, 1, "float32")
+    gflat, grads = model.new_grads()
+    model.loss_and_grads(x, eps, out=grads)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        model.loss_and_grads(x, eps, out=grads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - before > 4096
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 2e-3)])
+def test_log_likelihood_backends_agree(dtype, tol):
+    """Same draws (same Generator seed), same estimate. float64: 1e-9 nats of ~550; float32:
+    2e-3 nats — each log p(x|z) sums 784 float32 terms (≈ 550 · 6e-8 · √784 ≈ 1e-3) before
+    the log-sum-exp."""
+    models = [nv.VAE(dtype=dtype, seed=0, backend=b) for b in ("numba", "numpy")]
+    x, _ = batch(np.random.default_rng(7), 7, 1, dtype)
+    ests = [likelihood.log_likelihood(m, x, 300, np.random.default_rng(8), rows=500)
+            for m in models]
+    assert np.max(np.abs(ests[0] - ests[1])) <= tol, ests
+
+
+def test_backend_argument_is_checked():
+    with pytest.raises(ValueError, match="backend"):
+        nv.VAE(backend="jax")
+    with pytest.raises(ValueError, match="backend"):
+        nv.Adam(10, backend="jax")
