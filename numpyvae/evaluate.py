@@ -19,8 +19,9 @@ from .model import VAE
 from .train import UsageError, _nonnegative_int, _positive_int, eval_generator, evaluate_test
 
 
-def load_model(path, backend="numpy"):
-    """(model, config) from a run folder or checkpoint file."""
+def load_model(path, backend="numba"):
+    """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
+    fused importance-weighted log-likelihood)."""
     ck = ckpt_io.load(path)
     c = ck.config
     model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend)

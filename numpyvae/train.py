@@ -161,10 +161,17 @@ def resolve_config(args):
 # ---------------------------------------------------------------------------- training
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints, then exits."""
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints, then exits.
 
-    def __init__(self):
+    ignore_after: once stopping, ignore further signals for the rest of the process instead
+    of restoring the old handlers (for the CLI: at interpreter shutdown CPython resets Python
+    handlers to the default action, so a second Ctrl-C then would kill the exiting process;
+    SIG_IGN is left alone).
+    """
+
+    def __init__(self, ignore_after=False):
         self.signum = None
+        self.ignore_after = ignore_after
 
     def __call__(self, signum, frame):
         if self.signum is None:
@@ -180,7 +187,7 @@ class StopRequest:
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
 
 
 def evaluate_test(model, images, cfg, batch=1000):
@@ -211,14 +218,41 @@ def write_metrics(path, history, mode):
     ckpt_io.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
+def batch_taker(images_flat, cfg, rng, dtype):
+    """idx -> the binarized batch (b, D), a view of one reused buffer.
+
+    With the numba backend the gather and binarization are one kernel; it draws the same
+    uniforms from `rng` as data.batch_into does, so both backends see the same batches.
+    """
+    B, D = cfg.batch_size, images_flat.shape[1]
+    out = np.empty((B, D), dtype)                             # (B, D), reused every step
+    if cfg.backend == "numba":
+        from .kernels import BINARIZE_CODES, gather_binarize
+        code = BINARIZE_CODES[cfg.binarize]
+        uniforms = np.empty((B, D), dtype) if cfg.binarize == "dynamic" else None
+
+        def take(idx):
+            u = None
+            if uniforms is not None:
+                u = rng.random(out=uniforms[:len(idx)], dtype=dtype)    # (b, D)
+            return gather_binarize(images_flat, idx, code, u, out)
+        return take
+    scratch = np.empty((B, D), np.uint8)                      # (B, D) gathered pixels
+
+    def take(idx):
+        return data.batch_into(images_flat, idx, cfg.binarize, rng, out, scratch=scratch)
+    return take
+
+
 class NonFinite(Exception):
     pass
 
 
-def run(cfg, out, resume=None, log=print):
+def run(cfg, out, resume=None, log=print, cli=False):
     """Train according to cfg into the folder `out`; returns the final history dict.
 
     resume: a checkpoint.Checkpoint to continue from, or None for a fresh run.
+    cli: running as the command (see StopRequest.ignore_after).
     Raises NonFinite when a loss or gradient stops being finite; returns normally also when
     stopped by a signal (then `run.stopped` holds the signal number).
     """
@@ -253,12 +287,11 @@ def run(cfg, out, resume=None, log=print):
 
     gflat, grads = model.new_grads()
     finite = np.empty(gflat.shape, bool)
-    xbuf = np.empty((B, cfg.x_dim), model.dtype)           # the batch, reused every step
-    xscratch = np.empty((B, cfg.x_dim), np.uint8)          # its gathered uint8 pixels
+    take_batch = batch_taker(train_flat, cfg, rng, model.dtype)
     eps_bufs = {}                                       # batch size -> (L, b, Z) buffer
     steps = data.num_batches(N, B)
     ckpt_path = out / "checkpoint.npz"
-    stop = StopRequest()
+    stop = StopRequest(ignore_after=cli)
     run.stopped = None
 
     def snapshot(epoch, step, order, running, elapsed):
@@ -279,7 +312,7 @@ def run(cfg, out, resume=None, log=print):
             for step in range(start_step, steps):
                 idx = order[step * B:(step + 1) * B]
                 b = len(idx)
-                x = data.batch_into(train_flat, idx, cfg.binarize, rng, xbuf, scratch=xscratch)
+                x = take_batch(idx)                                  # (b, D)
                 if b not in eps_bufs:
                     eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
                 eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
@@ -323,7 +356,12 @@ def run(cfg, out, resume=None, log=print):
     return history
 
 
-def main(argv=None):
+def main(argv=None, cli=False):
+    """The command: parse argv, train, report. Returns the exit status.
+
+    cli=True when this is the whole process (python -m numpyvae.train): then a stopped run
+    ignores further Ctrl-Cs while it exits.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     try:
@@ -341,7 +379,7 @@ def main(argv=None):
         print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
               f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
               f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
-        run(cfg, out, resume)
+        run(cfg, out, resume, cli=cli)
     except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
@@ -357,10 +395,10 @@ def main(argv=None):
         print(f"stopped by {signal.Signals(run.stopped).name}; checkpoint written to "
               f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
               f"--out {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + run.stopped                   # the shell's convention: 130 for SIGINT
     print(f"done: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(cli=True))

@@ -26,3 +26,4 @@ def install(monkeypatch):
 
 PRELUDE = ("import sys; sys.path.insert(0, {tests!r}); import fake_mnist, numpyvae.data; "
            "numpyvae.data.load = fake_mnist.load; from numpyvae.train import main; ")
+# then e.g. "sys.exit(main([...], cli=True))", as `python -m numpyvae.train` does

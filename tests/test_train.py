@@ -122,29 +122,31 @@ def test_resume_is_exact(tmp_path, backend):
 def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     """SIGINT raised at a known step: checkpoint mid-epoch, exit 130, resume == uninterrupted."""
     assert run(tmp_path, "--epochs", "2", name="full")[0] == 0
-    real, calls = numpyvae.data.batch_into, [0]
+    real, calls = VAE.loss_and_grads, [0]
 
-    def interrupting(*a, **k):
+    def interrupting(self, *a, **k):
         calls[0] += 1
-        if calls[0] == 17:    # 12 batches + 1 test batch in epoch 1; here epoch 2, step 4
+        if calls[0] == 12 + 4:                      # 12 steps per epoch: epoch 2, step 4
             signal.raise_signal(signal.SIGINT)
             signal.raise_signal(signal.SIGINT)      # a second Ctrl-C changes nothing
-        return real(*a, **k)
-    monkeypatch.setattr(numpyvae.data, "batch_into", interrupting)
+        return real(self, *a, **k)
+    monkeypatch.setattr(VAE, "loss_and_grads", interrupting)
     code, out = run(tmp_path, "--epochs", "2", name="cut")
     assert code == train.EXIT_INTERRUPTED
     c = ck.load(out / "checkpoint.npz")
     assert (c.epoch, c.step_in_epoch) == (1, 4)
-    monkeypatch.setattr(numpyvae.data, "batch_into", real)
+    monkeypatch.setattr(VAE, "loss_and_grads", real)
     assert train.main(["--resume", "--out", str(out)]) == 0
     assert_same_run(tmp_path / "full", out)
 
 
-def test_sigint_in_a_subprocess(tmp_path):
-    """A real Ctrl-C to a real process: non-zero exit, a message, a loadable checkpoint."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_in_a_subprocess(tmp_path, sig):
+    """A real Ctrl-C (twice) or SIGTERM to a real process: exit 128+signal, a message, a
+    loadable checkpoint, no temp files."""
     out = tmp_path / "run"
     code = fake_mnist.PRELUDE.format(tests=TESTS) + (
-        f"sys.exit(main({[*QUICK, '--batch-size', '4', '--epochs', '50', '--backend', 'numpy', '--out', str(out)]!r}))")
+        f"sys.exit(main({[*QUICK, '--batch-size', '4', '--epochs', '50', '--backend', 'numpy', '--out', str(out)]!r}, cli=True))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(Path(TESTS).parent))
     deadline = time.time() + 60
@@ -152,11 +154,11 @@ def test_sigint_in_a_subprocess(tmp_path):
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == train.EXIT_INTERRUPTED, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err and "--resume" in err
     c = ck.load(out / "checkpoint.npz")
     assert c.epoch >= 1
