@@ -128,11 +128,13 @@ def torch_impl(device, params, dtype, lr, X, E):
         return loss.item()
 
     def epoch(ranges):
+        total = 0.0
         for a, b in ranges:
             opt.zero_grad()
             loss, _ = neg_elbo(model, Xt[a:b], Et[a:b])
             loss.backward()
             opt.step()
+            total += loss.item()          # as a training loop logs it (numpyvae returns a float)
         if sync:
             sync()
     return validate, epoch, model

@@ -77,9 +77,9 @@ def main(argv=None):
         print("interrupted", file=sys.stderr)
         return 130
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
-    print(f"  −ELBO                 {neg_elbo:9.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
-    print(f"  log p(x) ≥ L_k, k={args.k:<5d} {total / n:9.3f} nats/image  "
-          f"(importance-weighted, Burda et al. 2015; {seconds:.1f} s)")
+    print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
+    print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
+          f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
     return 0
 
 
