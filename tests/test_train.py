@@ -204,3 +204,14 @@ def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
     assert abs(np.mean(draws) - np.mean(ours_draws)) < 4 * se
     metrics = list(csv.DictReader(open(out / "metrics.csv")))
     assert abs(float(metrics[-1]["test_neg_elbo"]) - np.mean(draws)) < 1.0
+
+
+def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, capsys):
+    """Real loader, an empty data folder, every fetch source refused: exit 1, one message."""
+    monkeypatch.undo()                                  # the real numpyvae.data.load again
+    monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
+    code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
+                       "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert "train-images-idx3-ubyte" in err and str(tmp_path / "empty") in err
