@@ -159,6 +159,11 @@ def load(path):
         _fail(path, f"its configuration is unreadable ({e})")
     if dtype not in (np.float32, np.float64) or min(dims) < 1:
         _fail(path, f"its configuration is invalid (dims {dims}, dtype {dtype})")
+    for key, ok in (("dataset", lambda v: v in ("mnist", "fashion-mnist")),
+                    ("binarize", lambda v: v in ("threshold", "dynamic", "none")),
+                    ("seed", lambda v: isinstance(v, int) and v >= 0)):
+        if not ok(config.get(key)):
+            _fail(path, f"its configuration's {key} is {config.get(key)!r}, not a valid value")
     shapes = param_shapes(*dims)
     names = [k for k in data if k.startswith(("Encoder.", "Decoder."))]
     unexpected = sorted(set(names) - set(shapes))
@@ -175,8 +180,19 @@ def load(path):
         params[name] = a
     P = sum(int(np.prod(s)) for s in shapes.values())
     m, v = need("adam.m", "f", (P,)), need("adam.v", "f", (P,))
+    if m.dtype != dtype or v.dtype != dtype:
+        _fail(path, f"Adam's moments are {m.dtype}/{v.dtype}, the run's dtype is {dtype}")
     if not (np.isfinite(m).all() and np.isfinite(v).all() and (v >= 0).all()):
         _fail(path, "Adam's moments hold non-finite or negative values")
+    adam_t = int(need("adam.t", "iu", ()))
+    if adam_t < 0:
+        _fail(path, f"Adam's step count is {adam_t}")
+    rng = need("rng.state", "u", (6,))
+    if rng[4] > 1 or rng[3] % 2 == 0:
+        _fail(path, "its random-generator state is not a valid PCG64 state")
+    running, elapsed = float(need("running_loss", "f", ())), float(need("epoch_elapsed", "f", ()))
+    if not (np.isfinite(running) and np.isfinite(elapsed) and elapsed >= 0):
+        _fail(path, f"its mid-epoch loss sum {running} or time {elapsed} is not valid")
     history = {c: need("history." + c, "f").tolist() for c in HISTORY_COLUMNS}
     epoch = int(need("epoch", "iu", ()))
     if any(len(h) != epoch for h in history.values()):
@@ -185,10 +201,7 @@ def load(path):
     step = int(need("step_in_epoch", "iu", ()))
     if order.ndim != 1 or (step > 0) != (order.size > 0) or step < 0:
         _fail(path, f"inconsistent mid-epoch position (step {step}, order of {order.size})")
-    return Checkpoint(params=params, config=config, adam_m=m, adam_v=v,
-                      adam_t=int(need("adam.t", "iu", ())),
-                      rng_state=_unpack_rng(need("rng.state", "u", (6,))),
-                      epoch=epoch, step_in_epoch=step, order=order.astype(np.int64),
-                      running_loss=float(need("running_loss", "f", ())),
-                      epoch_elapsed=float(need("epoch_elapsed", "f", ())),
-                      history=history)
+    return Checkpoint(params=params, config=config, adam_m=m, adam_v=v, adam_t=adam_t,
+                      rng_state=_unpack_rng(rng), epoch=epoch, step_in_epoch=step,
+                      order=order.astype(np.int64), running_loss=running,
+                      epoch_elapsed=elapsed, history=history)

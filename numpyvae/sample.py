@@ -37,6 +37,9 @@ def main(argv=None):
     if out.suffix.lower() != ".png":
         print(f"error: --out {out}: expected a .png file name", file=sys.stderr)
         return 2
+    if not out.parent.is_dir():
+        print(f"error: --out {out}: the folder {out.parent} does not exist", file=sys.stderr)
+        return 2
     try:
         model, cfg = load_model(args.checkpoint)
         if args.interpolate:

@@ -53,8 +53,14 @@ class Config:
     data_dir: str = None        # None: ~/datasets
 
     # What a resumed run must share with the run it continues.
+    # (backend too: numba's float32 kernels and Adam round differently from NumPy's, and a
+    # resumed run promises the uninterrupted run's numbers bit for bit.)
     FIXED = ("dataset", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
-             "samples", "dtype", "limit", "x_dim")
+             "samples", "dtype", "limit", "x_dim", "backend")
+
+# The files a run writes into its folder; a new run never overwrites any of them.
+RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
+             "samples.png", "latent.png")
 
 
 def train_generator(seed):
@@ -135,12 +141,22 @@ def resolve_config(args):
         raise UsageError(f"--resume: no checkpoint at {path}; start a new run without --resume")
     ck = ckpt_io.load(path)
     saved = Config(**{k: v for k, v in ck.config.items() if k in {f.name for f in fields(Config)}})
+    checks = dict(epochs=_positive_int, batch_size=_positive_int, samples=_positive_int,
+                  lr=_positive_float, limit=_nonnegative_int)
+    for name, check in checks.items():
+        try:
+            check(str(getattr(saved, name)))
+        except argparse.ArgumentTypeError as e:
+            raise ckpt_io.CheckpointError(f"{path}: its configuration's {name}: {e}")
+    if saved.backend not in ("numba", "numpy"):
+        raise ckpt_io.CheckpointError(f"{path}: its configuration's backend {saved.backend!r} "
+                                      "is neither 'numba' nor 'numpy'")
     for name in Config.FIXED:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} {given[name]} differs from the run's {getattr(saved, name)} "
                              f"({path}); a resumed run keeps its hyper-parameters")
-    for name in ("epochs", "backend", "data_dir"):
+    for name in ("epochs", "data_dir"):
         if name in given:
             setattr(saved, name, given[name])
     return saved, ck
@@ -259,8 +275,9 @@ def run(cfg, out, resume=None, log=print, cli=False):
 
     resume: a checkpoint.Checkpoint to continue from, or None for a fresh run.
     cli: running as the command (see StopRequest.ignore_after).
-    Raises NonFinite when a loss or gradient stops being finite; returns normally also when
-    stopped by a signal (then `run.stopped` holds the signal number).
+    Returns (history, signal number or None when not stopped by a signal); raises NonFinite
+    when a loss or gradient stops being finite. A resumed run with no epochs left to train
+    only redraws the pictures.
     """
     train_x, _ = data.load(cfg.dataset, "train", cfg.data_dir)
     test_x, test_y = data.load(cfg.dataset, "test", cfg.data_dir)
@@ -284,9 +301,6 @@ def run(cfg, out, resume=None, log=print, cli=False):
         start_epoch, start_step = resume.epoch, resume.step_in_epoch
         if start_step:
             order, running, elapsed = resume.order, resume.running_loss, resume.epoch_elapsed
-            if len(order) != N:
-                raise UsageError(f"the checkpoint's shuffle covers {len(order)} images, "
-                                 f"the dataset has {N}")
     config = dict(asdict(cfg), num_params=model.num_params)
     ckpt_io.atomic_write(out / "config.json",
                          lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
@@ -299,8 +313,9 @@ def run(cfg, out, resume=None, log=print, cli=False):
     eps_bufs = {}                                       # batch size -> (L, b, Z) buffer
     steps = data.num_batches(N, B)
     ckpt_path = out / "checkpoint.npz"
+    if resume is not None:
+        check_position(resume, N, steps, ckpt_path)
     stop = StopRequest(ignore_after=cli)
-    run.stopped = None
 
     def snapshot(epoch, step, order, running, elapsed):
         return ckpt_io.Checkpoint(
@@ -341,8 +356,7 @@ def run(cfg, out, resume=None, log=print, cli=False):
                     elapsed += time.perf_counter() - t0
                     bar.close()
                     ckpt_io.save(ckpt_path, snapshot(epoch, step + 1, order, running, elapsed))
-                    run.stopped = stop.signum
-                    return history
+                    return history, stop.signum
             elapsed += time.perf_counter() - t0
             bar.close()
             test, recon, kl = evaluate_test(model, test_x, cfg)
@@ -357,11 +371,25 @@ def run(cfg, out, resume=None, log=print, cli=False):
                 f"[{cfg.binarize}]  {elapsed:.2f} s")
             order, start_step = None, 0
             if stop.signum is not None:
-                run.stopped = stop.signum
-                return history
+                return history, stop.signum
     from . import plots
     plots.draw_run(out, model, history, test_x, test_y, cfg)
-    return history
+    return history, None
+
+
+def check_position(ck, n, steps, path):
+    """Refuse a checkpoint whose place in training does not fit this dataset and batch size."""
+    if ck.step_in_epoch:
+        if ck.step_in_epoch >= steps:
+            raise ckpt_io.CheckpointError(f"{path}: stopped at step {ck.step_in_epoch} of an "
+                                          f"epoch that has {steps}")
+        if len(ck.order) != n or not np.array_equal(np.sort(ck.order), np.arange(n)):
+            raise ckpt_io.CheckpointError(f"{path}: its epoch order is not a permutation of "
+                                          f"the {n} training images")
+    if ck.adam_t != ck.epoch * steps + ck.step_in_epoch:
+        raise ckpt_io.CheckpointError(f"{path}: Adam has taken {ck.adam_t} steps, but epoch "
+                                      f"{ck.epoch} step {ck.step_in_epoch} at {steps} steps per "
+                                      f"epoch means {ck.epoch * steps + ck.step_in_epoch}")
 
 
 def main(argv=None, cli=False):
@@ -372,25 +400,33 @@ def main(argv=None, cli=False):
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
+    out = args.out
     try:
         cfg, resume = resolve_config(args)
         out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
             "%Y-%m-%d_%H-%M-%S")
-        if not args.resume and (out / "checkpoint.npz").exists():
-            raise UsageError(f"{out} already holds a run (checkpoint.npz); continue it with "
+        taken = [f for f in RUN_FILES if (out / f).exists()] if not args.resume else []
+        if taken:
+            raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
                              f"--resume --out {out}, or choose another --out")
+        if resume is not None and resume.step_in_epoch and cfg.epochs <= resume.epoch:
+            raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
+                             f"--epochs must be at least {resume.epoch + 1}")
         if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
             print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
-                  "nothing to do")
-            return 0
+                  "nothing to train, redrawing its pictures")
         out.mkdir(parents=True, exist_ok=True)
         print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
               f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
               f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
-        run(cfg, out, resume, cli=cli)
+        _, stopped = run(cfg, out, resume, cli=cli)
     except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except OSError as e:                  # the run folder cannot be made or written
+        print(f"error: cannot write the run into {out}: {e.strerror or e} "
+              f"({e.filename or out})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -399,11 +435,11 @@ def main(argv=None, cli=False):
         print(f"error: {e}. The last good checkpoint is kept"
               + (f": {kept}" if kept.exists() else " (none was written yet)"), file=sys.stderr)
         return EXIT_NONFINITE
-    if run.stopped is not None:
-        print(f"stopped by {signal.Signals(run.stopped).name}; checkpoint written to "
+    if stopped is not None:
+        print(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
               f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
               f"--out {out}", file=sys.stderr)
-        return 128 + run.stopped                   # the shell's convention: 130 for SIGINT
+        return 128 + stopped                       # the shell's convention: 130 for SIGINT
     print(f"done: {out}")
     return 0
 

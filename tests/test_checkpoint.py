@@ -21,7 +21,8 @@ def make(dims=(30, 8, 3), dtype="float32", epoch=2):
     rng = np.random.default_rng(7)
     rng.standard_normal(5)
     hist = {c: [float(i + 1) for i in range(epoch)] for c in ck.HISTORY_COLUMNS}
-    config = dict(x_dim=dims[0], hidden_dim=dims[1], latent_dim=dims[2], dtype=dtype, seed=1)
+    config = dict(x_dim=dims[0], hidden_dim=dims[1], latent_dim=dims[2], dtype=dtype, seed=1,
+                  dataset="mnist", binarize="threshold")
     return ck.Checkpoint(params={k: v.copy() for k, v in model.params.items()}, config=config,
                          adam_m=np.full(model.num_params, 0.5, model.dtype),
                          adam_v=np.full(model.num_params, 0.25, model.dtype), adam_t=17,
@@ -178,3 +179,18 @@ def test_atomic_write_keeps_the_previous_file_on_failure(saved, monkeypatch):
     assert sorted(os.listdir(saved.parent)) == ["checkpoint.npz"]
     monkeypatch.undo()
     assert ck.load(saved).epoch == 2
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda a: a.__setitem__("adam.t", np.array(-1)), "step count is -1"),
+    (lambda a: a.__setitem__("rng.state", np.array([1, 2, 3, 4, 7, 0], np.uint64)), "PCG64"),
+    (lambda a: a.__setitem__("rng.state", np.array([1, 2, 3, 4, 0, 0], np.uint64)), "PCG64"),
+    (lambda a: a.__setitem__("running_loss", np.array(np.nan)), "mid-epoch loss"),
+    (lambda a: a.__setitem__("adam.m", a["adam.m"].astype(np.float64)), "Adam's moments are float64"),
+    (lambda a: a.__setitem__("config_json", np.frombuffer(
+        b'{"x_dim": 30, "hidden_dim": 8, "latent_dim": 3, "dtype": "float32", "seed": 1, '
+        b'"binarize": "threshold"}', np.uint8)), "dataset is None"),
+])
+def test_inconsistent_state_is_refused(saved, mutate, match):
+    rewrite(saved, mutate)
+    expect_error(saved, match)

@@ -48,3 +48,5 @@ def test_sample_bad_arguments(run_dir, tmp_path, capsys):
         sample.main([str(run_dir), "--n", "0", "--out", str(tmp_path / "x.png")])
     assert sample.main([str(run_dir), "--interpolate", "--between", "0", "99999",
                         "--out", str(tmp_path / "x.png")]) == 2
+    assert sample.main([str(run_dir), "--out", str(tmp_path / "no" / "such" / "x.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err

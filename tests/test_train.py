@@ -109,8 +109,9 @@ def assert_same_run(a_out, b_out):
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_resume_is_exact(tmp_path, backend):
-    """A 4-epoch run equals a 2-epoch run resumed to 4: params, Adam, metrics bit-identical."""
-    extra = ["--backend", backend, "--binarize", "dynamic", "--samples", "2"]
+    """A 4-epoch run equals a 2-epoch run resumed to 4: params, Adam, metrics bit-identical
+    (batch 70: 1200 images make 17 full batches and a partial one of 10)."""
+    extra = ["--backend", backend, "--binarize", "dynamic", "--samples", "2", "--batch-size", "70"]
     assert run(tmp_path, "--epochs", "4", *extra, name="full")[0] == 0
     assert run(tmp_path, "--epochs", "2", *extra, name="half")[0] == 0
     assert train.main(["--resume", "--out", str(tmp_path / "half"), "--epochs", "4"]) == 0
@@ -215,3 +216,89 @@ def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "train-images-idx3-ubyte" in err and str(tmp_path / "empty") in err
+
+
+def test_resume_oracle_rejects_a_resume_that_forgets_the_generator(tmp_path, monkeypatch):
+    """Planted error: a resume that starts a fresh Generator must fail assert_same_run."""
+    assert run(tmp_path, "--epochs", "2", name="full")[0] == 0
+    assert run(tmp_path, "--epochs", "1", name="half")[0] == 0
+    real = ck.load
+
+    def forgetful(path):
+        c = real(path)
+        c.rng_state = train.train_generator(0).bit_generator.state
+        return c
+    monkeypatch.setattr(train.ckpt_io, "load", forgetful)
+    assert train.main(["--resume", "--out", str(tmp_path / "half"), "--epochs", "2"]) == 0
+    monkeypatch.undo()
+    fake_mnist.install(monkeypatch)
+    with pytest.raises(AssertionError):
+        assert_same_run(tmp_path / "full", tmp_path / "half")
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    code = train.main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "afile")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the run into" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_new_run_never_overwrites_a_users_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("my notes")
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 2
+    assert "already holds a run (config.json)" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "my notes"
+
+
+def test_resume_refuses_another_backend_and_too_few_epochs(tmp_path, capsys, monkeypatch):
+    code, out = run(tmp_path, "--epochs", "1", "--backend", "numba")
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2", "--backend", "numpy"]) == 2
+    assert "--backend numpy differs" in capsys.readouterr().err
+    real, calls = VAE.loss_and_grads, [0]
+
+    def interrupting(self, x, *a, **k):
+        calls[0] += len(x) > 1
+        if calls[0] == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real(self, x, *a, **k)
+    monkeypatch.setattr(VAE, "loss_and_grads", interrupting)
+    assert train.main(["--resume", "--out", str(out), "--epochs", "3"]) == 130   # in epoch 2
+    monkeypatch.setattr(VAE, "loss_and_grads", real)
+    assert train.main(["--resume", "--out", str(out), "--epochs", "1"]) == 2
+    assert "--epochs must be at least 2" in capsys.readouterr().err
+
+
+def test_resume_with_nothing_left_redraws_missing_pictures(tmp_path, capsys):
+    code, out = run(tmp_path, "--epochs", "1")
+    for png in out.glob("*.png"):
+        png.unlink()
+    assert train.main(["--resume", "--out", str(out), "--epochs", "1"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "elbo.png", "latent.png", "reconstructions.png", "samples.png"]
+
+
+@pytest.mark.parametrize("entry,value,match", [
+    ("step_in_epoch", 99, "stopped at step 99 of an epoch that has 12"),
+    ("order", "zeros", "not a permutation"),
+    ("adam.t", 5, "Adam has taken 5 steps"),
+])
+def test_resume_refuses_a_checkpoint_whose_position_does_not_fit(tmp_path, capsys, entry, value, match):
+    code, out = run(tmp_path, "--epochs", "1")
+    path = out / "checkpoint.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if entry == "order":
+        arrays["step_in_epoch"], arrays["order"] = np.array(3), np.zeros(1200, np.int64)
+    else:
+        arrays[entry] = np.array(value)
+        if entry == "step_in_epoch":
+            arrays["order"] = np.arange(1200)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert match in err and str(path) in err and "Traceback" not in err
