@@ -36,7 +36,9 @@ import numpy as np
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE = 0x08                    # the element type code of every MNIST-family file
 IMAGES_NDIM, LABELS_NDIM = 3, 1
-MAX_IDX_BYTES = 2**31           # far above the largest MNIST-family file (47,040,016 bytes)
+MAX_IDX_BYTES = 64 * 2**20      # above the largest MNIST-family file (47,040,016 bytes)
+GZIP_CHUNK = 4 * 2**20          # gzip bodies are read this much at a time, so memory grows
+                                # with the bytes really there, not with a header's claim
 DEFLATE_MAX_RATIO = 1032        # deflate never expands more than this (zlib technical details)
 
 TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32",
@@ -128,7 +130,13 @@ def _gunzip(data, source, expected_ndim):
                 raise IDXError(f"{source}: {_describe(dims, header_len, payload)}, but "
                                f"{len(data):,} gzip bytes can expand to at most "
                                f"{min(limit, MAX_IDX_BYTES):,}; the header is corrupt.")
-            body = stream.read(payload + 1)         # one more: shows trailing bytes, checks CRC
+            body = bytearray()                      # payload + 1: shows trailing bytes, checks CRC
+            while len(body) <= payload:
+                chunk = stream.read(min(GZIP_CHUNK, payload + 1 - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+            body = bytes(body)
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise IDXError(f"{source}: not a valid gzip stream ({err}). The file is damaged or "
                        f"truncated; fetch it again.") from err

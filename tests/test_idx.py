@@ -183,3 +183,18 @@ def test_checks_survive_python_O():
                           env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == f"rejected {len(BAD_CASES)}"
+
+
+def test_gzip_body_shorter_than_declared_allocates_only_what_is_there():
+    """Oracle: tracemalloc. A gzip stream declaring 47 MB of pixels but holding 4 MB of
+    (incompressible) bytes is refused having held about those 4 MB, not the declared 47 MB."""
+    header = struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">III", 60000, 28, 28)
+    data = gzip.compress(header + np.random.default_rng(0).bytes(4 * 2**20), compresslevel=1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(idx.IDXError, match="declares"):
+            idx.idx_bytes(data, "short.gz", 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 * 2**20, f"peak {peak / 2**20:.1f} MiB"
