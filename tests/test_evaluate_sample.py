@@ -24,8 +24,11 @@ def test_evaluate_prints_both_numbers_with_their_settings(run_dir, capsys):
     lines = {l.split()[0]: l for l in out.splitlines()[1:]}
     neg_elbo = float(lines["−ELBO"].split()[1])
     ll = float(out.split("k=64")[1].split()[0])
-    assert "nats/image" in lines["−ELBO"] and ll < 0
-    assert -ll <= neg_elbo + 0.5        # log p(x) ≥ L_k ≈≥ ELBO (up to Monte-Carlo noise)
+    assert "nats/image" in lines["−ELBO"]
+    # L_64 ≥ ELBO in expectation; both are estimates over 40 images (one ε each for the
+    # ELBO), whose noise here is ~0.1 nat (measured: L_64 moves by 0.05 across seeds), so 0.5
+    # nat of slack and no more.
+    assert -ll <= neg_elbo + 0.5
 
 
 def test_evaluate_bad_checkpoint(tmp_path, capsys):

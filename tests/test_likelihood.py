@@ -17,6 +17,7 @@ from numpyvae.loss import bernoulli_nll
 def tiny(seed=0):
     model = nv.VAE(x_dim=6, hidden_dim=5, latent_dim=1, dtype="float64", seed=seed)
     model.params["Decoder.FC_output.weight"][...] *= 8      # make p(x|z) depend on z strongly
+    model.params["Encoder.FC_std.bias"][...] = 2.0          # a wide proposal, σ² ≈ e²: L_k settles fast
     x = np.round(np.random.default_rng(seed).random((3, 6)))
     return model, x
 
@@ -38,8 +39,10 @@ def test_converges_to_quadrature_value():
     rng = np.random.default_rng(2)
     elbo = np.mean([-sum(likelihood.neg_elbo_per_image(model, x, rng.standard_normal((3, 1))))
                     for _ in range(2000)], axis=0)
-    assert np.all(np.abs(est - exact) < 0.02), (est, exact)
-    assert np.all(exact - elbo > 0.05), (exact, elbo)   # E[ELBO] is visibly looser: the check has teeth
+    # Tolerance 0.1 nat: L_20000's error here measured ≤ 0.03 over six seeds. The E[ELBO] gap
+    # (asserted ≥ 0.3) and the planted error below (≈ 1 nat) are far outside it.
+    assert np.all(np.abs(est - exact) < 0.1), (est, exact)
+    assert np.all(exact - elbo > 0.3), (exact, elbo)
 
 
 def test_quadrature_check_rejects_a_wrong_proposal_density(monkeypatch):
@@ -53,7 +56,7 @@ def test_quadrature_check_rejects_a_wrong_proposal_density(monkeypatch):
         return real(model, x, eps) - 0.5 * logvar.sum(axis=1)
     monkeypatch.setattr(likelihood, "log_weights", wrong)
     est = likelihood.log_likelihood(model, x, 20000, np.random.default_rng(1))
-    assert np.max(np.abs(est - exact)) > 0.05
+    assert np.max(np.abs(est - exact)) > 0.1          # the tolerance above
 
 
 def test_per_image_elbo_sums_to_the_batch_loss():
@@ -80,6 +83,7 @@ def test_bound_properties():
     assert np.all(np.abs(l1.mean(0) - elbo.mean(0)) < 4 * se + 1e-12)
     l10 = np.mean([likelihood.log_likelihood(model, x, 10, rng) for _ in range(50)], axis=0)
     l1000 = likelihood.log_likelihood(model, x, 1000, rng)
+    # L_1000 is one draw: 0.05 nat covers its spread (its standard deviation here is < 0.01)
     assert np.all(l10 > l1.mean(0)) and np.all(l1000 > l10 - 0.05)
     assert np.all(l1000 >= elbo.mean(0) - 4 * se)
 

@@ -50,7 +50,7 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     assert set(ck.HISTORY_COLUMNS) <= set(rows[0]) and rows[0]["binarize"] == "threshold"
     r = rows[-1]
     assert np.isclose(float(r["test_neg_elbo"]), float(r["test_recon"]) + float(r["test_kl"]))
-    assert 0 < float(r["test_neg_elbo"]) < 784 * np.log(2)      # learnt something per image
+    assert float(r["test_neg_elbo"]) < float(rows[0]["test_neg_elbo"])      # it learns
     config = json.loads((out / "config.json").read_text())
     assert config["latent_dim"] == 2 and config["binarize"] == "threshold"
     printed = capsys.readouterr().out
@@ -204,6 +204,9 @@ def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
     se = np.sqrt(np.var(draws) / 30 + np.var(ours_draws) / 30)
     assert abs(np.mean(draws) - np.mean(ours_draws)) < 4 * se
     metrics = list(csv.DictReader(open(out / "metrics.csv")))
+    # metrics.csv's figure is one draw of ε per image over 300 images: its spread is that of
+    # `draws` (std measured ≈ 0.1 nat), so 1 nat is ~10 standard deviations, yet far below
+    # any error of substance (a wrong KL or a missed 1/L moves it by tens of nats).
     assert abs(float(metrics[-1]["test_neg_elbo"]) - np.mean(draws)) < 1.0
 
 
