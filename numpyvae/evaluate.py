@@ -54,8 +54,7 @@ def main(argv=None):
             images = images[:args.limit]
         mode = cfg["binarize"]
         n = len(images)
-        run_cfg = argparse.Namespace(seed=cfg["seed"], binarize=mode)
-        neg_elbo, recon, kl = evaluate_test(model, images, run_cfg)
+        neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode)
         flat = images.reshape(n, -1)
         rng_bin, rng = eval_generator(cfg["seed"], 3), np.random.default_rng([args.seed, 5])
         buf = np.empty((args.batch, flat.shape[1]), model.dtype)

@@ -194,15 +194,16 @@ class StopRequest:
             signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
 
 
-def evaluate_test(model, images, cfg, batch=1000):
-    """Test −ELBO per image and its two parts, each a float (nats/image); fixed ε and binarization."""
-    rng_eps, rng_bin = eval_generator(cfg.seed, 2), eval_generator(cfg.seed, 3)
+def evaluate_test(model, images, seed, mode, batch=1000):
+    """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
+    evaluation ε and binarization (streams of `seed`; `mode` one of data.BINARIZE_MODES)."""
+    rng_eps, rng_bin = eval_generator(seed, 2), eval_generator(seed, 3)
     flat = images.reshape(len(images), -1)
     buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
     recon = kl = 0.0
     for start in range(0, len(flat), batch):
         idx = np.arange(start, min(start + batch, len(flat)))
-        x = data.batch_into(flat, idx, cfg.binarize, rng_bin, buf)
+        x = data.batch_into(flat, idx, mode, rng_bin, buf)
         eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
         r, k = neg_elbo_per_image(model, x, eps)
         recon += r.sum()
@@ -359,7 +360,7 @@ def run(cfg, out, resume=None, log=print, cli=False):
                     return history, stop.signum
             elapsed += time.perf_counter() - t0
             bar.close()
-            test, recon, kl = evaluate_test(model, test_x, cfg)
+            test, recon, kl = evaluate_test(model, test_x, cfg.seed, cfg.binarize)
             row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
                        test_recon=recon, test_kl=kl, epoch_seconds=elapsed)
             for c in ckpt_io.HISTORY_COLUMNS:
