@@ -9,6 +9,8 @@ shuffled once so every implementation reads the same contiguous batches and the 
                        CUDA/MPS when present), torch's default thread count
     GEMM floor         only the step's 20 matrix products (numpyvae.fused.matmul_shapes) in
                        NumPy/OpenBLAS, same shapes: what this design cannot go below
+    GEMM floor, torch  the same 20 products in Torch on the CPU: how much of Torch's epoch is
+                       matrix products, so how far ahead of Torch any implementation can get
 
 Every implementation is validated before it is timed: its loss on the same batch and ε, from
 the same parameters, must equal a float64 NumPy reference to float32 tolerance (and the numba
@@ -34,6 +36,8 @@ from numpyvae import data, likelihood
 from numpyvae.fused import matmul_shapes
 
 D = 784
+FLOOR = "GEMM floor (20 matmuls)"                 # numpyvae's floor: the products in OpenBLAS
+TORCH_FLOOR = "GEMM floor, torch cpu"             # the same products in Torch's BLAS
 
 
 class ValidationError(Exception):
@@ -140,25 +144,32 @@ def torch_impl(device, params, dtype, lr, X, E):
     return validate, epoch, model
 
 
-def gemm_floor_impl(hidden, latent, dtype):
-    """The step's matrix products alone, into preallocated outputs, for each batch size."""
+def gemm_floor_impl(hidden, latent, dtype, library="numpy"):
+    """The step's matrix products alone, into preallocated outputs, for each batch size:
+    in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
+    BLAS, MKL on x86), which says how much of Torch's epoch is matrix products."""
     rng = np.random.default_rng(0)
     cache = {}
+    if library == "torch":
+        import torch
+        matmul, wrap = torch.matmul, torch.from_numpy
+    else:
+        matmul, wrap = np.matmul, (lambda a: a)
 
     def mats(B):
         if B not in cache:
             def operand(rows, cols, transposed):        # a `.T` view where the step has one
                 a = rng.standard_normal((cols, rows) if transposed else (rows, cols))
-                a = a.astype(dtype)
+                a = wrap(a.astype(dtype))
                 return a.T if transposed else a
-            cache[B] = [(operand(m, k, ta), operand(k, n, tb), np.empty((m, n), dtype))
+            cache[B] = [(operand(m, k, ta), operand(k, n, tb), wrap(np.empty((m, n), dtype)))
                         for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent)]
         return cache[B]
 
     def epoch(ranges):
         for a, b in ranges:
             for A, Bm, C in mats(b - a):
-                np.matmul(A, Bm, out=C)
+                matmul(A, Bm, out=C)
     return epoch
 
 
@@ -270,17 +281,20 @@ def main(argv=None):
         med, times = time_epochs(epoch, ranges, args.epochs, scale)
         rows.append(dict(impl=name, seconds_per_epoch=med, epochs=times))
         print(f"  timed {name}: " + ", ".join(f"{t:.3f}" for t in times) + " s")
-    med, times = time_epochs(gemm_floor_impl(H, Z, dtype), ranges, args.epochs, scale)
-    rows.append(dict(impl="GEMM floor (20 matmuls)", seconds_per_epoch=med, epochs=times))
+    floors = [(FLOOR, "numpy")] + ([] if args.no_torch else [(TORCH_FLOOR, "torch")])
+    for name, library in floors:
+        med, times = time_epochs(gemm_floor_impl(H, Z, dtype, library), ranges, args.epochs, scale)
+        rows.append(dict(impl=name, seconds_per_epoch=med, epochs=times))
 
     by = {r["impl"]: r["seconds_per_epoch"] for r in rows}
-    t_torch, t_floor = by.get("torch cpu"), by["GEMM floor (20 matmuls)"]
-    print(f"\n{'implementation':<26}{'s/epoch':>9}{'images/s':>11}{'x torch cpu':>13}{'x floor':>9}")
+    t_torch, t_floor = by.get("torch cpu"), by[FLOOR]
+    w = max(len(r["impl"]) for r in rows) + 2
+    print(f"\n{'implementation':<{w}}{'s/epoch':>9}{'images/s':>11}{'x torch cpu':>13}{'x floor':>9}")
     for r in rows:
         s = r["seconds_per_epoch"]
         r.update(images_per_s=N / s, vs_torch_cpu=s / t_torch if t_torch else None,
                  vs_floor=s / t_floor)
-        print(f"{r['impl']:<26}{s:>9.3f}{N / s:>11.0f}"
+        print(f"{r['impl']:<{w}}{s:>9.3f}{N / s:>11.0f}"
               f"{(f'{s / t_torch:.2f}' if t_torch else '-'):>13}{s / t_floor:>9.2f}")
 
     ll_rows = []
