@@ -393,6 +393,15 @@ def check_position(ck, n, steps, path):
                                       f"epoch means {ck.epoch * steps + ck.step_in_epoch}")
 
 
+def _remove_if_empty(folder):
+    """A run folder this command made and then wrote nothing into (the data could not be
+    loaded, Ctrl-C during a download) is removed again, so a failed start leaves no trace."""
+    try:
+        folder.rmdir()                   # only ever succeeds on an empty folder
+    except OSError:
+        pass
+
+
 def main(argv=None, cli=False):
     """The command: parse argv, train, report. Returns the exit status.
 
@@ -401,7 +410,7 @@ def main(argv=None, cli=False):
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    out = args.out
+    out, made = args.out, False
     try:
         cfg, resume = resolve_config(args)
         out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
@@ -416,6 +425,7 @@ def main(argv=None, cli=False):
         if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
             print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
                   "nothing to train, redrawing its pictures")
+        made = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
               f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
@@ -436,6 +446,9 @@ def main(argv=None, cli=False):
         print(f"error: {e}. The last good checkpoint is kept"
               + (f": {kept}" if kept.exists() else " (none was written yet)"), file=sys.stderr)
         return EXIT_NONFINITE
+    finally:
+        if made:
+            _remove_if_empty(out)
     if stopped is not None:
         print(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
               f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "

@@ -219,6 +219,17 @@ def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "train-images-idx3-ubyte" in err and str(tmp_path / "empty") in err
+    assert not (tmp_path / "run").exists()              # the failed start left no empty folder
+
+
+def test_a_failed_start_keeps_a_folder_the_user_made(tmp_path, monkeypatch, capsys):
+    """Only a folder the command itself made is removed: the user's own (empty) one stays."""
+    monkeypatch.undo()
+    monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
+    (tmp_path / "mine").mkdir()
+    code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
+                       "--out", str(tmp_path / "mine")])
+    assert code == 1 and (tmp_path / "mine").is_dir()
 
 
 def test_resume_oracle_rejects_a_resume_that_forgets_the_generator(tmp_path, monkeypatch):
