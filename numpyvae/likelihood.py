@@ -21,7 +21,7 @@ LOG_2PI = np.log(2 * np.pi)
 
 def neg_elbo_per_image(model, x, eps):
     """(recon, kl) per image, float64 arrays of shape (B,).  x: (B, D), eps: (B, Z)."""
-    x = model._check_x(x)
+    x = model.as_input(x)
     mu, logvar = model.encode(x)                                   # (B, Z)
     z = mu + np.exp(0.5 * logvar) * eps.astype(model.dtype, copy=False)    # (B, Z)
     logits = model.decode_logits(z)                                # (B, D)
@@ -53,7 +53,7 @@ def log_likelihood(model, x, k, rng, rows=5000):
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    x = model._check_x(x)
+    x = model.as_input(x)
     B, Z = x.shape[0], model.latent_dim
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)

@@ -214,7 +214,8 @@ class VAE:
                 raise ValueError(f"{name}: shape {value.shape}, expected {shape}")
             self.params[name][...] = value
 
-    def _check_x(self, x):
+    def as_input(self, x):
+        """x as a (B, x_dim) array of the model's dtype (no copy when it already is one)."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.x_dim:
             raise ValueError(f"x must have shape (B, {self.x_dim}); got {x.shape}")
@@ -222,7 +223,7 @@ class VAE:
 
     def forward(self, x, eps):
         """(loss, cache): −ELBO summed over the batch and the intermediates; see `forward`."""
-        return forward(self.params, self._check_x(x), eps)
+        return forward(self.params, self.as_input(x), eps)
 
     def backward(self, cache, out=None):
         """Gradients of the loss computed by `forward`, into `out` (a dict of views) or fresh."""
@@ -241,7 +242,7 @@ class VAE:
             if self._fused is None:
                 from .fused import FusedStep
                 self._fused = FusedStep(self)
-            x = self._check_x(x)
+            x = self.as_input(x)
             eps = _as_eps3(eps, x.shape[0], self.latent_dim, self.dtype)   # (L, B, Z)
             if out is None:
                 out = self.new_grads()[1]
@@ -252,7 +253,7 @@ class VAE:
 
     def encode(self, x):
         """(μ, log σ²) of q(z|x), each (B, latent_dim)."""
-        mu, logvar, _ = encode(self.params, self._check_x(x))
+        mu, logvar, _ = encode(self.params, self.as_input(x))
         return mu, logvar
 
     def decode_logits(self, z):
