@@ -16,7 +16,8 @@ Every implementation is validated before it is timed: its loss on the same batch
 the same parameters, must equal a float64 NumPy reference to float32 tolerance (and the numba
 gradients the NumPy ones), else this raises. Warm-up (numba compile, first BLAS/Torch calls) is
 excluded; the figure is the median over --epochs timed epochs (or --steps steps per epoch,
-scaled to a full epoch). Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015)
+scaled to a full epoch), taken round-robin (epoch r of every implementation, then epoch r + 1)
+so that the ratios hold even when a shared machine slows down for a while. Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015)
 on the first --ll-images test images: numpyvae (numba and numpy) against a straightforward Torch
 IWAE, all fed the same ε draws.
 """
@@ -175,14 +176,19 @@ def gemm_floor_impl(hidden, latent, dtype, library="numpy"):
 
 # ---------------------------------------------------------------------------------------------
 
-def time_epochs(epoch, ranges, repeats, scale):
-    epoch(ranges[:10])                                     # warm-up, untimed
-    times = []
+def time_epochs(timed, ranges, repeats, scale):
+    """{name: [seconds per epoch, ...]} for each (name, epoch) in `timed`, taken round-robin:
+    repeat r times every implementation's epoch r in turn, so a slow spell of a shared machine
+    lands on all of them alike instead of on whichever happened to be running."""
+    for _, epoch in timed:
+        epoch(ranges[:10])                                 # warm-up, untimed
+    times = {name: [] for name, _ in timed}
     for _ in range(repeats):
-        t = time.perf_counter()
-        epoch(ranges)
-        times.append((time.perf_counter() - t) * scale)
-    return statistics.median(times), times
+        for name, epoch in timed:
+            t = time.perf_counter()
+            epoch(ranges)
+            times[name].append((time.perf_counter() - t) * scale)
+    return times
 
 
 def torch_log_likelihood(tmodel, x, k, rng, rows=5000):
@@ -267,8 +273,7 @@ def main(argv=None):
         for dev in devices:
             impls.append((f"torch {dev.type}", *torch_impl(dev, params, dtype, 1e-3, X, E)[:2]))
 
-    rows = []
-    for name, validate, epoch in impls:
+    for name, validate, _ in impls:
         out = validate(x0, e0)
         loss = out[0] if isinstance(out, tuple) else out
         if not abs(loss - ref_loss) <= tol * abs(ref_loss):
@@ -278,13 +283,14 @@ def main(argv=None):
             worst = max(rel_err(out[1][k], ref_grads[k]) for k in ref_grads)
             if not worst <= tol:
                 raise ValidationError(f"{name}: gradient rel err {worst:.2e} > {tol:g}")
-        med, times = time_epochs(epoch, ranges, args.epochs, scale)
-        rows.append(dict(impl=name, seconds_per_epoch=med, epochs=times))
+    timed = [(name, epoch) for name, _, epoch in impls]
+    timed.append((FLOOR, gemm_floor_impl(H, Z, dtype, "numpy")))
+    if not args.no_torch:
+        timed.append((TORCH_FLOOR, gemm_floor_impl(H, Z, dtype, "torch")))
+    rows = []
+    for name, times in time_epochs(timed, ranges, args.epochs, scale).items():
+        rows.append(dict(impl=name, seconds_per_epoch=statistics.median(times), epochs=times))
         print(f"  timed {name}: " + ", ".join(f"{t:.3f}" for t in times) + " s")
-    floors = [(FLOOR, "numpy")] + ([] if args.no_torch else [(TORCH_FLOOR, "torch")])
-    for name, library in floors:
-        med, times = time_epochs(gemm_floor_impl(H, Z, dtype, library), ranges, args.epochs, scale)
-        rows.append(dict(impl=name, seconds_per_epoch=med, epochs=times))
 
     by = {r["impl"]: r["seconds_per_epoch"] for r in rows}
     t_torch, t_floor = by.get("torch cpu"), by[FLOOR]
@@ -330,16 +336,16 @@ def bench_log_likelihood(args, params, dtype):
         tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
         runs.append(("torch cpu", lambda seed, k: torch_log_likelihood(
             tm, x, k, np.random.default_rng(seed))))
-    results, rows = {}, []
-    for name, run in runs:
+    for _, run in runs:
         run(0, 50)                                                    # warm-up (compile)
-        times = []
-        for _ in range(max(1, args.epochs)):
+    results, times = {}, {name: [] for name, _ in runs}
+    for _ in range(max(1, args.epochs)):                              # round-robin, as epochs
+        for name, run in runs:
             t = time.perf_counter()
             results[name] = run(123, args.k)
-            times.append(time.perf_counter() - t)
-        rows.append(dict(impl=name, seconds=statistics.median(times), runs=times,
-                         mean_log_px=float(np.mean(results[name]))))
+            times[name].append(time.perf_counter() - t)
+    rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
+                 mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
     base = results["numpyvae (numpy)"]
     for name, res in results.items():                      # same ε: the same estimates
         diff = float(np.max(np.abs(res - base)))
