@@ -17,9 +17,11 @@ the same parameters, must equal a float64 NumPy reference to float32 tolerance (
 gradients the NumPy ones), else this raises. Warm-up (numba compile, first BLAS/Torch calls) is
 excluded; the figure is the median over --epochs timed epochs (or --steps steps per epoch,
 scaled to a full epoch), taken round-robin (epoch r of every implementation, then epoch r + 1)
-so that the ratios hold even when a shared machine slows down for a while. Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015)
-on the first --ll-images test images: numpyvae (numba and numpy) against a straightforward Torch
-IWAE, all fed the same ε draws.
+so that the ratios hold even when a shared machine slows down for a while.
+
+Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015) on the first
+--ll-images test images: numpyvae (numba and numpy) against a straightforward Torch IWAE, all
+fed the same ε draws, also round-robin.
 """
 import argparse
 import json
