@@ -393,13 +393,24 @@ def check_position(ck, n, steps, path):
                                       f"epoch means {ck.epoch * steps + ck.step_in_epoch}")
 
 
-def _remove_if_empty(folder):
-    """A run folder this command made and then wrote nothing into (the data could not be
-    loaded, Ctrl-C during a download) is removed again, so a failed start leaves no trace."""
-    try:
-        folder.rmdir()                   # only ever succeeds on an empty folder
-    except OSError:
-        pass
+def _folders_to_make(folder):
+    """The folders that `folder.mkdir(parents=True)` will create, deepest first."""
+    made = []
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+def _remove_if_empty(folders):
+    """Folders this command made and then wrote nothing into (the data could not be loaded,
+    Ctrl-C during a download) are removed again, deepest first, so a failed start leaves no
+    trace; a folder holding anything stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()               # only ever succeeds on an empty folder
+        except OSError:
+            return
 
 
 def main(argv=None, cli=False):
@@ -410,7 +421,7 @@ def main(argv=None, cli=False):
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    out, made = args.out, False
+    out, made = args.out, []
     try:
         cfg, resume = resolve_config(args)
         out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
@@ -425,7 +436,7 @@ def main(argv=None, cli=False):
         if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
             print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
                   "nothing to train, redrawing its pictures")
-        made = not out.exists()
+        made = _folders_to_make(out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
               f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
@@ -447,8 +458,7 @@ def main(argv=None, cli=False):
               + (f": {kept}" if kept.exists() else " (none was written yet)"), file=sys.stderr)
         return EXIT_NONFINITE
     finally:
-        if made:
-            _remove_if_empty(out)
+        _remove_if_empty(made)
     if stopped is not None:
         print(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
               f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "

@@ -215,21 +215,24 @@ def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, 
     monkeypatch.undo()                                  # the real numpyvae.data.load again
     monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
     code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
-                       "--out", str(tmp_path / "run")])
+                       "--out", str(tmp_path / "runs" / "run")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
     assert "train-images-idx3-ubyte" in err and str(tmp_path / "empty") in err
-    assert not (tmp_path / "run").exists()              # the failed start left no empty folder
+    assert not (tmp_path / "runs").exists()     # the failed start left no empty folders behind
 
 
 def test_a_failed_start_keeps_a_folder_the_user_made(tmp_path, monkeypatch, capsys):
-    """Only a folder the command itself made is removed: the user's own (empty) one stays."""
+    """Only folders the command itself made are removed: the user's own (empty) one stays,
+    whether it is the run folder or above it."""
     monkeypatch.undo()
     monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
     (tmp_path / "mine").mkdir()
-    code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
-                       "--out", str(tmp_path / "mine")])
-    assert code == 1 and (tmp_path / "mine").is_dir()
+    for out in (tmp_path / "mine", tmp_path / "mine" / "a" / "run"):
+        code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
+                           "--out", str(out)])
+        assert code == 1 and (tmp_path / "mine").is_dir()
+        assert list((tmp_path / "mine").iterdir()) == []
 
 
 def test_resume_oracle_rejects_a_resume_that_forgets_the_generator(tmp_path, monkeypatch):
