@@ -15,7 +15,8 @@ never run code):
     step_in_epoch (), order (N,) or (0,),             where a run interrupted mid-epoch stands:
     running_loss (), epoch_elapsed ()                 steps done, that epoch's shuffle, loss sum
                                                       so far, training seconds so far
-    history.<column> (epoch,)                         one value per completed epoch (metrics.csv)
+    history.<column> (epoch,)                         one value per completed epoch (metrics.csv;
+                                                      holdout_neg_elbo is NaN without --holdout)
 
 Writing: temp file in the same folder, flush, fsync, os.replace, fsync the folder — a crash
 mid-write leaves the previous checkpoint as it was.
@@ -32,7 +33,10 @@ from .model import param_shapes
 
 FORMAT_VERSION = 1
 HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "test_kl",
-                   "epoch_seconds")
+                   "epoch_seconds", "holdout_neg_elbo")
+# Columns added after format 1 was first written; a checkpoint without one reads it as NaN
+# (the run had no such measurement), so older checkpoints still load and resume.
+LATER_COLUMNS = ("holdout_neg_elbo",)
 _MASK64 = (1 << 64) - 1
 
 
@@ -193,8 +197,10 @@ def load(path):
     running, elapsed = float(need("running_loss", "f", ())), float(need("epoch_elapsed", "f", ()))
     if not (np.isfinite(running) and np.isfinite(elapsed) and elapsed >= 0):
         _fail(path, f"its mid-epoch loss sum {running} or time {elapsed} is not valid")
-    history = {c: need("history." + c, "f").tolist() for c in HISTORY_COLUMNS}
     epoch = int(need("epoch", "iu", ()))
+    history = {c: (need("history." + c, "f").tolist()
+                   if c not in LATER_COLUMNS or "history." + c in data else [float("nan")] * epoch)
+               for c in HISTORY_COLUMNS}
     if any(len(h) != epoch for h in history.values()):
         _fail(path, f"history has {[len(h) for h in history.values()]} rows for {epoch} epochs")
     order = need("order", "iu")
