@@ -18,12 +18,23 @@ never run code):
     history.<column> (epoch,)                         one value per completed epoch (metrics.csv;
                                                       holdout_neg_elbo is NaN without --holdout)
 
-Writing: temp file in the same folder, flush, fsync, os.replace, fsync the folder — a crash
-mid-write leaves the previous checkpoint as it was.
+Writing: temp file in the same folder (.<name>.<pid>.tmp), flush, fsync, os.replace, fsync
+the folder — a crash mid-write leaves the previous checkpoint as it was; a temp file left by a
+killed process is removed by the next run in that folder (remove_stale_temp_files).
+
+Reading opens the zip itself and reads only the entries listed above, each one's .npy header
+(dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
+file can never make the reader allocate more than its own size. The configuration is checked
+key by key (CONFIG_SCHEMA): format 2 records every setting; format 1, written before
+FORMAT_1_SETTINGS existed, reads those as the notebook's values it was trained with.
 """
 import json
+import math
 import os
+import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +42,8 @@ import numpy as np
 
 from .model import param_shapes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)          # 1: before the settings of FORMAT_1_SETTINGS existed
 HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "test_kl",
                    "epoch_seconds", "holdout_neg_elbo")
 # Columns added after format 1 was first written; a checkpoint without one reads it as NaN
@@ -104,6 +116,23 @@ def atomic_write(path, write):
         os.close(fd)
 
 
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp")
+
+
+def remove_stale_temp_files(folder, names):
+    """Remove the temp files atomic_write left in `folder` for any of `names` when its process
+    was killed mid-write (.<name>.<pid>.tmp of another process). Only for a caller that holds
+    the folder's run lock: then no other process is writing them. Returns the removed paths."""
+    removed = []
+    for p in Path(folder).iterdir():
+        m = _TEMP_NAME.fullmatch(p.name)
+        if m and m["name"] in names and int(m["pid"]) != os.getpid() and p.is_file() \
+                and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def save(path, ckpt):
     """Write `ckpt` to `path` atomically."""
     arrays = {name: np.ascontiguousarray(v) for name, v in ckpt.params.items()}
@@ -127,62 +156,186 @@ def _fail(path, what):
     raise CheckpointError(f"{path}: {what}")
 
 
+# ---------------------------------------------------------------------------- configuration
+
+def _int(low):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _positive_number(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v > 0)
+
+
+def _one_of(*choices):
+    return lambda v: isinstance(v, str) and v in choices
+
+
+# Every setting a run records, and what a valid value is. A format-2 checkpoint holds all of
+# them; nothing missing is ever filled in silently (a resumed run would train differently).
+CONFIG_SCHEMA = {
+    "dataset": (_one_of("mnist", "fashion-mnist"), "'mnist' or 'fashion-mnist'"),
+    "epochs": (_int(1), "an integer ≥ 1"),
+    "batch_size": (_int(1), "an integer ≥ 1"),
+    "hidden_dim": (_int(1), "an integer ≥ 1"),
+    "latent_dim": (_int(1), "an integer ≥ 1"),
+    "lr": (_positive_number, "a positive number"),
+    "seed": (_int(0), "an integer ≥ 0"),
+    "binarize": (_one_of("threshold", "dynamic", "none"), "'threshold', 'dynamic' or 'none'"),
+    "samples": (_int(1), "an integer ≥ 1"),
+    "dtype": (_one_of("float32", "float64"), "'float32' or 'float64'"),
+    "backend": (_one_of("numba", "numpy"), "'numba' or 'numpy'"),
+    "limit": (_int(0), "an integer ≥ 0"),
+    "x_dim": (_int(1), "an integer ≥ 1"),
+    "data_dir": (lambda v: v is None or isinstance(v, str), "a folder name or null"),
+    "activation": (_one_of("leaky_relu", "tanh"), "'leaky_relu' or 'tanh'"),
+    "init": (_one_of("torch", "glorot"), "'torch' or 'glorot'"),
+    "output_bias": (_one_of("init", "data-mean"), "'init' or 'data-mean'"),
+    "adam_eps": (_positive_number, "a positive number"),
+    "lr_schedule": (_one_of("constant", "burda"), "'constant' or 'burda'"),
+    "holdout": (_int(0), "an integer ≥ 0"),
+}
+# Format 1 predates these settings; every format-1 run was trained with the source notebook's
+# values, so a format-1 checkpoint without them reads them as exactly these.
+FORMAT_1_SETTINGS = {"activation": "leaky_relu", "init": "torch", "output_bias": "init",
+                     "adam_eps": 1e-8, "lr_schedule": "constant", "holdout": 0}
+# The images of both datasets are 28 × 28, and their training splits hold 60,000.
+IMAGE_PIXELS = 28 * 28
+MAX_TRAIN_IMAGES = 60_000
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_config(path, config, version):
+    """The run's settings, complete and each of the right type, or CheckpointError."""
+    if not isinstance(config, dict):
+        _fail(path, f"its configuration is a JSON {type(config).__name__}, not an object")
+    config = dict(config)
+    if version == 1:
+        for key, value in FORMAT_1_SETTINGS.items():
+            config.setdefault(key, value)
+    missing = [k for k in CONFIG_SCHEMA if k not in config]
+    if missing:
+        _fail(path, f"its configuration lacks {', '.join(missing)} (a format-{version} "
+                    "checkpoint records every setting; it was edited or not written by "
+                    "numpyvae) — use an earlier copy or retrain")
+    for key, (ok, expected) in CONFIG_SCHEMA.items():
+        if not ok(config[key]):
+            _fail(path, f"its configuration's {key} is {config[key]!r}, expected {expected}")
+    if config["x_dim"] != IMAGE_PIXELS:
+        _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "
+                    f"images have {IMAGE_PIXELS} (28 × 28); it was not trained on this dataset")
+    return config
+
+
+# ---------------------------------------------------------------------------- reading
+
+class _Entries:
+    """The arrays of an .npz read one at a time, each header checked before its data is read.
+
+    Only entries asked for are read. numpyvae writes every entry uncompressed (np.savez), so
+    an entry's bytes must lie in the file itself: a small file cannot make the reader allocate
+    more than its own size, whatever its headers or zip directory declare.
+    """
+
+    def __init__(self, path, zf):
+        self.path, self.zf = path, zf
+        self.names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+        self.size = path.stat().st_size
+
+    def __contains__(self, key):
+        return key in self.names
+
+    def read(self, key, kind=None, shape=None, dtype=None, max_size=None):
+        path = self.path
+        if key not in self.names:
+            _fail(path, f"missing entry '{key}' (not a numpyvae checkpoint, or another version)")
+        info = self.zf.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size \
+                or info.header_offset + info.compress_size > self.size:
+            _fail(path, f"entry '{key}' is compressed or larger than the file; numpyvae writes "
+                        "plain uncompressed entries — not a numpyvae checkpoint")
+        with self.zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got_shape, fortran, got = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                got_shape, fortran, got = np.lib.format.read_array_header_2_0(f)
+            else:
+                _fail(path, f"entry '{key}' is in .npy format {version}, expected 1.0 or 2.0")
+            if got.hasobject or got.kind not in "biuf":
+                _fail(path, f"entry '{key}' holds {got} values, not plain numbers")
+            if kind and got.kind not in kind:
+                _fail(path, f"entry '{key}' has dtype {got}, expected {kind!r} kind")
+            if dtype is not None and got != dtype:
+                _fail(path, f"entry '{key}' is {got}, the run's dtype is {np.dtype(dtype)}")
+            if shape is not None and got_shape != shape:
+                _fail(path, f"entry '{key}' has shape {got_shape}, expected {shape}")
+            count = math.prod(got_shape)
+            if max_size is not None and count > max_size:
+                _fail(path, f"entry '{key}' declares {count:,} values, at most {max_size:,} "
+                            "are possible")
+            nbytes = count * got.itemsize
+            if info.file_size != f.tell() + nbytes:
+                _fail(path, f"entry '{key}' declares {got_shape} {got} ({nbytes:,} bytes) but "
+                            f"holds {info.file_size - f.tell():,} bytes of data")
+            a = np.empty(got_shape, got, order="F" if fortran else "C")
+            if f.readinto(memoryview(a.reshape(-1, order="A")).cast("B")) != nbytes \
+                    or f.read(1):                # reading to the end checks the CRC
+                _fail(path, f"entry '{key}' is truncated")
+        return a
+
+
 def load(path):
     """Read and validate a checkpoint; any problem raises CheckpointError naming the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.npz"
     if not path.is_file():
-        _fail(path, "no such checkpoint file")
+        _fail(path, "no such checkpoint file" + (" (it is not a regular file)"
+                                                 if path.exists() else ""))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        with zipfile.ZipFile(path) as zf:
+            return _load(path, _Entries(path, zf))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
-            KeyError, RuntimeError, NotImplementedError) as e:
+            KeyError, RuntimeError, NotImplementedError, zlib.error, struct.error) as e:
         _fail(path, f"not a readable numpyvae checkpoint ({type(e).__name__}: {e}); "
                     "it may be truncated or corrupted — use an earlier copy or retrain")
 
-    def need(key, kind=None, shape=None):
-        if key not in data:
-            _fail(path, f"missing entry '{key}' (not a numpyvae checkpoint, or another version)")
-        a = data[key]
-        if kind and a.dtype.kind not in kind:
-            _fail(path, f"entry '{key}' has dtype {a.dtype}, expected {kind!r} kind")
-        if shape is not None and a.shape != shape:
-            _fail(path, f"entry '{key}' has shape {a.shape}, expected {shape}")
-        return a
+
+def _load(path, entries):
+    def need(key, kind=None, shape=None, dtype=None, max_size=None):
+        return entries.read(key, kind, shape, dtype, max_size)
 
     version = int(need("format_version", "iu", ()))
-    if version != FORMAT_VERSION:
-        _fail(path, f"format version {version}; this numpyvae reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        _fail(path, f"format version {version}; this numpyvae reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}")
+    raw = need("config_json", "u", None, np.uint8, MAX_CONFIG_BYTES)
+    if raw.ndim != 1:
+        _fail(path, f"entry 'config_json' has shape {raw.shape}, expected one row of bytes")
     try:
-        config = json.loads(need("config_json", "u").tobytes().decode())
-        dims = (int(config["x_dim"]), int(config["hidden_dim"]), int(config["latent_dim"]))
-        dtype = np.dtype(config["dtype"])
-    except (ValueError, KeyError, TypeError) as e:
+        config = json.loads(raw.tobytes().decode())
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         _fail(path, f"its configuration is unreadable ({e})")
-    if dtype not in (np.float32, np.float64) or min(dims) < 1:
-        _fail(path, f"its configuration is invalid (dims {dims}, dtype {dtype})")
-    for key, ok in (("dataset", lambda v: v in ("mnist", "fashion-mnist")),
-                    ("binarize", lambda v: v in ("threshold", "dynamic", "none")),
-                    ("seed", lambda v: isinstance(v, int) and v >= 0)):
-        if not ok(config.get(key)):
-            _fail(path, f"its configuration's {key} is {config.get(key)!r}, not a valid value")
+    config = check_config(path, config, version)
+    dims = (config["x_dim"], config["hidden_dim"], config["latent_dim"])
+    dtype = np.dtype(config["dtype"])
     shapes = param_shapes(*dims)
-    names = [k for k in data if k.startswith(("Encoder.", "Decoder."))]
-    unexpected = sorted(set(names) - set(shapes))
+    unexpected = sorted(n for n in entries.names
+                        if n.startswith(("Encoder.", "Decoder.")) and n not in shapes)
     if unexpected:
         _fail(path, f"unexpected parameters {unexpected} — another architecture than "
                     f"the VAE {dims[0]}-{dims[1]}-{dims[2]} its config describes")
+    P = sum(math.prod(s) for s in shapes.values())
+    if "num_params" in config and config["num_params"] != P:
+        _fail(path, f"its configuration says {config['num_params']!r} parameters, the VAE "
+                    f"{dims[0]}-{dims[1]}-{dims[2]} has {P}")
     params = {}
     for name, shape in shapes.items():
-        a = need(name, "f", shape)
-        if a.dtype != dtype:
-            _fail(path, f"parameter '{name}' is {a.dtype}, the run's dtype is {dtype}")
+        a = need(name, "f", shape, dtype)
         if not np.isfinite(a).all():
             _fail(path, f"parameter '{name}' holds non-finite values")
         params[name] = a
-    P = sum(int(np.prod(s)) for s in shapes.values())
     m, v = need("adam.m", "f", (P,)), need("adam.v", "f", (P,))
     if m.dtype != dtype or v.dtype != dtype:
         _fail(path, f"Adam's moments are {m.dtype}/{v.dtype}, the run's dtype is {dtype}")
@@ -198,12 +351,13 @@ def load(path):
     if not (np.isfinite(running) and np.isfinite(elapsed) and elapsed >= 0):
         _fail(path, f"its mid-epoch loss sum {running} or time {elapsed} is not valid")
     epoch = int(need("epoch", "iu", ()))
-    history = {c: (need("history." + c, "f").tolist()
-                   if c not in LATER_COLUMNS or "history." + c in data else [float("nan")] * epoch)
+    if epoch < 0:
+        _fail(path, f"it has completed {epoch} epochs")
+    history = {c: (need("history." + c, "f", (epoch,)).tolist()
+                   if c not in LATER_COLUMNS or "history." + c in entries
+                   else [float("nan")] * epoch)
                for c in HISTORY_COLUMNS}
-    if any(len(h) != epoch for h in history.values()):
-        _fail(path, f"history has {[len(h) for h in history.values()]} rows for {epoch} epochs")
-    order = need("order", "iu")
+    order = need("order", "iu", None, None, MAX_TRAIN_IMAGES)
     step = int(need("step_in_epoch", "iu", ()))
     if order.ndim != 1 or (step > 0) != (order.size > 0) or step < 0:
         _fail(path, f"inconsistent mid-epoch position (step {step}, order of {order.size})")

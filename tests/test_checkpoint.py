@@ -4,7 +4,11 @@ Oracles: the arrays we wrote (round trip); the reference Torch Model's load_stat
 strict=True; the file system after an injected failure (the previous file byte-identical, no
 temp file left).
 """
+import io
+import json
 import os
+import re
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -16,13 +20,21 @@ from numpyvae import checkpoint as ck
 from reference.model import build
 
 
-def make(dims=(30, 8, 3), dtype="float32", epoch=2):
+def full_config(dims=(784, 8, 3), dtype="float32"):
+    """Every setting a run records (checkpoint.CONFIG_SCHEMA), as train.py writes them."""
+    return dict(dataset="mnist", epochs=20, batch_size=128, hidden_dim=dims[1],
+                latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
+                dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,
+                activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
+                lr_schedule="constant", holdout=0)
+
+
+def make(dims=(784, 8, 3), dtype="float32", epoch=2):
     model = nv.VAE(*dims, dtype=dtype, seed=1)
     rng = np.random.default_rng(7)
     rng.standard_normal(5)
     hist = {c: [float(i + 1) for i in range(epoch)] for c in ck.HISTORY_COLUMNS}
-    config = dict(x_dim=dims[0], hidden_dim=dims[1], latent_dim=dims[2], dtype=dtype, seed=1,
-                  dataset="mnist", binarize="threshold")
+    config = full_config(dims, dtype)
     return ck.Checkpoint(params={k: v.copy() for k, v in model.params.items()}, config=config,
                          adam_m=np.full(model.num_params, 0.5, model.dtype),
                          adam_v=np.full(model.num_params, 0.25, model.dtype), adam_t=17,
@@ -58,6 +70,14 @@ def test_torch_reference_loads_the_params_strictly(tmp_path):
     model = build(784, 200, 20)
     model.load_state_dict(sd, strict=True)
     assert torch.equal(model.Decoder.FC_output.bias, torch.from_numpy(a.params["Decoder.FC_output.bias"]))
+
+
+def config_bytes(**changes):
+    """The JSON of full_config() with `changes` (a value of ... removes the key)."""
+    c = full_config()
+    c.update(changes)
+    c = {k: v for k, v in c.items() if v is not ...}
+    return np.frombuffer(json.dumps(c).encode(), np.uint8)
 
 
 def rewrite(path, mutate):
@@ -117,15 +137,15 @@ def test_object_array_is_refused_without_running_code(saved, tmp_path):
     arrays["Encoder.FC_enc1.bias"] = np.array([Evil()], dtype=object)
     with open(saved, "wb") as f:
         np.savez(f, **arrays)
-    expect_error(saved, "not a readable")
+    expect_error(saved, "holds object values, not plain numbers")
     assert not marker.exists()
 
 
 def test_other_architecture(saved):
     def bigger(a):
-        a["Encoder.FC_enc1.weight"] = np.zeros((9, 30), np.float32)
+        a["Encoder.FC_enc1.weight"] = np.zeros((9, 784), np.float32)
     rewrite(saved, bigger)
-    expect_error(saved, r"Encoder.FC_enc1.weight.*shape \(9, 30\), expected \(8, 30\)")
+    expect_error(saved, r"Encoder.FC_enc1.weight.*shape \(9, 784\), expected \(8, 784\)")
 
 
 def test_extra_layer(saved):
@@ -187,10 +207,158 @@ def test_atomic_write_keeps_the_previous_file_on_failure(saved, monkeypatch):
     (lambda a: a.__setitem__("rng.state", np.array([1, 2, 3, 4, 0, 0], np.uint64)), "PCG64"),
     (lambda a: a.__setitem__("running_loss", np.array(np.nan)), "mid-epoch loss"),
     (lambda a: a.__setitem__("adam.m", a["adam.m"].astype(np.float64)), "Adam's moments are float64"),
-    (lambda a: a.__setitem__("config_json", np.frombuffer(
-        b'{"x_dim": 30, "hidden_dim": 8, "latent_dim": 3, "dtype": "float32", "seed": 1, '
-        b'"binarize": "threshold"}', np.uint8)), "dataset is None"),
+    (lambda a: a.__setitem__("config_json", config_bytes(dataset=None)), "dataset is None"),
 ])
 def test_inconsistent_state_is_refused(saved, mutate, match):
     rewrite(saved, mutate)
     expect_error(saved, match)
+
+
+# ---------------------------------------------------------------------------- hostile files
+# Oracle for "bounded": tracemalloc's peak while loading (numpy reports its array buffers to
+# tracemalloc), against the size of the file itself. A reader that believed the headers would
+# allocate terabytes (MemoryError) or gigabytes.
+
+def npy_member(header_shape, dtype="<f8", body=b""):
+    """A .npy whose header declares `header_shape` but whose data is only `body`."""
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": dtype, "fortran_order": False, "shape": header_shape})
+    return f.getvalue() + body
+
+
+def add_member(path, name, blob, compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "a", compression=compress) as z:
+        z.writestr(name, blob)
+
+
+def replace_member(path, name, blob):
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    members[name] = blob
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+
+
+def load_peak(path):
+    tracemalloc.start()
+    try:
+        try:
+            ck.load(path)
+            error = None
+        except ck.CheckpointError as e:
+            error = e
+        return error, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_npy_file_under_an_npz_name_is_refused(saved):
+    np.save(saved.with_suffix(".tmp.npy"), np.arange(10))
+    os.replace(saved.with_suffix(".tmp.npy"), saved)
+    expect_error(saved, "not a readable numpyvae checkpoint")
+
+
+def test_an_entry_the_loader_does_not_need_is_never_read(saved):
+    """An extra entry declaring 10¹² float64 (8 TB) in a few bytes: loading ignores it."""
+    add_member(saved, "junk.npy", npy_member((10**12,)))
+    error, peak = load_peak(saved)
+    assert error is None and peak < 4 * saved.stat().st_size
+
+
+@pytest.mark.parametrize("entry", ["history.test_kl", "order", "adam.m", "config_json"])
+def test_a_header_declaring_an_enormous_shape_is_refused_before_reading(saved, entry):
+    blob = npy_member((10**12,), "|u1" if entry == "config_json" else
+                      "<i8" if entry == "order" else "<f4" if entry == "adam.m" else "<f8")
+    replace_member(saved, entry + ".npy", blob)
+    error, peak = load_peak(saved)
+    assert error is not None and str(saved) in str(error) and entry in str(error)
+    assert peak < 4 * saved.stat().st_size
+
+
+def test_a_header_larger_than_its_data_is_refused(saved):
+    """Shape and dtype as expected, but the bytes are not there: refused from the sizes."""
+    replace_member(saved, "adam.v.npy", npy_member((ck.load(saved).adam_v.size,), "<f4",
+                                                   b"\0" * 16))
+    expect_error(saved, r"entry 'adam.v' declares .* but holds 16 bytes")
+
+
+def test_a_compressed_entry_is_refused(saved):
+    """np.savez writes entries stored; a deflated one could expand ~1000× in memory."""
+    with zipfile.ZipFile(saved) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    with zipfile.ZipFile(saved, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    expect_error(saved, "compressed")
+
+
+def test_history_rows_must_match_the_epochs(saved):
+    rewrite(saved, lambda a: a.__setitem__("history.test_kl", np.zeros(3)))
+    expect_error(saved, r"history.test_kl' has shape \(3,\), expected \(2,\)")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("hidden_dim", 8.0), ("hidden_dim", "8"), ("latent_dim", True), ("epochs", 0),
+    ("batch_size", "128"), ("lr", "0.001"), ("lr", -1.0), ("samples", 1.5), ("seed", None),
+    ("dtype", "float16"), ("backend", "jax"), ("limit", -1), ("data_dir", 3),
+    ("activation", "relu"), ("init", "xavier"), ("output_bias", 0), ("adam_eps", 0),
+    ("lr_schedule", "cosine"), ("holdout", "10"), ("dataset", ["mnist"]),
+])
+def test_configuration_values_of_the_wrong_type_are_refused(saved, key, value):
+    rewrite(saved, lambda a: a.__setitem__("config_json", config_bytes(**{key: value})))
+    expect_error(saved, re.escape(f"configuration's {key} is {value!r}, expected"))
+
+
+def test_a_configuration_that_is_not_an_object_is_refused(saved):
+    rewrite(saved, lambda a: a.__setitem__("config_json", np.frombuffer(b"[1, 2]", np.uint8)))
+    expect_error(saved, "configuration is a JSON list")
+
+
+def test_missing_settings_are_never_filled_in_silently(saved):
+    rewrite(saved, lambda a: a.__setitem__("config_json", config_bytes(lr=..., samples=...)))
+    expect_error(saved, "configuration lacks lr, samples")
+
+
+def test_format_1_reads_the_later_settings_as_the_notebooks(saved):
+    """Known values: a format-1 checkpoint (written before these settings existed) was trained
+    with LeakyReLU, Torch's init, the initial output bias, Adam's ε 1e-8, a constant lr and
+    nothing held out; without its base settings it is still refused."""
+    later = {k: ... for k in ck.FORMAT_1_SETTINGS}
+    rewrite(saved, lambda a: a.update(format_version=np.array(1),
+                                      config_json=config_bytes(**later)))
+    c = ck.load(saved)
+    assert {k: c.config[k] for k in ck.FORMAT_1_SETTINGS} == dict(
+        activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
+        lr_schedule="constant", holdout=0)
+    rewrite(saved, lambda a: a.update(config_json=config_bytes(batch_size=..., **later)))
+    expect_error(saved, "configuration lacks batch_size")
+    rewrite(saved, lambda a: a.update(format_version=np.array(2), config_json=config_bytes(**later)))
+    expect_error(saved, "configuration lacks activation, init, output_bias")
+
+
+def test_a_model_that_does_not_fit_the_dataset_is_refused(tmp_path):
+    """Sizes that agree with each other (a 30-pixel VAE) but not with 28 × 28 images."""
+    c = make()
+    model = nv.VAE(30, 8, 3, seed=1)
+    c.params = dict(model.params)
+    c.adam_m = c.adam_v = np.zeros(model.num_params, np.float32)
+    c.config = dict(c.config, x_dim=30)
+    ck.save(tmp_path / "c.npz", c)
+    expect_error(tmp_path / "c.npz", "takes 30 pixels per image, but mnist images have 784")
+
+
+def test_num_params_must_agree(saved):
+    rewrite(saved, lambda a: a.__setitem__("config_json", config_bytes(num_params=5)))
+    expect_error(saved, "says 5 parameters")
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_and_nothing_else(tmp_path):
+    for name in (".checkpoint.npz.999999.tmp", ".metrics.csv.12.tmp", f".elbo.png.{os.getpid()}.tmp",
+                 ".notes.txt.12.tmp", "checkpoint.npz", "mine.tmp", ".checkpoint.npz.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = ck.remove_stale_temp_files(tmp_path, ("checkpoint.npz", "metrics.csv", "elbo.png"))
+    assert sorted(p.name for p in removed) == [".checkpoint.npz.999999.tmp", ".metrics.csv.12.tmp"]
+    assert sorted(os.listdir(tmp_path)) == [".checkpoint.npz.tmp", f".elbo.png.{os.getpid()}.tmp",
+                                            ".notes.txt.12.tmp", "checkpoint.npz", "mine.tmp"]
