@@ -33,8 +33,10 @@ The cache
 
     Local files are verified too: each is parsed with the IDX checks and its SHA-256 compared.
     A bad local file raises DataError naming it; it is never deleted, overwritten or silently
-    bypassed — move it out of the way and the next load fetches a verified copy. The cache never
-    overwrites an existing file.
+    bypassed — move it out of the way and the next load fetches a verified copy. The same holds
+    for anything else where a file is looked for (a directory, a FIFO, a broken or looping
+    symbolic link). The cache never overwrites an existing path: it publishes with os.link,
+    which fails if anything appeared there meanwhile.
 
 Errors are `DataError`, whose message is complete on its own (the CLI prints only str(err)):
 what was looked for where, each source tried and why it failed, and which files to put in
@@ -53,10 +55,12 @@ buffer; `epoch_order`, `num_batches` and `batch_into` are the primitives a resum
 loop needs, `Batches` is the convenience iterator built from them.
 """
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -291,6 +295,23 @@ def _ndim(file_name):
     return idxfile.IMAGES_NDIM if "-images-" in file_name else idxfile.LABELS_NDIM
 
 
+def _not_a_file(path):
+    """None for a regular file (or a link to one), "" for nothing there, else what is there —
+    a directory, a FIFO (reading it would block), a broken or looping symbolic link, …"""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to a missing file" if os.path.islink(path) else ""
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+        return f"something that cannot be examined ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+
+
 def _read_local(name, file_name, path):
     """The verified uncompressed bytes of a user's file, or a DataError about it."""
     expected = SHA256[name][file_name]
@@ -340,7 +361,7 @@ def write_atomic(path, data):
     KeyboardInterrupt, no temporary file is left behind.
     """
     path = Path(path)
-    if path.exists():
+    if os.path.lexists(path):            # anything at all, a broken or looping link included
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -350,9 +371,14 @@ def write_atomic(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():                                # appeared meanwhile: leave it be
+        try:
+            os.link(tmp, path)           # fails if anything appeared meanwhile: never replaces
+        except FileExistsError:
             return False
-        os.replace(tmp, path)
+        except OSError:                  # a file system without hard links
+            if os.path.lexists(path):
+                return False
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -409,9 +435,15 @@ def load(name, split="train", data_dir=None, *, sources=None):
     raw, paths = {}, {}
     for file_name in files:
         for path in local_candidates(name, file_name, root):
-            if path.is_file():
+            what = _not_a_file(path)
+            if what is None:
                 raw[file_name], paths[file_name] = _read_local(name, file_name, path), path
                 break
+            if what:
+                raise DataError(
+                    f"{path}: {what} where the {TITLES[name]} file {file_name} is looked for. "
+                    f"numpyvae never deletes or overwrites anything in the data folder: move it "
+                    f"out of the way (or put the original {file_name} there) and load again.")
     missing = [f for f in files if f not in raw]
     failures = []
     if missing and sources is None:

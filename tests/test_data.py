@@ -131,6 +131,66 @@ def test_local_truncated_file_raises_naming_it(tmp_path, fake):
     assert str(path) in str(err.value)
 
 
+def _put(kind, path):
+    if kind == "directory":
+        path.mkdir()
+        (path / "inside").write_text("user's")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "looping link":
+        path.symlink_to(path.name)                      # a link to itself
+    else:
+        path.symlink_to(path.parent / "nowhere")        # a broken link
+
+
+def _describe(path):
+    return (os.readlink(path) if path.is_symlink() else sorted(os.listdir(path))
+            if path.is_dir() else os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("layout", ["ours", "torchvision"])
+@pytest.mark.parametrize("kind,what", [("directory", "a directory"), ("fifo", "a FIFO"),
+                                       ("looping link", "a symbolic link that loops"),
+                                       ("broken link", "a symbolic link to a missing file")])
+def test_something_else_where_a_file_should_be_is_an_error_and_stays(tmp_path, fake, kind, what,
+                                                                     layout):
+    """Oracle: the thing we put there — DataError naming it and saying what it is; it is
+    neither bypassed (no source asked) nor replaced by a fetched file (it is as we left it)."""
+    folder = tmp_path / ("mnist" if layout == "ours" else "MNIST/raw")
+    folder.mkdir(parents=True)
+    path = folder / data.FILES["train"][0]
+    _put(kind, path)
+    before = _describe(path)
+    calls = []
+    with pytest.raises(DataError, match=what) as err:
+        data.load("mnist", "train", tmp_path, sources=[source_of(fake.raw, calls)])
+    assert str(path) in str(err.value) and "move it out of the way" in str(err.value)
+    assert calls == [] and _describe(path) == before
+
+
+@pytest.mark.parametrize("kind", ["looping link", "broken link", "fifo"])
+def test_write_atomic_never_replaces_a_link_or_special_file(tmp_path, kind):
+    path = tmp_path / "f"
+    _put(kind, path)
+    before = _describe(path)
+    assert data.write_atomic(path, b"ours") is False
+    assert _describe(path) == before and os.listdir(tmp_path) == ["f"]
+
+
+def test_write_atomic_never_replaces_what_appears_during_the_write(tmp_path, monkeypatch):
+    """A file that appears between the check and the publish (another process's) stays."""
+    path = tmp_path / "f"
+    real = os.fsync
+
+    def appear(fd):
+        real(fd)
+        if not path.exists():
+            path.write_bytes(b"theirs")
+    monkeypatch.setattr(os, "fsync", appear)
+    assert data.write_atomic(path, b"ours") is False
+    assert path.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["f"]
+
+
 def test_data_dir_expands_tilde_and_defaults_to_home_datasets(tmp_path, fake, monkeypatch):
     """Oracle: the documented default, ~/datasets, with HOME pointed at a folder we made."""
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -196,7 +256,7 @@ def test_bad_download_falls_through_to_the_next_source(tmp_path, fake, defect):
     assert (tmp_path / "mnist" / name).read_bytes() == fake.raw[name]
 
 
-@pytest.mark.parametrize("where", ["fsync", "replace"])
+@pytest.mark.parametrize("where", ["fsync", "link"])
 def test_keyboard_interrupt_mid_write_leaves_no_temp_files(tmp_path, fake, monkeypatch, where):
     """Oracle: the folder we watch — Ctrl-C after the bytes are written but before / at the
     rename propagates and leaves no file at all behind."""
