@@ -12,6 +12,15 @@ from scipy.stats import norm
 
 from .checkpoint import atomic_write
 
+# What a dataset's images are called in titles, and its ten classes' names.
+NOUNS = {"mnist": "digits", "fashion-mnist": "Fashion-MNIST images"}
+CLASSES = {"mnist": tuple(str(d) for d in range(10)),
+           "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                             "Shirt", "Sneaker", "Bag", "Ankle boot")}
+# Up to this many images a grid is a titled matplotlib figure; above it, the grid is written
+# pixel for pixel as a plain greyscale PNG, built from blocks, so its memory is the picture's.
+FIGURE_MAX_IMAGES = 1024
+
 
 def _save(fig, path):
     FigureCanvasAgg(fig)
@@ -54,18 +63,18 @@ def elbo_curves(path, history, mode):
     _save(fig, path)
 
 
-def reconstructions(path, x, theta, side=28):
-    """Test digits (top row) above their reconstructions θ (bottom row), as compare_images."""
+def reconstructions(path, x, theta, side=28, dataset="mnist"):
+    """Test images (top row) above their reconstructions θ (bottom row), as compare_images."""
     n = len(x)
     both = np.concatenate([x.reshape(n, side, side), theta.reshape(n, side, side)])
-    _image(path, tile(both, n), "test digits (top) and reconstructions θ(μ) (bottom)")
+    _image(path, tile(both, n), f"test {NOUNS[dataset]} (top) and reconstructions θ(μ) (bottom)")
 
 
-def samples(path, theta, side=28):
-    """Digits decoded from z ~ N(0, I): the Bernoulli means θ."""
+def samples(path, theta, side=28, dataset="mnist"):
+    """Images decoded from z ~ N(0, I): the Bernoulli means θ."""
     n = len(theta)
     _image(path, tile(theta.reshape(n, side, side), int(np.ceil(np.sqrt(n)))),
-           f"{n} digits generated from z ~ N(0, I)")
+           f"{n} {NOUNS[dataset]} generated from z ~ N(0, I)")
 
 
 def interpolation(path, theta, side=28):
@@ -73,33 +82,66 @@ def interpolation(path, theta, side=28):
     _image(path, tile(theta.reshape(n, side, side), n), "decoded along a straight line in z")
 
 
-def _scatter(fig, ax, mu, labels):
-    """Posterior means coloured by digit; projected to their 2 principal axes when Z > 2."""
+def grid_bytes(n, cols, side=28):
+    """The memory grid() needs beyond one block: the pixel mosaic when n > FIGURE_MAX_IMAGES."""
+    return -(-n // cols) * cols * side * side if n > FIGURE_MAX_IMAGES else 0
+
+
+def grid(path, blocks, n, cols, title, side=28):
+    """n images θ arriving in `blocks` (an iterable of (b, side²) arrays, in order) as a grid
+    of `cols` columns: a titled figure up to FIGURE_MAX_IMAGES, else one byte per pixel
+    (θ = 1 black, as the figures' gray_r) in a plain greyscale PNG without a title."""
+    if n <= FIGURE_MAX_IMAGES:
+        theta = np.concatenate(list(blocks))                          # (n, side²)
+        _image(path, tile(theta.reshape(n, side, side), cols), title)
+        return
+    from PIL import Image                                             # matplotlib's own
+
+    rows = -(-n // cols)
+    mosaic = np.full((rows, side, cols, side), 255, np.uint8)         # (rows, side, cols, side)
+    done = 0
+    for theta in blocks:
+        pixels = 255 - np.rint(np.clip(theta, 0, 1) * 255).astype(np.uint8)   # (b, side²)
+        cell = np.arange(done, done + len(pixels))                     # (b,)
+        mosaic[cell // cols, :, cell % cols, :] = pixels.reshape(-1, side, side)
+        done += len(pixels)
+    picture = Image.fromarray(mosaic.reshape(rows * side, cols * side))
+    atomic_write(path, lambda f: picture.save(f, format="png", compress_level=1))   # fast zlib
+
+
+def _scatter(fig, ax, mu, labels, dataset="mnist"):
+    """Posterior means coloured by class; projected to their 2 principal axes when Z > 2."""
     Z = mu.shape[1]
     if Z == 1:
         pts, axes = np.column_stack([mu[:, 0], np.zeros(len(mu))]), ("z₁", "")
     elif Z == 2:
         pts, axes = mu, ("z₁", "z₂")
     else:
-        centred = mu - mu.mean(axis=0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        pts = centred @ vt[:2].T                                      # (N, 2)
-        share = s[:2] ** 2 / np.sum(s ** 2)
+        centred = mu - mu.mean(axis=0)                                # (N, Z)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)        # min(N, Z) axes
+        k = min(2, len(vt))
+        pts = np.zeros((len(mu), 2))                                  # (N, 2)
+        pts[:, :k] = centred @ vt[:k].T
+        var = np.zeros(2)
+        var[:k] = s[:k] ** 2
+        total = np.sum(s ** 2)
+        share = var / total if total > 0 else var          # one point, or all alike: none
         axes = (f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%})")
     sc = ax.scatter(pts[:, 0], pts[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=2,
                     alpha=0.6, rasterized=True)
-    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
+    bar = fig.colorbar(sc, ax=ax, ticks=range(10), label="digit" if dataset == "mnist" else "class")
+    bar.ax.set_yticklabels(CLASSES[dataset], fontsize=7)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title(f"test posterior means μ (latent dim {Z})", fontsize=9)
 
 
-def latent(path, mu, labels, decode=None, n=20, side=28):
+def latent(path, mu, labels, decode=None, n=20, side=28, dataset="mnist"):
     """The latent space: a scatter of μ; with a 2-D latent and `decode`, also the learned
     manifold of Kingma & Welling (2014) Fig. 4 — θ(z) over a grid through Φ⁻¹(0.05 … 0.95)."""
     two = mu.shape[1] == 2 and decode is not None
     fig = Figure(figsize=(12 if two else 6, 5.5))
-    _scatter(fig, fig.add_subplot(1, 2 if two else 1, 1), mu, labels)
+    _scatter(fig, fig.add_subplot(1, 2 if two else 1, 1), mu, labels, dataset)
     if two:
         q = norm.ppf(np.linspace(0.05, 0.95, n))
         z = np.array([[a, b] for b in q[::-1] for a in q])               # (n·n, 2), z₂ up
@@ -113,19 +155,33 @@ def latent(path, mu, labels, decode=None, n=20, side=28):
     _save(fig, path)
 
 
-def draw_run(out, model, history, test_images, test_labels, cfg, rng=None):
-    """All pictures of a finished run into the folder `out`."""
+def draw_run(out, model, history, test_images, test_labels, cfg, rng=None, stop=None):
+    """All pictures of a finished run into the folder `out`.
+
+    stop: a callable; when it returns true between two pictures, the rest are not drawn (a
+    signal during the pictures; each picture is written atomically, so each is whole or absent).
+    Returns True when all were drawn."""
+    stop = stop or (lambda: False)
     from . import data
     rng = rng if rng is not None else np.random.default_rng([cfg.seed, 4])
     flat = test_images.reshape(len(test_images), -1)
     elbo_curves(out / "elbo.png", history, cfg.binarize)
+    if stop():
+        return False
     n = min(10, len(flat))
     x = data.batch_into(flat, np.arange(n), cfg.binarize, rng,
                         np.empty((n, flat.shape[1]), model.dtype))
     mu, _ = model.encode(x)
-    reconstructions(out / "reconstructions.png", x, model.decode(mu))
-    samples(out / "samples.png", model.decode(rng.standard_normal((64, model.latent_dim))))
+    reconstructions(out / "reconstructions.png", x, model.decode(mu), dataset=cfg.dataset)
+    if stop():
+        return False
+    samples(out / "samples.png", model.decode(rng.standard_normal((64, model.latent_dim))),
+            dataset=cfg.dataset)
+    if stop():
+        return False
     m = min(5000, len(flat))
     xs = data.batch_into(flat, np.arange(m), cfg.binarize, rng,
                          np.empty((m, flat.shape[1]), model.dtype))
-    latent(out / "latent.png", model.encode(xs)[0], test_labels[:m], decode=model.decode)
+    latent(out / "latent.png", model.encode(xs)[0], test_labels[:m], decode=model.decode,
+           dataset=cfg.dataset)
+    return True

@@ -1,7 +1,10 @@
-"""`python -m numpyvae.sample CHECKPOINT --n 64 --out FILE.png`: generate digits.
+"""`python -m numpyvae.sample CHECKPOINT --n 64 --out FILE.png`: generate images.
 
 Decodes z ~ N(0, I) (the prior) into Bernoulli means θ and saves them as a grid. With
---interpolate, decodes the straight line between the latent means μ of two test digits.
+--interpolate, decodes the straight line between the latent means μ of two test images.
+Images are decoded CHUNK at a time straight into the picture, so --n 100000 needs the picture's
+memory (one byte per pixel), not 100,000 decoded images; a picture that cannot fit in the
+memory available is refused before anything is decoded.
 """
 import argparse
 import sys
@@ -11,24 +14,54 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import data, plots
+from .cli import UsageError, check_memory, gigabytes, nonnegative_int, positive_int
 from .evaluate import load_model
-from .train import _nonnegative_int, _positive_int, eval_generator
+from .runlock import RunLock, RunLocked, LOCK_NAME
+from .train import eval_generator
+
+CHUNK = 1024                   # images decoded per call
+LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m numpyvae.sample", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--n", type=_positive_int, default=64, help="digits to generate (default 64)")
+    p.add_argument("--n", type=positive_int, default=64,
+                   help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
+                        "grid is written pixel for pixel, without a title")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--interpolate", action="store_true",
-                   help="decode the line between two test digits' latent means instead")
-    p.add_argument("--between", type=_nonnegative_int, nargs=2, default=(0, 1),
-                   metavar=("I", "J"), help="indices of the two test digits (default 0 1)")
-    p.add_argument("--steps", type=_positive_int, default=10,
-                   help="points on the line, ends included (default 10)")
+                   help="decode the line between two test images' latent means instead")
+    p.add_argument("--between", type=nonnegative_int, nargs=2, default=(0, 1),
+                   metavar=("I", "J"), help="indices of the two test images (default 0 1)")
+    p.add_argument("--steps", type=positive_int, default=10,
+                   help="points on the line, ends included (default 10; more than "
+                        f"{LINE_COLUMNS} wrap into rows)")
     p.add_argument("--data-dir", default=None, help="where the dataset is (default ~/datasets)")
     return p
+
+
+def decoded(model, latents, n, chunk=CHUNK):
+    """θ of n latent points, `chunk` at a time: latents(start, stop) -> (stop − start, Z)."""
+    for start in range(0, n, chunk):
+        yield model.decode(latents(start, min(n, start + chunk)))        # (b, D)
+
+
+def prior(rng, latent_dim):
+    """z ~ N(0, I), drawn in order: the same numbers as one rng.standard_normal((n, Z))."""
+    return lambda start, stop: rng.standard_normal((stop - start, latent_dim))   # (b, Z)
+
+
+def line(mu0, mu1, steps):
+    """Points of the straight line from mu0 to mu1, as np.linspace(0, 1, steps) spaces them."""
+    step = 1.0 / max(steps - 1, 1)
+
+    def points(start, stop):
+        t = np.arange(start, stop) * step                                # (b,)
+        t[np.arange(start, stop) == steps - 1] = 1.0
+        return (1 - t)[:, None] * mu0 + t[:, None] * mu1                 # (b, Z)
+    return points
 
 
 def main(argv=None):
@@ -40,29 +73,45 @@ def main(argv=None):
     if not out.parent.is_dir():
         print(f"error: --out {out}: the folder {out.parent} does not exist", file=sys.stderr)
         return 2
+    n = max(args.steps, 2) if args.interpolate else args.n
+    cols = min(n, LINE_COLUMNS) if args.interpolate else int(np.ceil(np.sqrt(n)))
+    flag = f"--steps {args.steps}" if args.interpolate else f"--n {args.n}"
+    lock = None
     try:
+        check_memory(plots.grid_bytes(n, cols) + 64 * 2**20, flag,
+                     f"ask for fewer (a picture of {n:,} images is "
+                     f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
         model, cfg = load_model(args.checkpoint)
+        if (out.parent / "checkpoint.npz").exists() or (out.parent / LOCK_NAME).exists():
+            lock = RunLock(out.parent).acquire()       # a run folder: not while it trains
         if args.interpolate:
             images, _ = data.load(cfg["dataset"], "test", args.data_dir)
             i, j = args.between
             if max(i, j) >= len(images):
-                print(f"error: --between {i} {j}: the test split has {len(images)} images",
-                      file=sys.stderr)
-                return 2
+                raise UsageError(f"--between {i} {j}: the test split has {len(images)} images")
             flat = images.reshape(len(images), -1)
             x = data.batch_into(flat, np.array([i, j]), cfg["binarize"],
                                 eval_generator(cfg["seed"], 3),
                                 np.empty((2, flat.shape[1]), model.dtype))
             mu, _ = model.encode(x)                                      # (2, Z)
-            t = np.linspace(0, 1, max(args.steps, 2))[:, None]             # (S, 1)
-            theta = model.decode((1 - t) * mu[0] + t * mu[1])              # (S, D)
-            plots.interpolation(out, theta)
+            plots.grid(out, decoded(model, line(mu[0], mu[1], n), n), n, cols,
+                       "decoded along a straight line in z")
         else:
             rng = np.random.default_rng(args.seed)
-            plots.samples(out, model.decode(rng.standard_normal((args.n, model.latent_dim))))
-    except (data.DataError, ckpt_io.CheckpointError, OSError) as e:
+            plots.grid(out, decoded(model, prior(rng, model.latent_dim), n), n, cols,
+                       f"{n} {plots.NOUNS[cfg['dataset']]} generated from z ~ N(0, I)")
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (data.DataError, ckpt_io.CheckpointError, RunLocked, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"wrote {out}")
     return 0
 

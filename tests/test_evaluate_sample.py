@@ -1,9 +1,13 @@
 """`python -m numpyvae.evaluate` and `python -m numpyvae.sample` on a short synthetic run."""
+import os
+import tracemalloc
+
 import numpy as np
 import pytest
 
 import fake_mnist
 from numpyvae import evaluate, sample, train
+from numpyvae.runlock import RunLock
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +57,76 @@ def test_sample_bad_arguments(run_dir, tmp_path, capsys):
                         "--out", str(tmp_path / "x.png")]) == 2
     assert sample.main([str(run_dir), "--out", str(tmp_path / "no" / "such" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- bounded memory
+
+def read_png(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_chunked_samples_are_the_one_shot_draw(run_dir, tmp_path):
+    """Oracle: θ of z = default_rng(seed).standard_normal((n, Z)) decoded in one call, as the
+    picture's bytes (255 − round(255 θ)). 1500 images: above plots.FIGURE_MAX_IMAGES, so the
+    grid is pixel for pixel, decoded in two chunks. Tolerance 1 grey level: a product over
+    fewer rows may round differently in float32's last bit, which can move a pixel across a
+    rounding boundary; a wrong draw order or misplaced image is off by tens of levels."""
+    n, out = 1500, tmp_path / "s.png"
+    assert sample.main([str(run_dir), "--n", str(n), "--seed", "3", "--out", str(out)]) == 0
+    model, _ = evaluate.load_model(run_dir)
+    theta = model.decode(np.random.default_rng(3).standard_normal((n, model.latent_dim)))
+    cols = 39                                                         # ceil(sqrt(1500))
+    expected = np.full((39 * 28, cols * 28), 255, np.int64)
+    for i, t in enumerate(theta):
+        r, c = divmod(i, cols)
+        expected[r * 28:(r + 1) * 28, c * 28:(c + 1) * 28] = 255 - np.rint(t * 255).reshape(28, 28)
+    got = read_png(out).astype(np.int64)
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= 1
+
+
+def test_sample_of_100000_images_needs_only_the_picture(run_dir, tmp_path):
+    """Oracle: tracemalloc's peak (numpy reports its buffers) against the picture itself, one
+    byte per pixel (316 × 317 cells of 28² pixels ≈ 79 MB), plus 40 MB for one chunk of 1024
+    decoded images; 100,000 decoded float64 images alone would be 627 MB."""
+    out = tmp_path / "many.png"
+    tracemalloc.start()
+    try:
+        code = sample.main([str(run_dir), "--n", "100000", "--out", str(out)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0
+    assert read_png(out).shape == (316 * 28, 317 * 28)          # 316 rows of 317
+    assert peak < 316 * 317 * 28 * 28 + 40e6
+
+
+@pytest.mark.parametrize("argv", [["--n", str(10**12)],
+                                  ["--interpolate", "--steps", str(10**12)]])
+def test_a_picture_that_cannot_fit_is_refused_up_front(run_dir, tmp_path, capsys, argv):
+    assert sample.main([str(run_dir), *argv, "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {argv[-2]} {argv[-1]} needs ≈ ") and "this machine has" in err
+    assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_a_long_interpolation_wraps_into_rows(run_dir, tmp_path):
+    out = tmp_path / "line.png"
+    assert sample.main([str(run_dir), "--interpolate", "--steps", "1100", "--out", str(out)]) == 0
+    assert read_png(out).shape == (55 * 28, 20 * 28)                 # 1100 = 55 rows of 20
+
+
+def test_the_line_is_linspaced(run_dir):
+    """Oracle: np.linspace(0, 1, S), which the one-shot interpolation used."""
+    mu0, mu1 = np.array([1.0, -2.0, 0.5]), np.array([-3.0, 4.0, 2.5])
+    t = np.linspace(0, 1, 7)[:, None]
+    points = sample.line(mu0, mu1, 7)
+    assert np.array_equal(np.concatenate([points(0, 3), points(3, 7)]), (1 - t) * mu0 + t * mu1)
+
+
+def test_sample_into_a_folder_that_is_training_is_refused(run_dir, capsys):
+    with RunLock(run_dir):
+        assert sample.main([str(run_dir), "--out", str(run_dir / "more.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"PID {os.getpid()}" in err and not (run_dir / "more.png").exists()
