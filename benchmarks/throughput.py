@@ -1,23 +1,24 @@
 """`python -m benchmarks.throughput`: training-epoch and log-likelihood speed, side by side.
 
 In one process, on the same real data (MNIST train, binarized `round(x/255)`, preloaded and
-shuffled once so every implementation reads the same contiguous batches and the same ε):
+shuffled once so every implementation reads the same contiguous batches and the same ε), every
+implementation of benchmarks/peers.py that is installed: numpyvae (numba, numpy), Torch (eager,
+eager with a fused Adam, torch.compile), JAX (jit of the step, the whole epoch under
+lax.scan), and the GEMM floors (the step's 20 matrix products alone, in OpenBLAS and in Torch).
+A peer whose library is missing is skipped with one line saying how to install it.
 
-    numpyvae (numba)   VAE(backend="numba") + Adam(backend="numba"): the fused step
-    numpyvae (numpy)   the plain NumPy path, the readable oracle
-    torch <device>     reference/model.py `build` + `neg_elbo` + torch.optim.Adam, CPU (and
-                       CUDA/MPS when present), torch's default thread count
-    GEMM floor         only the step's 20 matrix products (numpyvae.fused.matmul_shapes) in
-                       NumPy/OpenBLAS, same shapes: what this design cannot go below
-    GEMM floor, torch  the same 20 products in Torch on the CPU: how much of Torch's epoch is
-                       matrix products, so how far ahead of Torch any implementation can get
+Every implementation is validated before anything is timed: its first untimed epoch (which
+also compiles and warms it up) must give, for its first VALIDATE_STEPS steps from the same
+parameters on the same batches and ε, the losses of a float64 NumPy reference trained the same
+way (numpyvae, float64, with Adam) to float32 tolerance, else this raises ValidationError. The
+first loss checks the forward pass, the later ones the gradients and the Adam update that
+produced the parameters they are computed from. The figure is then the median over --epochs
+timed epochs (or --steps steps per epoch, scaled to a full epoch by images), taken round-robin
+(epoch r of every implementation, then epoch r + 1) so that the ratios hold even when a shared
+machine slows down for a while.
 
-Every implementation is validated before it is timed: its loss on the same batch and ε, from
-the same parameters, must equal a float64 NumPy reference to float32 tolerance (and the numba
-gradients the NumPy ones), else this raises. Warm-up (numba compile, first BLAS/Torch calls) is
-excluded; the figure is the median over --epochs timed epochs (or --steps steps per epoch,
-scaled to a full epoch), taken round-robin (epoch r of every implementation, then epoch r + 1)
-so that the ratios hold even when a shared machine slows down for a while.
+The machine block names each library's BLAS and the kernel it runs, and warns when
+OPENBLAS_CORETYPE pins numpy's OpenBLAS below what the CPU would pick (benchmarks/machine.py).
 
 Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015) on the first
 --ll-images test images: numpyvae (numba and numpy) against a straightforward Torch IWAE, all
@@ -25,70 +26,44 @@ fed the same ε draws, also round-robin.
 """
 import argparse
 import json
-import os
-import platform
+import shlex
 import statistics
 import sys
 import time
 
 import numpy as np
 
-import numba
 import numpyvae as nv
 from numpyvae import data, likelihood
-from numpyvae.fused import matmul_shapes
 
-D = 784
-FLOOR = "GEMM floor (20 matmuls)"                 # numpyvae's floor: the products in OpenBLAS
-TORCH_FLOOR = "GEMM floor, torch cpu"             # the same products in Torch's BLAS
+from . import machine, peers
+
+D = peers.D
+FLOOR, TORCH = peers.FLOOR, peers.TORCH
+VALIDATE_STEPS = 3      # the first loss checks the forward pass; the 2nd and 3rd, gradients and
+                        # Adam (its bias corrections at t = 1 and t = 2)
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10}   # relative; float32: as tests/test_parity_torch.py
+                        # states; measured ≤ 5e-7 over the first steps for every peer
 
 
 class ValidationError(Exception):
     pass
 
 
-def rel_err(ours, ref):
-    """max |ours − ref| / max |ref|, as tests/checks.py."""
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    return np.max(np.abs(ours - ref)) / np.max(np.abs(ref))
-
-
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:                                   # older NumPy: no dict mode
-        blas = "unknown"
-    info = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(),
-                numpy=np.__version__, numba=numba.__version__, blas=blas,
-                openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default"))
-    try:
-        import torch
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:
-        info.update(torch=None)
-    return info
-
-
 def load_train(data_dir, dtype, seed):
     try:
         images, _ = data.load("mnist", split="train", data_dir=data_dir)
     except data.DataError as err:
-        raise SystemExit(f"benchmarks.throughput needs MNIST train (numpyvae.data.load): {err}\n"
+        raise SystemExit(f"benchmarks needs MNIST train (numpyvae.data.load): {err}\n"
                          f"Put the IDX files in --data-dir (or ~/datasets/mnist) and run again.")
     rng = np.random.default_rng(seed)
     images = images.reshape(len(images), D)[rng.permutation(len(images))]   # (N, D), shuffled once
-    x = (images >= 128).astype(dtype)                                       # round(x/255)
-    return x
+    return (images >= 128).astype(dtype)                                    # round(x/255)
+
+
+def noise(n, latent_dim, dtype, seed):
+    """ε for every row of the data, the same for every implementation."""
+    return np.random.default_rng(seed + 1).standard_normal((n, latent_dim)).astype(dtype)  # (N, Z)
 
 
 def batches(n, batch, steps):
@@ -99,98 +74,220 @@ def batches(n, batch, steps):
     return [(s, min(s + batch, n)) for s in starts]
 
 
-# ---------------------------------------------------------------------------------------------
-# the implementations: each gives (validate(x, eps) -> loss, run_epoch(ranges))
-
-def numpyvae_impl(backend, params, dtype, lr, X, E):
-    model = nv.VAE(D, params["Encoder.FC_enc1.weight"].shape[0],
-                   params["Encoder.FC_mean.weight"].shape[0], dtype=dtype, backend=backend)
-    model.load_params(params)
-    opt = nv.Adam(model.num_params, dtype, lr=lr, backend=backend)
-    gflat, grads = model.new_grads()
-
-    def validate(x, eps):
-        return model.loss_and_grads(x, eps, out=grads)
-
-    def epoch(ranges):
-        for a, b in ranges:
-            model.loss_and_grads(X[a:b], E[a:b], out=grads)
-            opt.step(model.flat, gflat)
-    return validate, epoch, model
-
-
-def torch_impl(device, params, dtype, lr, X, E):
-    import torch
-    from reference.model import from_params, neg_elbo
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
-    model = from_params(params, dtype=tdtype, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    Xt, Et = torch.from_numpy(X).to(device), torch.from_numpy(E).to(device)
-    sync = (torch.cuda.synchronize if device.type == "cuda"
-            else getattr(getattr(torch, "mps", None), "synchronize", None)
-            if device.type == "mps" else None)
-
-    def validate(x, eps):
-        loss, _ = neg_elbo(model, torch.from_numpy(x).to(device), torch.from_numpy(eps).to(device))
-        return loss.item()
-
-    def epoch(ranges):
-        total = 0.0
-        for a, b in ranges:
-            opt.zero_grad()
-            loss, _ = neg_elbo(model, Xt[a:b], Et[a:b])
-            loss.backward()
-            opt.step()
-            total += loss.item()          # as a training loop logs it (numpyvae returns a float)
-        if sync:
-            sync()
-    return validate, epoch, model
-
-
-def gemm_floor_impl(hidden, latent, dtype, library="numpy"):
-    """The step's matrix products alone, into preallocated outputs, for each batch size:
-    in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
-    BLAS, MKL on x86), which says how much of Torch's epoch is matrix products."""
-    rng = np.random.default_rng(0)
-    cache = {}
-    if library == "torch":
-        import torch
-        matmul, wrap = torch.matmul, torch.from_numpy
-    else:
-        matmul, wrap = np.matmul, (lambda a: a)
-
-    def mats(B):
-        if B not in cache:
-            def operand(rows, cols, transposed):        # a `.T` view where the step has one
-                a = rng.standard_normal((cols, rows) if transposed else (rows, cols))
-                a = wrap(a.astype(dtype))
-                return a.T if transposed else a
-            cache[B] = [(operand(m, k, ta), operand(k, n, tb), wrap(np.empty((m, n), dtype)))
-                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent)]
-        return cache[B]
-
-    def epoch(ranges):
-        for a, b in ranges:
-            for A, Bm, C in mats(b - a):
-                matmul(A, Bm, out=C)
-    return epoch
+def choose(impls, no_torch=False):
+    """The implementation names asked for (--impls, comma-separated), in the table's order."""
+    known = peers.all_names()
+    names = known if not impls else [n.strip() for n in impls.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"--impls: unknown {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(known)}")
+    if no_torch:
+        names = [n for n in names if "torch" not in n]
+    return [n for n in known if n in names]
 
 
 # ---------------------------------------------------------------------------------------------
 
-def time_epochs(timed, ranges, repeats, scale):
-    """{name: [seconds per epoch, ...]} for each (name, epoch) in `timed`, taken round-robin:
-    repeat r times every implementation's epoch r in turn, so a slow spell of a shared machine
-    lands on all of them alike instead of on whichever happened to be running."""
-    for _, epoch in timed:
-        epoch(ranges[:10])                                 # warm-up, untimed
-    times = {name: [] for name, _ in timed}
+def reference_losses(setup, ranges):
+    """The float64 NumPy oracle: numpyvae (backend "numpy", float64) + Adam from the same
+    parameters, one loss per step of `ranges`."""
+    H, Z = peers.hidden_latent(setup.params)
+    ref = nv.VAE(D, H, Z, dtype="float64")
+    ref.load_params(setup.params)
+    opt = nv.Adam(ref.num_params, "float64", lr=setup.lr)
+    gflat, grads = ref.new_grads()
+    losses = np.empty(len(ranges))
+    for i, (a, b) in enumerate(ranges):
+        losses[i], _ = ref.loss_and_grads(setup.X[a:b].astype(np.float64),
+                                          setup.E[a:b].astype(np.float64), out=grads)
+        opt.step(ref.flat, gflat)
+    return losses
+
+
+def build(names, setup, log=print):
+    """The peers for `names`, and [{impl, reason}] for those whose library is missing."""
+    built, skipped = [], []
+    for name in names:
+        try:
+            built.append(peers.make(name, setup))
+        except peers.Missing as why:
+            log(f"  skipped {name}: {why}")
+            skipped.append(dict(impl=name, reason=str(why)))
+    return built, skipped
+
+
+def validate(built, setup, ranges, log=print):
+    """Run each peer's first epoch (untimed: it compiles and warms up) and check its first
+    steps' losses against the float64 reference; raise ValidationError on the first mismatch."""
+    steps = ranges[:VALIDATE_STEPS]
+    ref = reference_losses(setup, steps)
+    tol = TOLERANCE[setup.dtype]
+    for peer in built:
+        t = time.perf_counter()
+        losses = peer.epoch(ranges)
+        if peer.floor:
+            continue
+        losses = np.asarray(losses, np.float64)[:len(steps)]
+        err = np.abs(losses - ref) / np.abs(ref)                                  # (steps,)
+        if not (len(losses) == len(steps) and np.all(err <= tol)):
+            i = int(np.argmax(np.where(np.isfinite(err), err, np.inf)))
+            raise ValidationError(
+                f"{peer.name}: loss {losses[i]!r} at step {i + 1} (batch rows {steps[i][0]}:"
+                f"{steps[i][1]}), the float64 NumPy reference trained the same way gives "
+                f"{ref[i]!r}: relative error {err[i]:.2e} > {tol:g}. Nothing was timed.")
+        log(f"  validated {peer.name}: first {len(steps)} losses within {err.max():.1e} "
+            f"of the float64 reference (first epoch {time.perf_counter() - t:.1f} s, untimed)")
+
+
+def time_epochs(built, ranges, repeats, scale):
+    """{name: [seconds per epoch, ...]}, taken round-robin: repeat r times every
+    implementation's epoch r in turn, so a slow spell of a shared machine lands on all of them
+    alike instead of on whichever happened to be running. Warm-up is the validation epoch."""
+    times = {peer.name: [] for peer in built}
     for _ in range(repeats):
-        for name, epoch in timed:
+        for peer in built:
             t = time.perf_counter()
-            epoch(ranges)
-            times[name].append((time.perf_counter() - t) * scale)
+            peer.epoch(ranges)
+            times[peer.name].append((time.perf_counter() - t) * scale)
     return times
+
+
+def measure(names, setup, ranges, repeats, log=print):
+    """Build, validate, then time round-robin: ([{impl, seconds_per_epoch, images_per_s,
+    epochs}], skipped). `ranges` may be part of an epoch; seconds are scaled to all of X."""
+    built, skipped = build(names, setup, log)
+    validate(built, setup, ranges, log)
+    n, timed = len(setup.X), sum(b - a for a, b in ranges)
+    rows = []
+    for name, times in time_epochs(built, ranges, repeats, n / timed).items():
+        s = statistics.median(times)
+        rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times))
+    return rows, skipped
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation; "
+                   "the median is reported (default 3)")
+    p.add_argument("--steps", type=int, default=0, help="time only the first N batches of each "
+                   "epoch and scale to a full epoch (quick runs)")
+    p.add_argument("--hidden-dim", type=int, default=200)
+    p.add_argument("--latent-dim", type=int, default=20)
+    p.add_argument("--impls", default=None, help="comma-separated implementations to run "
+                   f"(default all: {', '.join(peers.all_names())})")
+    p.add_argument("--ll-images", type=int, default=20, help="test images for the k-sample "
+                   "log-likelihood (0 skips it)")
+    p.add_argument("--k", type=int, default=5000)
+    p.add_argument("--no-torch", action="store_true", help="skip the Torch rows")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    args = p.parse_args(argv)
+    names = choose(args.impls, args.no_torch)
+
+    info = machine.info()
+    print(machine.describe(info))
+    info["pin_warning"] = machine.pin_warning(
+        info, shlex.join(["python", "-m", "benchmarks.throughput"]
+                         + (sys.argv[1:] if argv is None else list(argv))))
+    if info["pin_warning"]:
+        print(info["pin_warning"])
+
+    dtype, H, Z, bs = args.dtype, args.hidden_dim, args.latent_dim, args.batch_size
+    X = load_train(args.data_dir, dtype, args.seed)                           # (N, D)
+    N = len(X)
+    E = noise(N, Z, dtype, args.seed)                                         # (N, Z)
+    ranges = batches(N, bs, args.steps)
+    n_full = len(batches(N, bs, 0))
+    print(f"data: MNIST train, {N} images, batch {bs} ({n_full} steps/epoch), hidden {H}, "
+          f"latent {Z}, {dtype}; timing {len(ranges)} steps x {args.epochs} epochs"
+          + (", scaled to a full epoch" if len(ranges) != n_full else ""))
+
+    params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params
+    setup = peers.Setup(params, X, E, dtype, lr=1e-3)
+    rows, skipped = measure(names, setup, ranges, args.epochs)
+    for r in rows:
+        print(f"  timed {r['impl']}: " + ", ".join(f"{t:.3f}" for t in r["epochs"]) + " s")
+
+    by = {r["impl"]: r["seconds_per_epoch"] for r in rows}
+    t_torch, t_floor = by.get(TORCH), by.get(FLOOR)
+    w = max(len(r["impl"]) for r in rows) + 2
+    print(f"\n{'implementation':<{w}}{'s/epoch':>9}{'images/s':>11}{'x torch eager':>15}"
+          f"{'x floor':>9}")
+    for r in rows:
+        s = r["seconds_per_epoch"]
+        r.update(vs_torch_eager=s / t_torch if t_torch else None,
+                 vs_floor=s / t_floor if t_floor else None)
+        print(f"{r['impl']:<{w}}{s:>9.3f}{r['images_per_s']:>11.0f}"
+              f"{(f'{s / t_torch:.2f}' if t_torch else '-'):>15}"
+              f"{(f'{s / t_floor:.2f}' if t_floor else '-'):>9}")
+
+    ll_rows = []
+    if args.ll_images:
+        ll_rows = bench_log_likelihood(args, params, dtype)
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, settings=vars(args), epoch=rows, skipped=skipped,
+                           log_likelihood=ll_rows), f, indent=2)
+        print(f"wrote {args.json}")
+
+
+def bench_log_likelihood(args, params, dtype):
+    """k-sample log-likelihood of the first test images, all from the same initial parameters
+    and the same ε stream; validated against the NumPy path before reporting."""
+    try:
+        images, _ = data.load("mnist", split="test", data_dir=args.data_dir)
+    except data.DataError as err:
+        raise SystemExit(f"benchmarks.throughput needs MNIST test for --ll-images: {err}")
+    x = (images[:args.ll_images].reshape(-1, D) >= 128).astype(dtype)        # (n, D)
+    H, Z = args.hidden_dim, args.latent_dim
+    runs = []
+    for backend in ("numba", "numpy"):
+        model = nv.VAE(D, H, Z, dtype=dtype, backend=backend)
+        model.load_params(params)
+        runs.append((f"numpyvae {backend}",
+                     lambda seed, k, m=model: likelihood.log_likelihood(
+                         m, x, k, np.random.default_rng(seed))))
+    if not args.no_torch:
+        try:
+            torch = peers.need_torch()
+        except peers.Missing as why:
+            print(f"  skipped {TORCH} (log-likelihood): {why}")
+        else:
+            from reference.model import from_params
+            tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
+            runs.append((TORCH, lambda seed, k: torch_log_likelihood(
+                tm, x, k, np.random.default_rng(seed))))
+    for _, run in runs:
+        run(0, 50)                                                    # warm-up (compile)
+    results, times = {}, {name: [] for name, _ in runs}
+    for _ in range(max(1, args.epochs)):                              # round-robin, as epochs
+        for name, run in runs:
+            t = time.perf_counter()
+            results[name] = run(123, args.k)
+            times[name].append(time.perf_counter() - t)
+    rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
+                 mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
+    base = results["numpyvae numpy"]
+    for name, res in results.items():                      # same ε: the same estimates
+        diff = float(np.max(np.abs(res - base)))
+        if not diff <= 1e-3:
+            raise ValidationError(f"log-likelihood: {name} differs from the NumPy path by "
+                                  f"{diff:.2e} nats (> 1e-3)")
+    t_torch = next((r["seconds"] for r in rows if r["impl"] == TORCH), None)
+    print(f"\nlog-likelihood, k = {args.k}, {len(x)} test images, {dtype}, median of "
+          f"{max(1, args.epochs)} runs (same initial parameters and ε for all)")
+    print(f"{'implementation':<26}{'seconds':>9}{'x torch eager':>15}{'mean log p(x)':>15}")
+    for r in rows:
+        r["vs_torch_eager"] = r["seconds"] / t_torch if t_torch else None
+        ratio = f"{r['vs_torch_eager']:.2f}" if t_torch else "-"
+        print(f"{r['impl']:<26}{r['seconds']:>9.3f}{ratio:>15}{r['mean_log_px']:>15.3f}")
+    return rows
 
 
 def torch_log_likelihood(tmodel, x, k, rng, rows=5000):
@@ -220,149 +317,6 @@ def torch_log_likelihood(tmodel, x, k, rng, rows=5000):
             total = torch.logaddexp(total, torch.logsumexp(w, 0))
             done += S
         return (total - np.log(k)).numpy()
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation; "
-                   "the median is reported (default 3)")
-    p.add_argument("--steps", type=int, default=0, help="time only the first N batches of each "
-                   "epoch and scale to a full epoch (quick runs)")
-    p.add_argument("--hidden-dim", type=int, default=200)
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--ll-images", type=int, default=20, help="test images for the k-sample "
-                   "log-likelihood (0 skips it)")
-    p.add_argument("--k", type=int, default=5000)
-    p.add_argument("--no-torch", action="store_true", help="skip the Torch rows")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the results to this file")
-    args = p.parse_args(argv)
-
-    info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores; python {info['python']}, "
-          f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_NUM_THREADS={info['openblas_threads']}),"
-          f" numba {info['numba']}, torch {info['torch']}"
-          + (f" (torch's default {info['torch_threads']} threads)" if info.get('torch') else ""))
-
-    dtype, H, Z, bs = args.dtype, args.hidden_dim, args.latent_dim, args.batch_size
-    X = load_train(args.data_dir, dtype, args.seed)                           # (N, D)
-    N = len(X)
-    E = np.random.default_rng(args.seed + 1).standard_normal((N, Z)).astype(dtype)   # (N, Z)
-    ranges = batches(N, bs, args.steps)
-    n_full = len(batches(N, bs, 0))
-    scale = n_full / len(ranges)
-    print(f"data: MNIST train, {N} images, batch {bs} ({n_full} steps/epoch), {dtype}; timing "
-          f"{len(ranges)} steps x {args.epochs} epochs" + (f", scaled x{scale:.2f}" if scale != 1 else ""))
-
-    params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params
-    ref = nv.VAE(D, H, Z, dtype="float64", seed=args.seed)                  # the oracle
-    x0, e0 = X[:bs], E[:bs]
-    ref_loss, ref_grads = ref.loss_and_grads(x0.astype(np.float64), e0.astype(np.float64))
-    tol = 1e-5 if dtype == "float32" else 1e-10     # as tests/test_parity_torch.py states
-
-    impls = [("numpyvae (numba)", *numpyvae_impl("numba", params, dtype, 1e-3, X, E)[:2]),
-             ("numpyvae (numpy)", *numpyvae_impl("numpy", params, dtype, 1e-3, X, E)[:2])]
-    if not args.no_torch:
-        import torch
-        from reference.model import pick_device
-        devices = [torch.device("cpu")]
-        if pick_device().type != "cpu":
-            devices.append(pick_device())
-        for dev in devices:
-            impls.append((f"torch {dev.type}", *torch_impl(dev, params, dtype, 1e-3, X, E)[:2]))
-
-    for name, validate, _ in impls:
-        out = validate(x0, e0)
-        loss = out[0] if isinstance(out, tuple) else out
-        if not abs(loss - ref_loss) <= tol * abs(ref_loss):
-            raise ValidationError(f"{name}: loss {loss!r} on the first batch, the float64 NumPy "
-                                  f"reference gives {ref_loss!r} (tolerance {tol:g} relative)")
-        if isinstance(out, tuple):
-            worst = max(rel_err(out[1][k], ref_grads[k]) for k in ref_grads)
-            if not worst <= tol:
-                raise ValidationError(f"{name}: gradient rel err {worst:.2e} > {tol:g}")
-    timed = [(name, epoch) for name, _, epoch in impls]
-    timed.append((FLOOR, gemm_floor_impl(H, Z, dtype, "numpy")))
-    if not args.no_torch:
-        timed.append((TORCH_FLOOR, gemm_floor_impl(H, Z, dtype, "torch")))
-    rows = []
-    for name, times in time_epochs(timed, ranges, args.epochs, scale).items():
-        rows.append(dict(impl=name, seconds_per_epoch=statistics.median(times), epochs=times))
-        print(f"  timed {name}: " + ", ".join(f"{t:.3f}" for t in times) + " s")
-
-    by = {r["impl"]: r["seconds_per_epoch"] for r in rows}
-    t_torch, t_floor = by.get("torch cpu"), by[FLOOR]
-    w = max(len(r["impl"]) for r in rows) + 2
-    print(f"\n{'implementation':<{w}}{'s/epoch':>9}{'images/s':>11}{'x torch cpu':>13}{'x floor':>9}")
-    for r in rows:
-        s = r["seconds_per_epoch"]
-        r.update(images_per_s=N / s, vs_torch_cpu=s / t_torch if t_torch else None,
-                 vs_floor=s / t_floor)
-        print(f"{r['impl']:<{w}}{s:>9.3f}{N / s:>11.0f}"
-              f"{(f'{s / t_torch:.2f}' if t_torch else '-'):>13}{s / t_floor:>9.2f}")
-
-    ll_rows = []
-    if args.ll_images:
-        ll_rows = bench_log_likelihood(args, params, dtype)
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(machine=info, settings=vars(args), epoch=rows, log_likelihood=ll_rows),
-                      f, indent=2)
-        print(f"wrote {args.json}")
-
-
-def bench_log_likelihood(args, params, dtype):
-    """k-sample log-likelihood of the first test images, all from the same initial parameters
-    and the same ε stream; validated against the NumPy path before reporting."""
-    try:
-        images, _ = data.load("mnist", split="test", data_dir=args.data_dir)
-    except data.DataError as err:
-        raise SystemExit(f"benchmarks.throughput needs MNIST test for --ll-images: {err}")
-    x = (images[:args.ll_images].reshape(-1, D) >= 128).astype(dtype)        # (n, D)
-    H, Z = args.hidden_dim, args.latent_dim
-    runs = []
-    for backend in ("numba", "numpy"):
-        model = nv.VAE(D, H, Z, dtype=dtype, backend=backend)
-        model.load_params(params)
-        runs.append((f"numpyvae ({backend})",
-                     lambda seed, k, m=model: likelihood.log_likelihood(
-                         m, x, k, np.random.default_rng(seed))))
-    if not args.no_torch:
-        import torch
-        from reference.model import from_params
-        tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
-        runs.append(("torch cpu", lambda seed, k: torch_log_likelihood(
-            tm, x, k, np.random.default_rng(seed))))
-    for _, run in runs:
-        run(0, 50)                                                    # warm-up (compile)
-    results, times = {}, {name: [] for name, _ in runs}
-    for _ in range(max(1, args.epochs)):                              # round-robin, as epochs
-        for name, run in runs:
-            t = time.perf_counter()
-            results[name] = run(123, args.k)
-            times[name].append(time.perf_counter() - t)
-    rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
-                 mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
-    base = results["numpyvae (numpy)"]
-    for name, res in results.items():                      # same ε: the same estimates
-        diff = float(np.max(np.abs(res - base)))
-        if not diff <= 1e-3:
-            raise ValidationError(f"log-likelihood: {name} differs from the NumPy path by "
-                                  f"{diff:.2e} nats (> 1e-3)")
-    t_torch = next((r["seconds"] for r in rows if r["impl"] == "torch cpu"), None)
-    print(f"\nlog-likelihood, k = {args.k}, {len(x)} test images, {dtype}, median of "
-          f"{max(1, args.epochs)} runs (same initial parameters and ε for all)")
-    print(f"{'implementation':<26}{'seconds':>9}{'x torch cpu':>13}{'mean log p(x)':>15}")
-    for r in rows:
-        r["vs_torch_cpu"] = r["seconds"] / t_torch if t_torch else None
-        ratio = f"{r['vs_torch_cpu']:.2f}" if t_torch else "-"
-        print(f"{r['impl']:<26}{r['seconds']:>9.3f}{ratio:>13}{r['mean_log_px']:>15.3f}")
-    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,316 @@
+"""The implementations `benchmarks.throughput` and `benchmarks.sweep` time, each written the way
+someone who knows that library writes a training loop for speed.
+
+Every peer trains the same network (784 → H → H → 2·Z, z = μ + σ·ε, Z → H → H → 784,
+LeakyReLU(0.2), Bernoulli loss from logits + analytic KL, summed over the batch) with Adam in
+torch.optim.Adam's semantics, from the same parameters, on the same preloaded batches X[a:b]
+with the same ε rows E[a:b]:
+
+    numpyvae numba           VAE(backend="numba") + Adam(backend="numba"): the fused step
+    numpyvae numpy           the plain NumPy path, the readable oracle
+    torch eager              reference/model.py + torch.optim.Adam (its default, for-each loop)
+    torch eager fused-adam   the same with Adam(fused=True): one kernel for the whole update
+    torch compile            torch.compile (inductor) of the loss, backward through
+                             AOTAutograd, + Adam(fused=True)
+    jax jit                  jax.jit of one step: value_and_grad + Adam written in jax
+    jax scan-epoch           the same step under jax.lax.scan, the epoch's full batches in one
+                             compiled call (a last partial batch goes through the jitted step)
+    gemm floor openblas      only the step's 20 matrix products (numpyvae.fused.matmul_shapes)
+                             in NumPy/OpenBLAS: what numpyvae's design cannot go below
+    gemm floor torch         the same 20 products in Torch on the CPU (MKL on x86)
+    torch <gpu> eager, torch <gpu> eager fused-adam, torch <gpu> compile
+                             the Torch rows on CUDA (or MPS), when one is present
+
+`make(name, setup)` builds one; its `epoch(ranges)` runs the steps X[a:b] for (a, b) in ranges
+and returns their losses (a float64 array; None for the GEMM floors, which train nothing).
+A peer whose library is not installed raises `Missing`, whose message says how to install it.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import numpyvae as nv
+from numpyvae.fused import matmul_shapes
+
+D = 784
+SLOPE = 0.2                                     # LeakyReLU(0.2), the notebook's
+BETAS, ADAM_EPS = (0.9, 0.999), 1e-8            # torch.optim.Adam's defaults
+JAX_HINT = "pip install -e '.[bench]' (or: pip install jax)"
+TORCH_HINT = "pip install -e '.[reference]' (or: pip install torch)"
+
+CPU_NAMES = ["numpyvae numba", "numpyvae numpy", "torch eager", "torch eager fused-adam",
+             "torch compile", "jax jit", "jax scan-epoch", "gemm floor openblas",
+             "gemm floor torch"]
+FLOOR = "gemm floor openblas"                   # the ratios' denominators
+TORCH = "torch eager"
+TORCH_MODES = {"eager": "eager", "eager fused-adam": "fused", "compile": "compile"}
+
+
+class Missing(Exception):
+    """A peer's library (or tool) is not installed; the message says how to get it."""
+
+
+@dataclass
+class Setup:
+    """What every peer starts from: parameters (state_dict names, Torch layout), the data
+    X (N, D) and noise E (N, Z) as NumPy arrays of `dtype`, and the learning rate."""
+    params: dict
+    X: np.ndarray
+    E: np.ndarray
+    dtype: str = "float32"
+    lr: float = 1e-3
+
+
+@dataclass
+class Peer:
+    name: str
+    epoch: Callable                              # ranges -> losses (float64 array) or None
+    floor: bool = False                          # a GEMM floor: nothing to validate
+
+
+def gpu_names():
+    """The Torch rows on the accelerator Torch would pick (CUDA, then MPS), when present."""
+    try:
+        from reference.model import pick_device
+    except ImportError:
+        return []
+    dev = pick_device().type
+    return [] if dev == "cpu" else [f"torch {dev} {mode}" for mode in TORCH_MODES]
+
+
+def torch_rows():
+    """{row name: (device, mode)} for the Torch rows: the CPU's, then the accelerator's."""
+    rows = {"torch eager": ("cpu", "eager"), "torch eager fused-adam": ("cpu", "fused"),
+            "torch compile": ("cpu", "compile")}
+    for name in gpu_names():
+        device, mode = name.split(" ", 2)[1:]
+        rows[name] = (device, TORCH_MODES[mode])
+    return rows
+
+
+def all_names():
+    return CPU_NAMES + gpu_names()
+
+
+def make(name, setup):
+    """The peer called `name` (see all_names()), built from `setup`."""
+    if name in ("numpyvae numba", "numpyvae numpy"):
+        return Peer(name, numpyvae_epoch(setup, name.split()[1]))
+    if name in ("jax jit", "jax scan-epoch"):
+        return Peer(name, jax_epoch(setup, scan=name == "jax scan-epoch"))
+    if name in ("gemm floor openblas", "gemm floor torch"):
+        H, Z = hidden_latent(setup.params)
+        library = "torch" if name.endswith("torch") else "numpy"
+        return Peer(name, gemm_floor_epoch(H, Z, setup.dtype, library), floor=True)
+    if name in torch_rows():
+        return Peer(name, torch_epoch(setup, *torch_rows()[name]))
+    raise ValueError(f"unknown implementation {name!r}; known: {', '.join(all_names())}")
+
+
+def hidden_latent(params):
+    return params["Encoder.FC_enc1.weight"].shape[0], params["Encoder.FC_mean.weight"].shape[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# numpyvae
+
+def numpyvae_epoch(s, backend):
+    H, Z = hidden_latent(s.params)
+    model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend)
+    model.load_params(s.params)
+    opt = nv.Adam(model.num_params, s.dtype, lr=s.lr, backend=backend)
+    gflat, grads = model.new_grads()
+    X, E = s.X, s.E
+
+    def epoch(ranges):
+        losses = np.empty(len(ranges))
+        for i, (a, b) in enumerate(ranges):
+            losses[i], _ = model.loss_and_grads(X[a:b], E[a:b], out=grads)
+            opt.step(model.flat, gflat)
+        return losses
+    return epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# Torch
+
+def need_torch():
+    try:
+        import torch
+    except ImportError:
+        raise Missing(f"torch is not installed: {TORCH_HINT}") from None
+    return torch
+
+
+def torch_epoch(s, device, mode):
+    """reference/model.py's network and loss. mode "eager": torch.optim.Adam as a user writes
+    it; "fused": Adam(fused=True); "compile": torch.compile of the loss (forward, and backward
+    through AOTAutograd) + Adam(fused=True). Losses stay on the device until the epoch ends."""
+    torch = need_torch()
+    from reference.model import from_params, neg_elbo
+    if mode == "compile":
+        import shutil
+        if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+            raise Missing("torch compile needs a C++ compiler for inductor's CPU kernels: "
+                          "install g++ (e.g. apt-get install g++)")
+    dev = torch.device(device)
+    tdtype = torch.float32 if s.dtype == "float32" else torch.float64
+    model = from_params(s.params, dtype=tdtype, device=dev)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr, fused=True if mode != "eager" else None)
+    Xt, Et = torch.from_numpy(s.X).to(dev), torch.from_numpy(s.E).to(dev)   # (N, D), (N, Z)
+
+    def loss_fn(x, eps):
+        return neg_elbo(model, x, eps)[0]
+    if mode == "compile":
+        # one static graph per batch shape (the last partial batch gets its own)
+        loss_fn = torch.compile(loss_fn, dynamic=False, fullgraph=True)
+
+    def epoch(ranges):
+        losses = []
+        for a, b in ranges:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(Xt[a:b], Et[a:b])
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        return torch.stack(losses).double().cpu().numpy()      # (steps,); waits for the device
+    return epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX
+
+def need_jax(dtype):
+    try:
+        import jax
+    except ImportError:
+        raise Missing(f"jax is not installed: {JAX_HINT}") from None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def jax_step(jax, lr):
+    """step((params, m, v, t), (x, eps)) -> (state, loss): one training step in jax, the
+    loss's gradient by jax.value_and_grad and Adam with torch.optim.Adam's semantics."""
+    jnp = jax.numpy
+    b1, b2 = BETAS
+
+    def act(a):
+        return jnp.where(a > 0, a, SLOPE * a)         # torch's LeakyReLU: slope also at 0
+
+    def linear(p, layer, h):
+        return h @ p[layer + ".weight"].T + p[layer + ".bias"]    # torch (out, in) layout
+
+    def neg_elbo(p, x, eps):
+        h = act(linear(p, "Encoder.FC_enc1", x))                  # (B, H)
+        h = act(linear(p, "Encoder.FC_enc2", h))                  # (B, H)
+        mean = linear(p, "Encoder.FC_mean", h)                    # (B, Z)
+        log_var = linear(p, "Encoder.FC_std", h)                  # (B, Z)
+        z = mean + jnp.exp(0.5 * log_var) * eps                   # (B, Z)
+        g = act(linear(p, "Decoder.FC_dec1", z))                  # (B, H)
+        g = act(linear(p, "Decoder.FC_dec2", g))                  # (B, H)
+        logits = linear(p, "Decoder.FC_output", g)                # (B, D)
+        # −log Bernoulli(x | sigmoid ℓ) = softplus(ℓ) − x ℓ
+        recon = jnp.sum(jax.nn.softplus(logits) - x * logits)
+        # −KL(q||p) = 1/2 Σ (1 + log σ² − μ² − σ²)   (Kingma & Welling 2014, App. B)
+        kl = -0.5 * jnp.sum(1 + log_var - mean * mean - jnp.exp(log_var))
+        return recon + kl
+
+    def step(state, batch):
+        p, m, v, t = state
+        loss, g = jax.value_and_grad(neg_elbo)(p, *batch)
+        t = t + 1
+        # m ← m + (1−β₁)(g − m);  v ← β₂ v + (1−β₂) g²;
+        # p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)        (torch.optim.Adam)
+        m = jax.tree.map(lambda m, g: m + (1 - b1) * (g - m), m, g)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        step_size, root2 = lr / (1 - b1 ** t), jnp.sqrt(1 - b2 ** t)
+        p = jax.tree.map(lambda p, m, v: p - step_size * m / (jnp.sqrt(v) / root2 + ADAM_EPS),
+                         p, m, v)
+        return (p, m, v, t), loss
+    return step
+
+
+def jax_epoch(s, scan):
+    """scan=False: a Python loop over jax.jit(step); scan=True: the epoch's full batches
+    stacked (S, B, D) on the device and run by one jitted jax.lax.scan. The state's buffers
+    are donated, so parameters and moments are updated in place."""
+    jax = need_jax(s.dtype)
+    jnp = jax.numpy
+    params = {k: jnp.asarray(v) for k, v in s.params.items()}
+    m, v = ({k: jnp.zeros_like(p) for k, p in params.items()} for _ in range(2))
+    state = (params, m, v, jnp.zeros((), s.dtype))                    # t as a float
+    step = jax_step(jax, s.lr)
+    step_jit = jax.jit(step, donate_argnums=0)
+    scan_jit = jax.jit(lambda state, xs, es: jax.lax.scan(step, state, (xs, es)),
+                       donate_argnums=0)
+    X, E = s.X, s.E
+    batch_cache, stack_cache = {}, {}
+
+    def batch(a, b):                           # preloaded once, like the stacked epoch
+        if (a, b) not in batch_cache:
+            batch_cache[a, b] = jnp.asarray(X[a:b]), jnp.asarray(E[a:b])   # (B, D), (B, Z)
+        return batch_cache[a, b]
+
+    def stacked(ranges):
+        """The full batches of `ranges` as (S, B, D) and (S, B, Z), and the rest."""
+        key = tuple(ranges)
+        if key not in stack_cache:
+            B = max(b - a for a, b in ranges)
+            full = [(a, b) for a, b in ranges if b - a == B]
+            rest = [(a, b) for a, b in ranges if b - a != B]
+            if ranges[:len(full)] != full:
+                raise ValueError("jax scan-epoch needs its full batches first")
+            xs = jnp.asarray(np.stack([X[a:b] for a, b in full]))            # (S, B, D)
+            es = jnp.asarray(np.stack([E[a:b] for a, b in full]))            # (S, B, Z)
+            stack_cache[key] = xs, es, rest
+        return stack_cache[key]
+
+    def epoch(ranges):
+        nonlocal state
+        losses = []
+        if scan:
+            xs, es, rest = stacked(ranges)
+            state, scanned = scan_jit(state, xs, es)                        # (S,)
+            losses.append(scanned)
+        else:
+            rest = ranges
+        for a, b in rest:
+            state, loss = step_jit(state, batch(a, b))
+            losses.append(loss[None])
+        return np.asarray(jnp.concatenate(losses), np.float64)     # (steps,); waits for XLA
+    return epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# the GEMM floors
+
+def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
+    """The step's matrix products alone, into preallocated outputs, for each batch size:
+    in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
+    BLAS, MKL on x86), which says how much of Torch's epoch is matrix products."""
+    rng = np.random.default_rng(0)
+    cache = {}
+    if library == "torch":
+        torch = need_torch()
+        matmul, wrap = torch.matmul, torch.from_numpy
+    else:
+        matmul, wrap = np.matmul, (lambda a: a)
+
+    def mats(B):
+        if B not in cache:
+            def operand(rows, cols, transposed):        # a `.T` view where the step has one
+                a = rng.standard_normal((cols, rows) if transposed else (rows, cols))
+                a = wrap(a.astype(dtype))
+                return a.T if transposed else a
+            cache[B] = [(operand(m, k, ta), operand(k, n, tb), wrap(np.empty((m, n), dtype)))
+                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent)]
+        return cache[B]
+
+    def epoch(ranges):
+        for a, b in ranges:
+            for A, Bm, C in mats(b - a):
+                matmul(A, Bm, out=C)
+    return epoch

@@ -1,0 +1,143 @@
+"""`python -m benchmarks.sweep`: every implementation over batch sizes and hidden widths.
+
+For each hidden width H and batch size B of the grid, the implementations of
+benchmarks/throughput.py (benchmarks/peers.py) start from fresh parameters (VAE(784, H, Z,
+seed)), are validated against the float64 NumPy reference on their first steps, then timed
+round-robin, exactly as `python -m benchmarks.throughput` does at one size. Each timed epoch is
+the first --steps batches of MNIST train (by default as many as hold --images images, at least
+VALIDATE_STEPS), scaled to a full epoch by images, so large batches do not cost more than small
+ones. Compilation (numba, jax, torch.compile) happens in the untimed first epoch.
+
+Writes --json (rows {impl, batch_size, hidden_dim, seconds_per_epoch, images_per_s, ...},
+rewritten after every grid point, so an interrupted sweep keeps what it measured) and --plot:
+images/s against batch size (log axis), one line per implementation, one panel per hidden
+width, the GEMM floors dashed.
+"""
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+
+import numpy as np
+
+import numpyvae as nv
+from numpyvae.checkpoint import atomic_write
+
+from . import machine, peers, throughput
+
+D = peers.D
+
+
+def int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def steps_for(batch, args, n):
+    """Steps timed per epoch at this batch size: --steps, or enough batches for --images."""
+    steps = args.steps or math.ceil(args.images / batch)
+    return max(min(steps, math.ceil(n / batch)), min(throughput.VALIDATE_STEPS,
+                                                      math.ceil(n / batch)))
+
+
+def plot(rows, path, title):
+    """images/s against batch size, one panel per hidden width, one line per implementation."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    hidden = sorted({r["hidden_dim"] for r in rows})
+    names = [n for n in peers.all_names() if any(r["impl"] == n for r in rows)]
+    colors = {n: f"C{i}" for i, n in enumerate(names)}
+    fig = Figure(figsize=(4.2 * len(hidden) + 1.8, 4.2))
+    axes = fig.subplots(1, len(hidden), squeeze=False)[0]
+    for ax, H in zip(axes, hidden):
+        for name in names:
+            pts = sorted((r["batch_size"], r["images_per_s"]) for r in rows
+                         if r["impl"] == name and r["hidden_dim"] == H)
+            if pts:
+                b, ips = zip(*pts)
+                ax.plot(b, ips, marker="o", ms=3, color=colors[name], label=name,
+                        linestyle="--" if name.startswith("gemm floor") else "-")
+        batch_sizes = sorted({r["batch_size"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("batch size")
+        ax.set_title(f"hidden {H}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("training images / s")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    FigureCanvasAgg(fig)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sweep",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--batch-sizes", type=int_list, default="16,32,64,128,256,512,1024,2048")
+    p.add_argument("--hidden-dims", type=int_list, default="200,500,1000")
+    p.add_argument("--latent-dim", type=int, default=20)
+    p.add_argument("--steps", type=int, default=0, help="batches timed per epoch at every size, "
+                   "scaled to a full epoch (default: as many as hold --images images)")
+    p.add_argument("--images", type=int, default=6144, help="images timed per epoch when "
+                   "--steps is not given (default 6144)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation and "
+                   "size, round-robin; the median is reported (default 3)")
+    p.add_argument("--impls", default=None, help="comma-separated implementations "
+                   f"(default all: {', '.join(peers.all_names())})")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default="sweep.json", help="results (default sweep.json)")
+    p.add_argument("--plot", default="sweep.png", help="the picture (default sweep.png)")
+    args = p.parse_args(argv)
+    names = throughput.choose(args.impls)
+
+    info = machine.info()
+    print(machine.describe(info))
+    info["pin_warning"] = machine.pin_warning(
+        info, shlex.join(["python", "-m", "benchmarks.sweep"]
+                         + (sys.argv[1:] if argv is None else list(argv))))
+    if info["pin_warning"]:
+        print(info["pin_warning"])
+
+    Z, dtype = args.latent_dim, args.dtype
+    X = throughput.load_train(args.data_dir, dtype, args.seed)                # (N, D)
+    N = len(X)
+    E = throughput.noise(N, Z, dtype, args.seed)                              # (N, Z)
+    rows, skipped, start = [], {}, time.perf_counter()
+    for H in args.hidden_dims:
+        params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params
+        for B in args.batch_sizes:
+            ranges = throughput.batches(N, B, steps_for(B, args, N))
+            print(f"\nhidden {H}, batch {B}: {len(ranges)} steps x {args.epochs} epochs "
+                  f"({time.perf_counter() - start:.0f} s into the sweep)")
+            setup = peers.Setup(params, X, E, dtype, lr=1e-3)
+            point, missing = throughput.measure(names, setup, ranges, args.epochs)
+            for m in missing:
+                skipped.setdefault(m["impl"], m["reason"])
+            names = [n for n in names if n not in skipped]       # say it once, try it once
+            for r in point:
+                r.update(batch_size=B, hidden_dim=H, latent_dim=Z, steps=len(ranges))
+                print(f"  {r['impl']:<24}{r['seconds_per_epoch']:>9.3f} s/epoch"
+                      f"{r['images_per_s']:>10.0f} images/s")
+            rows += point
+            result = dict(machine=info, settings=vars(args), rows=rows,
+                          skipped=[dict(impl=k, reason=v) for k, v in skipped.items()])
+            atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    print(f"\nwrote {args.json} ({len(rows)} rows, {time.perf_counter() - start:.0f} s)")
+    if rows:
+        plot(rows, args.plot, f"{info['cpu']}, {info['cores']} cores, {dtype}, latent {Z}; "
+             f"OpenBLAS kernel {info['blas_kernel']}")
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
