@@ -194,11 +194,13 @@ CONFIG_SCHEMA = {
     "adam_eps": (_positive_number, "a positive number"),
     "lr_schedule": (_one_of("constant", "burda"), "'constant' or 'burda'"),
     "holdout": (_int(0), "an integer ≥ 0"),
+    "preset": (lambda v: v is None or isinstance(v, str), "a preset's name or null"),
 }
 # Format 1 predates these settings; every format-1 run was trained with the source notebook's
 # values, so a format-1 checkpoint without them reads them as exactly these.
 FORMAT_1_SETTINGS = {"activation": "leaky_relu", "init": "torch", "output_bias": "init",
-                     "adam_eps": 1e-8, "lr_schedule": "constant", "holdout": 0}
+                     "adam_eps": 1e-8, "lr_schedule": "constant", "holdout": 0,
+                     "preset": None}
 # The images of both datasets are 28 × 28, and their training splits hold 60,000.
 IMAGE_PIXELS = 28 * 28
 MAX_TRAIN_IMAGES = 60_000

@@ -26,7 +26,7 @@ def full_config(dims=(784, 8, 3), dtype="float32"):
                 latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
                 dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,
                 activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-                lr_schedule="constant", holdout=0)
+                lr_schedule="constant", holdout=0, preset=None)
 
 
 def make(dims=(784, 8, 3), dtype="float32", epoch=2):
@@ -304,7 +304,7 @@ def test_history_rows_must_match_the_epochs(saved):
     ("batch_size", "128"), ("lr", "0.001"), ("lr", -1.0), ("samples", 1.5), ("seed", None),
     ("dtype", "float16"), ("backend", "jax"), ("limit", -1), ("data_dir", 3),
     ("activation", "relu"), ("init", "xavier"), ("output_bias", 0), ("adam_eps", 0),
-    ("lr_schedule", "cosine"), ("holdout", "10"), ("dataset", ["mnist"]),
+    ("lr_schedule", "cosine"), ("holdout", "10"), ("dataset", ["mnist"]), ("preset", 2015),
 ])
 def test_configuration_values_of_the_wrong_type_are_refused(saved, key, value):
     rewrite(saved, lambda a: a.__setitem__("config_json", config_bytes(**{key: value})))
@@ -331,7 +331,7 @@ def test_format_1_reads_the_later_settings_as_the_notebooks(saved):
     c = ck.load(saved)
     assert {k: c.config[k] for k in ck.FORMAT_1_SETTINGS} == dict(
         activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-        lr_schedule="constant", holdout=0)
+        lr_schedule="constant", holdout=0, preset=None)
     rewrite(saved, lambda a: a.update(config_json=config_bytes(batch_size=..., **later)))
     expect_error(saved, "configuration lacks batch_size")
     rewrite(saved, lambda a: a.update(format_version=np.array(2), config_json=config_bytes(**later)))
