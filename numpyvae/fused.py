@@ -4,12 +4,13 @@ Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable
 out for speed: every matrix product is one BLAS call writing into a workspace
 (`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
+The hidden activation f (LeakyReLU or tanh) is chosen once, in `activation_kernels`.
 After the first call at a given size a step allocates nothing: the workspaces are sized for
 the largest batch seen and smaller batches (the last, partial one) use their leading rows.
 
-    forward   h1 = lrelu(x W1ᵀ + b1)  h2 = lrelu(h1 W2ᵀ + b2)                (B, H)
+    forward   h1 = f(x W1ᵀ + b1)  h2 = f(h1 W2ᵀ + b2)                        (B, H)
               μ = h2 W_μᵀ + b_μ,  v = h2 W_vᵀ + b_v,  z = μ + e^{v/2} ε        (B, Z), (L, B, Z)
-              g1 = lrelu(z Wd1ᵀ + b)  g2 = lrelu(g1 Wd2ᵀ + b)  ℓ = g2 W_oᵀ + b  (N, ·), N = L·B
+              g1 = f(z Wd1ᵀ + b)  g2 = f(g1 Wd2ᵀ + b)  ℓ = g2 W_oᵀ + b          (N, ·), N = L·B
     backward  dℓ = (sigmoid(ℓ) − x)/L, then each layer: dW = dyᵀ x_in, dx_in = dy W
 The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are listed in
 `matmul_shapes`, which benchmarks/throughput.py uses for its GEMM-only floor.
@@ -18,6 +19,18 @@ import numpy as np
 
 from . import kernels
 from .activations import SLOPE
+
+
+def activation_kernels(activation, dtype):
+    """(forward, backward) kernels of the hidden activation for arrays of `dtype`:
+    forward(a, b) does a ← f(a + b); backward(d, h, db) does d ← d ⊙ f'(·) from the output h
+    and db = Σ_rows d. Both in place (numpyvae/kernels.py)."""
+    if activation == "tanh":
+        fwd = kernels.bias_tanh_f32 if dtype == np.float32 else kernels.bias_tanh
+        return fwd, kernels.tanh_backward_bias
+    slope = dtype.type(SLOPE)
+    return (lambda a, b: kernels.bias_leaky_relu(a, b, slope),
+            lambda d, h, db: kernels.leaky_relu_backward_bias(d, h, slope, db))
 
 
 def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
@@ -40,7 +53,7 @@ class FusedStep:
     def __init__(self, model):
         self.model = model
         self.dtype = model.dtype
-        self.slope = self.dtype.type(SLOPE)
+        self.act, self.act_backward = activation_kernels(model.activation, self.dtype)
         self.bernoulli = (kernels.bernoulli_logits_f32 if self.dtype == np.float32
                           else kernels.bernoulli_logits)
         self.batch_cap = self.rows_cap = 0
@@ -65,7 +78,8 @@ class FusedStep:
         """−ELBO summed over the batch and its gradients written into `grads` (dict of arrays).
 
         x: (B, D) of the model's dtype; eps: (L, B, Z). Returns (loss, recon, kl) as floats."""
-        p, g, k, mm, slope = self.model.params, grads, kernels, np.matmul, self.slope
+        p, g, k, mm = self.model.params, grads, kernels, np.matmul
+        act, act_backward = self.act, self.act_backward
         L, B, Z = eps.shape
         N = L * B
         self._ensure(B, N)
@@ -81,9 +95,9 @@ class FusedStep:
 
         # encoder
         mm(x, p["Encoder.FC_enc1.weight"].T, out=h1)                     # (B, H)
-        k.bias_leaky_relu(h1, p["Encoder.FC_enc1.bias"], slope)
+        act(h1, p["Encoder.FC_enc1.bias"])
         mm(h1, p["Encoder.FC_enc2.weight"].T, out=h2)                    # (B, H)
-        k.bias_leaky_relu(h2, p["Encoder.FC_enc2.bias"], slope)
+        act(h2, p["Encoder.FC_enc2.bias"])
         mm(h2, p["Encoder.FC_mean.weight"].T, out=mu)                    # (B, Z)
         mm(h2, p["Encoder.FC_std.weight"].T, out=logvar)                 # (B, Z)
         # z = μ + σ ε and the analytic KL (K&W 2014, §2.4, App. B)
@@ -91,9 +105,9 @@ class FusedStep:
                               eps, sigma, z3)
         # decoder
         mm(z, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
-        k.bias_leaky_relu(g1, p["Decoder.FC_dec1.bias"], slope)
+        act(g1, p["Decoder.FC_dec1.bias"])
         mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                    # (N, H)
-        k.bias_leaky_relu(g2, p["Decoder.FC_dec2.bias"], slope)
+        act(g2, p["Decoder.FC_dec2.bias"])
         mm(g2, p["Decoder.FC_output.weight"].T, out=logits)              # (N, D)
         # 1/L Σ_l BCE(x, ℓ_l) (K&W 2014, eq. 7); logits become dℓ = (sigmoid(ℓ) − x)/L
         recon = self.bernoulli(logits, p["Decoder.FC_output.bias"], x, self.dtype.type(1.0 / L),
@@ -101,10 +115,10 @@ class FusedStep:
         # decoder backward
         mm(logits.T, g2, out=g["Decoder.FC_output.weight"])              # (D, H)
         mm(logits, p["Decoder.FC_output.weight"], out=dg2)               # (N, H)
-        k.leaky_relu_backward_bias(dg2, g2, slope, g["Decoder.FC_dec2.bias"])
+        act_backward(dg2, g2, g["Decoder.FC_dec2.bias"])
         mm(dg2.T, g1, out=g["Decoder.FC_dec2.weight"])                   # (H, H)
         mm(dg2, p["Decoder.FC_dec2.weight"], out=dg1)                    # (N, H)
-        k.leaky_relu_backward_bias(dg1, g1, slope, g["Decoder.FC_dec1.bias"])
+        act_backward(dg1, g1, g["Decoder.FC_dec1.bias"])
         mm(dg1.T, z, out=g["Decoder.FC_dec1.weight"])                    # (H, Z)
         mm(dg1, p["Decoder.FC_dec1.weight"], out=dz)                     # (N, Z)
         # through z = μ + σ ε, plus the KL's own gradient
@@ -116,10 +130,10 @@ class FusedStep:
         mm(dmu, p["Encoder.FC_mean.weight"], out=dh2)                    # (B, H)
         mm(dlogvar, p["Encoder.FC_std.weight"], out=tmp_h)               # (B, H)
         dh2 += tmp_h
-        k.leaky_relu_backward_bias(dh2, h2, slope, g["Encoder.FC_enc2.bias"])
+        act_backward(dh2, h2, g["Encoder.FC_enc2.bias"])
         mm(dh2.T, h1, out=g["Encoder.FC_enc2.weight"])                   # (H, H)
         mm(dh2, p["Encoder.FC_enc2.weight"], out=dh1)                    # (B, H)
-        k.leaky_relu_backward_bias(dh1, h1, slope, g["Encoder.FC_enc1.bias"])
+        act_backward(dh1, h1, g["Encoder.FC_enc1.bias"])
         mm(dh1.T, x, out=g["Encoder.FC_enc1.weight"])                    # (H, D)
         return recon + kl, recon, kl
 
@@ -129,7 +143,7 @@ class LogWeights:
 
     For fixed images x: (B, D), called with ε: (S, B, Z) chunks (S·B ≤ rows), returns
     w = log p(x|z) + log p(z) − log q(z|x): (S, B) float64, as likelihood.log_weights does.
-    The encoder runs once; each chunk costs the decoder's three products, two bias+LeakyReLU
+    The encoder runs once; each chunk costs the decoder's three products, two bias+activation
     passes and one fused pass for the per-row Bernoulli log-likelihood."""
 
     LOG_2PI = np.log(2 * np.pi)
@@ -146,7 +160,7 @@ class LogWeights:
         self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
         self.row = np.empty(D, model.dtype)                               # (D,) scratch
-        self.slope = model.dtype.type(SLOPE)
+        self.act = activation_kernels(model.activation, model.dtype)[0]
 
     def __call__(self, model, x, eps):
         p, mm, k = model.params, np.matmul, kernels
@@ -156,9 +170,9 @@ class LogWeights:
         zf = z.reshape(N, Z)                                              # (N, Z)
         g1, g2, logits, log_px = self.g1[:N], self.g2[:N], self.logits[:N], self.log_px[:N]
         mm(zf, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
-        k.bias_leaky_relu(g1, p["Decoder.FC_dec1.bias"], self.slope)
+        self.act(g1, p["Decoder.FC_dec1.bias"])
         mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                     # (N, H)
-        k.bias_leaky_relu(g2, p["Decoder.FC_dec2.bias"], self.slope)
+        self.act(g2, p["Decoder.FC_dec2.bias"])
         mm(g2, p["Decoder.FC_output.weight"].T, out=logits)               # (N, D)
         if model.dtype == np.float32:
             k.bernoulli_loglik_rows_f32(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)

@@ -6,6 +6,8 @@ passed in (so a training step allocates nothing):
 
     bias_leaky_relu            h ← lrelu(a + b)                       in place    (N, H)
     leaky_relu_backward_bias   d ← d ⊙ lrelu'(h),  db = Σ_rows d      in place    (N, H)
+    bias_tanh[_f32]            h ← tanh(a + b)                        in place    (N, H)
+    tanh_backward_bias         d ← d ⊙ (1 − h²),   db = Σ_rows d      in place    (N, H)
     reparameterize             μ, v ← μ + b_μ, v + b_v;  σ = e^{v/2};  z = μ + σ ε;  KL
     reparameterize_backward    dμ, dv, db_μ, db_v from dz and the KL's own gradient
     bernoulli_logits[_f32]     ℓ = a + b;  Σ BCE(x, ℓ);  ℓ ← (sigmoid(ℓ) − x)/L;  db    (N, D)
@@ -18,8 +20,8 @@ Each kernel is plain Python here and is jitted once, at the bottom of this file,
 must match the NumPy oracle and PyTorch. `error_model="numpy"` drops Python's zero-division
 check, without which LLVM will not vectorize a loop that divides.
 
-Why there are `_f32` variants: glibc's scalar expf/log1pf cannot be vectorized (numba has no
-SVML here) and cost 4–5 ns each, more than the matrix products around them. For float32 the
+Why there are `_f32` variants: glibc's scalar expf/log1pf/tanhf cannot be vectorized (numba has
+no SVML here) and cost 4–5 ns each, more than the matrix products around them. For float32 the
 `_f32` kernels use the polynomials below in float32 arithmetic, which LLVM vectorizes; their
 error is ≤ a few float32 ulps (checked in tests/test_kernels.py). float64 uses libm through
 the generic kernels, so both backends agree to ~1e-15 there.
@@ -89,8 +91,36 @@ def log1p_f32(e):
     return F32_TWO * s * p
 
 
+# tanh(a) for |a| < F32_TANH_SMALL: its Taylor series a Σ_n c_n a^(2n), c_n from the Bernoulli
+# numbers (1, −1/3, 2/15, −17/315, 62/2835, −1382/155925); at |a| = 0.3 the next term,
+# 21844/6081075 · 0.3^12 ≈ 1.9e-9, is far below float32's ulp/2 relative (6e-8).
+# Beyond it: (1 − e)/(1 + e) with e = e^(−2|a|) ≤ e^(−0.6), where 1 − e ≥ 0.45 cancels nothing.
+F32_TANH_SMALL = np.float32(0.3)
+F32_TANH_C = tuple(np.float32(c) for c in (1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835,
+                                           -1382.0 / 155925))
+
+
+def tanh_f32(a):
+    """tanh(a) for float32 a, a few ulps from libm's, vectorizable; NaN stays NaN."""
+    t = abs(a)
+    t2 = a * a
+    c = F32_TANH_C
+    p = c[5]
+    p = p * t2 + c[4]
+    p = p * t2 + c[3]
+    p = p * t2 + c[2]
+    p = p * t2 + c[1]
+    p = p * t2 + c[0]
+    small = a * p
+    e = exp_neg_f32(t + t)
+    big = (F32_ONE - e) / (F32_ONE + e)
+    big = big if a > F32_ZERO else -big
+    y = small if t < F32_TANH_SMALL else big
+    return y if a == a else a
+
+
 # ---------------------------------------------------------------------------------------------
-# Linear layers' bias and LeakyReLU
+# Linear layers' bias and the hidden activation (LeakyReLU or tanh)
 
 def bias_leaky_relu(a, b, slope):
     """a ← lrelu(a + b) in place.  a: (N, H) = x Wᵀ from BLAS, b: (H,), slope: a's dtype.
@@ -114,6 +144,38 @@ def leaky_relu_backward_bias(d, h, slope, db):
     for i in range(N):
         for j in range(H):
             v = d[i, j] if h[i, j] > 0 else d[i, j] * slope
+            d[i, j] = v
+            db[j] += v
+
+
+def bias_tanh(a, b):
+    """a ← tanh(a + b) in place (libm).  a: (N, H) = x Wᵀ from BLAS, b: (H,).
+    tanh' = 1 − tanh², so the backward needs the output alone, which is what is kept."""
+    N, H = a.shape
+    for i in range(N):
+        for j in range(H):
+            a[i, j] = np.tanh(a[i, j] + b[j])
+
+
+def bias_tanh_f32(a, b):
+    """bias_tanh for float32, with the vectorizable tanh_f32."""
+    N, H = a.shape
+    for i in range(N):
+        for j in range(H):
+            a[i, j] = tanh_f32(a[i, j] + b[j])
+
+
+def tanh_backward_bias(d, h, db):
+    """d ← d ⊙ (1 − h²) in place, given the layer's output h = tanh(·); db = Σ_rows d.
+
+    d, h: (N, H); db: (H,). (The 1 is F32_ONE, exact in either dtype: an integer 1 would make
+    numba compute a float32 row in float64.)"""
+    N, H = d.shape
+    for j in range(H):
+        db[j] = 0
+    for i in range(N):
+        for j in range(H):
+            v = d[i, j] * (F32_ONE - h[i, j] * h[i, j])
             d[i, j] = v
             db[j] += v
 
@@ -357,8 +419,12 @@ _inline = njit(cache=True, error_model="numpy", inline="always")
 
 exp_neg_f32 = _inline(exp_neg_f32)
 log1p_f32 = _inline(log1p_f32)
+tanh_f32 = _inline(tanh_f32)
 bias_leaky_relu = _jit(bias_leaky_relu)
 leaky_relu_backward_bias = _jit(leaky_relu_backward_bias)
+bias_tanh = _jit(bias_tanh)
+bias_tanh_f32 = _jit(bias_tanh_f32)
+tanh_backward_bias = _jit(tanh_backward_bias)
 reparameterize = _jit(reparameterize)
 reparameterize_backward = _jit(reparameterize_backward)
 bernoulli_logits = _jit(bernoulli_logits)

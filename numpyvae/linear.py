@@ -39,3 +39,12 @@ def backward(dy, x, W, dW, db, need_dx=True):
     np.matmul(dy.T, x, out=dW)      # (out, in)
     np.sum(dy, axis=0, out=db)      # (out,)
     return dy @ W if need_dx else None   # (N, in)
+
+
+def init_glorot(fan_in, fan_out, rng, dtype):
+    """(W, b) with W ~ U(±√(6 / (fan_in + fan_out))) and b = 0 (Glorot & Bengio 2010, eq. 16),
+    the initialisation of Burda et al. (2015)'s code. Drawn in float64 from `rng`, then cast."""
+    bound = np.sqrt(6.0 / (fan_in + fan_out))
+    W = rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(dtype)  # (out, in)
+    b = np.zeros(fan_out, dtype)                                           # (out,)
+    return W, b

@@ -1,13 +1,16 @@
 """The source notebook's VAE: forward pass, −ELBO, and every gradient by hand.
 
-    encoder   h1 = lrelu(x W_enc1ᵀ + b)        x: (B, D)       h1: (B, H)
-              h2 = lrelu(h1 W_enc2ᵀ + b)                       h2: (B, H)
+    encoder   h1 = f(x W_enc1ᵀ + b)            x: (B, D)       h1: (B, H)
+              h2 = f(h1 W_enc2ᵀ + b)                           h2: (B, H)
               μ  = h2 W_meanᵀ + b,   v = log σ² = h2 W_stdᵀ + b     (B, Z)
     sample    z  = μ + exp(½ v) ⊙ ε,   ε ~ N(0, I)   (reparameterization, K&W 2014 §2.4)
                                                        ε: (L, B, Z) for L samples per image
-    decoder   g1 = lrelu(z W_dec1ᵀ + b),  g2 = lrelu(g1 W_dec2ᵀ + b)         (L·B, H)
+    decoder   g1 = f(z W_dec1ᵀ + b),  g2 = f(g1 W_dec2ᵀ + b)                 (L·B, H)
               ℓ  = g2 W_outputᵀ + b,   θ = sigmoid(ℓ)                         (L·B, D)
     loss      −ELBO summed over the batch = 1/L Σ_l Σ_b BCE(x_b, ℓ_lb) + Σ_b KL(q(z|x_b) ‖ N(0, I))
+
+f is the hidden activation: LeakyReLU(0.2) (the notebook's, default) or tanh (Burda et al.
+2015); numpyvae/activations.py.
 
 Parameters are named and shaped exactly as the notebook's `Model.state_dict()` (PyTorch's
 (out, in) layout), and live as views into one flat buffer so that Adam updates them in a
@@ -16,7 +19,7 @@ single pass and a checkpoint is one array.
 import numpy as np
 
 from . import linear
-from .activations import leaky_relu, leaky_relu_backward
+from .activations import ACTIVATIONS, check_name
 from .loss import bernoulli_nll, bernoulli_nll_grad, gaussian_kl, gaussian_kl_grad
 
 # (name prefix, fan_in attribute, fan_out attribute) in state_dict order.
@@ -29,6 +32,9 @@ LAYERS = (
     ("Decoder.FC_dec2", "hidden_dim", "hidden_dim"),
     ("Decoder.FC_output", "hidden_dim", "x_dim"),
 )
+
+
+INITS = {"torch": linear.init, "glorot": linear.init_glorot}
 
 
 def param_shapes(x_dim, hidden_dim, latent_dim):
@@ -64,56 +70,56 @@ def _as_eps3(eps, batch, latent_dim, dtype):
     return eps
 
 
-def encode(params, x):
+def encode(params, x, activation="leaky_relu"):
     """μ and log σ² of q(z|x), plus the encoder activations.  x: (B, D)."""
-    p = params
+    p, f = params, ACTIVATIONS[activation][0]
     a1 = linear.forward(x, p["Encoder.FC_enc1.weight"], p["Encoder.FC_enc1.bias"])   # (B, H)
-    h1 = leaky_relu(a1)                                                              # (B, H)
+    h1 = f(a1)                                                                       # (B, H)
     a2 = linear.forward(h1, p["Encoder.FC_enc2.weight"], p["Encoder.FC_enc2.bias"])  # (B, H)
-    h2 = leaky_relu(a2)                                                              # (B, H)
+    h2 = f(a2)                                                                       # (B, H)
     mu = linear.forward(h2, p["Encoder.FC_mean.weight"], p["Encoder.FC_mean.bias"])  # (B, Z)
     logvar = linear.forward(h2, p["Encoder.FC_std.weight"], p["Encoder.FC_std.bias"])  # (B, Z)
     return mu, logvar, (a1, h1, a2, h2)
 
 
-def decode_logits(params, z):
+def decode_logits(params, z, activation="leaky_relu"):
     """Decoder logits ℓ for latent codes z: (N, Z) -> (N, D), plus the activations."""
-    p = params
+    p, f = params, ACTIVATIONS[activation][0]
     c1 = linear.forward(z, p["Decoder.FC_dec1.weight"], p["Decoder.FC_dec1.bias"])   # (N, H)
-    g1 = leaky_relu(c1)                                                              # (N, H)
+    g1 = f(c1)                                                                       # (N, H)
     c2 = linear.forward(g1, p["Decoder.FC_dec2.weight"], p["Decoder.FC_dec2.bias"])  # (N, H)
-    g2 = leaky_relu(c2)                                                              # (N, H)
+    g2 = f(c2)                                                                       # (N, H)
     logits = linear.forward(g2, p["Decoder.FC_output.weight"], p["Decoder.FC_output.bias"])  # (N, D)
     return logits, (c1, g1, c2, g2)
 
 
-def forward(params, x, eps):
+def forward(params, x, eps, activation="leaky_relu"):
     """−ELBO of a batch, summed over its images, in nats.
 
-    x: (B, D) in [0, 1];  eps: (B, Z) or (L, B, Z).
+    x: (B, D) in [0, 1];  eps: (B, Z) or (L, B, Z);  activation: a name in ACTIVATIONS.
     Returns (loss, cache); cache holds the intermediates (μ, log σ², z, logits, …) and the
     two parts of the loss, `recon` and `kl`, also summed over the batch.
     """
     B, D = x.shape
-    mu, logvar, enc = encode(params, x)                 # (B, Z), (B, Z)
+    mu, logvar, enc = encode(params, x, activation)     # (B, Z), (B, Z)
     eps = _as_eps3(eps, B, mu.shape[1], mu.dtype)       # (L, B, Z)
     L, _, Z = eps.shape
     sigma = np.exp(0.5 * logvar)                        # (B, Z)
     z = mu + sigma * eps                                # (L, B, Z)
-    logits, dec = decode_logits(params, z.reshape(L * B, Z))   # (L·B, D)
+    logits, dec = decode_logits(params, z.reshape(L * B, Z), activation)   # (L·B, D)
     logits3 = logits.reshape(L, B, D)                   # (L, B, D)
     # Monte-Carlo estimate of E_q[−log p(x|z)]: 1/L Σ_l (K&W 2014, eq. 7); KL analytic (App. B).
     recon = bernoulli_nll(logits3, x).sum() / L
     kl = gaussian_kl(mu, logvar).sum()
     loss = recon + kl
     cache = dict(x=x, eps=eps, mu=mu, logvar=logvar, sigma=sigma, z=z, logits=logits,
-                 enc=enc, dec=dec, recon=float(recon), kl=float(kl))
+                 enc=enc, dec=dec, activation=activation, recon=float(recon), kl=float(kl))
     return float(loss), cache
 
 
 def backward(params, cache, grads):
     """Every gradient of forward's loss, written into `grads` (dict keyed like params)."""
-    p, g = params, grads
+    p, g, df = params, grads, ACTIVATIONS[cache["activation"]][1]
     x, eps, mu, logvar, sigma, z = (cache[k] for k in ("x", "eps", "mu", "logvar", "sigma", "z"))
     a1, h1, a2, h2 = cache["enc"]
     c1, g1, c2, g2 = cache["dec"]
@@ -127,10 +133,10 @@ def backward(params, cache, grads):
     # decoder
     dg2 = linear.backward(dlogits, g2, p["Decoder.FC_output.weight"],
                           g["Decoder.FC_output.weight"], g["Decoder.FC_output.bias"])   # (L·B, H)
-    dc2 = leaky_relu_backward(dg2, c2)                                                  # (L·B, H)
+    dc2 = df(dg2, c2, g2)                                                               # (L·B, H)
     dg1 = linear.backward(dc2, g1, p["Decoder.FC_dec2.weight"],
                           g["Decoder.FC_dec2.weight"], g["Decoder.FC_dec2.bias"])       # (L·B, H)
-    dc1 = leaky_relu_backward(dg1, c1)                                                  # (L·B, H)
+    dc1 = df(dg1, c1, g1)                                                               # (L·B, H)
     dz = linear.backward(dc1, z.reshape(L * B, Z), p["Decoder.FC_dec1.weight"],
                          g["Decoder.FC_dec1.weight"], g["Decoder.FC_dec1.bias"])        # (L·B, Z)
     dz = dz.reshape(L, B, Z)                                                            # (L, B, Z)
@@ -143,10 +149,10 @@ def backward(params, cache, grads):
                           g["Encoder.FC_mean.weight"], g["Encoder.FC_mean.bias"])       # (B, H)
     dh2 += linear.backward(dlogvar, h2, p["Encoder.FC_std.weight"],
                            g["Encoder.FC_std.weight"], g["Encoder.FC_std.bias"])        # (B, H)
-    da2 = leaky_relu_backward(dh2, a2)                                                  # (B, H)
+    da2 = df(dh2, a2, h2)                                                               # (B, H)
     dh1 = linear.backward(da2, h1, p["Encoder.FC_enc2.weight"],
                           g["Encoder.FC_enc2.weight"], g["Encoder.FC_enc2.bias"])       # (B, H)
-    da1 = leaky_relu_backward(dh1, a1)                                                  # (B, H)
+    da1 = df(dh1, a1, h1)                                                               # (B, H)
     linear.backward(da1, x, p["Encoder.FC_enc1.weight"],
                     g["Encoder.FC_enc1.weight"], g["Encoder.FC_enc1.bias"], need_dx=False)
     return grads
@@ -160,8 +166,10 @@ class VAE:
         loss, grads = model.loss_and_grads(x, eps)
 
     `params` are views into `model.flat`; assigning through them (`params[k][...] = v`)
-    changes the model.  Initialisation follows torch.nn.Linear's default distribution,
-    drawn from numpy.random.default_rng(seed) layer by layer (weight, then bias).
+    changes the model.  Initialisation (`init`) follows torch.nn.Linear's default distribution
+    ("torch") or Glorot-uniform weights with zero biases ("glorot", Burda et al. 2015's), drawn
+    from numpy.random.default_rng(seed) layer by layer (weight, then bias).
+    activation: the hidden layers' "leaky_relu" (slope 0.2, the notebook's) or "tanh".
 
     backend: "numpy" (the functions above, the readable oracle) or "numba" (the fused step
     of numpyvae/fused.py, the same numbers up to rounding) for `loss_and_grads`, and through
@@ -170,10 +178,14 @@ class VAE:
     """
 
     def __init__(self, x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0,
-                 backend="numpy"):
+                 backend="numpy", activation="leaky_relu", init="torch"):
         if backend not in ("numpy", "numba"):
             raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
         self.backend = backend
+        self.activation = check_name(activation)
+        self.init = init
         self._fused = None                       # numpyvae.fused.FusedStep, made on first use
         for name, value in (("x_dim", x_dim), ("hidden_dim", hidden_dim),
                             ("latent_dim", latent_dim)):
@@ -188,7 +200,7 @@ class VAE:
         self.params = views(self.flat, self.shapes)
         rng = np.random.default_rng(seed)
         for prefix, fan_in, fan_out in LAYERS:
-            W, b = linear.init(getattr(self, fan_in), getattr(self, fan_out), rng, self.dtype)
+            W, b = INITS[init](getattr(self, fan_in), getattr(self, fan_out), rng, self.dtype)
             self.params[prefix + ".weight"][...] = W
             self.params[prefix + ".bias"][...] = b
 
@@ -223,7 +235,7 @@ class VAE:
 
     def forward(self, x, eps):
         """(loss, cache): −ELBO summed over the batch and the intermediates; see `forward`."""
-        return forward(self.params, self.as_input(x), eps)
+        return forward(self.params, self.as_input(x), eps, self.activation)
 
     def backward(self, cache, out=None):
         """Gradients of the loss computed by `forward`, into `out` (a dict of views) or fresh."""
@@ -253,12 +265,12 @@ class VAE:
 
     def encode(self, x):
         """(μ, log σ²) of q(z|x), each (B, latent_dim)."""
-        mu, logvar, _ = encode(self.params, self.as_input(x))
+        mu, logvar, _ = encode(self.params, self.as_input(x), self.activation)
         return mu, logvar
 
     def decode_logits(self, z):
         """Decoder logits (N, x_dim) for latent codes z (N, latent_dim)."""
-        return decode_logits(self.params, np.asarray(z, dtype=self.dtype))[0]
+        return decode_logits(self.params, np.asarray(z, dtype=self.dtype), self.activation)[0]
 
     def decode(self, z):
         """Bernoulli means θ = sigmoid(logits), (N, x_dim)."""

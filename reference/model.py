@@ -2,7 +2,8 @@
 
 Same class and layer names as the notebook (`Encoder`, `Decoder`, `Model(Encoder, Decoder)`), so
 `Model.state_dict()` keys are `Encoder.FC_enc1.weight` … `Decoder.FC_output.bias` — exactly
-numpyvae's parameter names. The notebook's constructor bugs are fixed (the decoder's
+numpyvae's parameter names. The hidden activation is the notebook's `LeakyReLU(0.2)` or, with
+`activation="tanh"`, `nn.Tanh()` (Burda et al. 2015's), held as `self.LeakyReLU` or `self.Tanh`. The notebook's constructor bugs are fixed (the decoder's
 `output_dim` is an argument, `Model` takes `Encoder=`/`Decoder=`), and the noise ε can be passed
 in so both implementations see the same sample.
 """
@@ -23,32 +24,44 @@ def pick_device():
     return torch.device("cpu")
 
 
+ACTIVATIONS = {"leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.2)), "tanh": ("Tanh", nn.Tanh)}
+
+
+def _set_activation(module, activation):
+    """module.LeakyReLU = nn.LeakyReLU(0.2) (the notebook's) or module.Tanh = nn.Tanh()."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    name, make = ACTIVATIONS[activation]
+    setattr(module, name, make())
+    module.activation = getattr(module, name)
+
+
 class Encoder(nn.Module):
-    def __init__(self, input_dim, hidden_dim, latent_dim):
+    def __init__(self, input_dim, hidden_dim, latent_dim, activation="leaky_relu"):
         super().__init__()
         self.FC_enc1 = nn.Linear(input_dim, hidden_dim)
         self.FC_enc2 = nn.Linear(hidden_dim, hidden_dim)
         self.FC_mean = nn.Linear(hidden_dim, latent_dim)
         self.FC_std = nn.Linear(hidden_dim, latent_dim)   # the notebook's name; it gives log σ²
-        self.LeakyReLU = nn.LeakyReLU(0.2)
+        _set_activation(self, activation)
 
     def forward(self, x):
-        h = self.LeakyReLU(self.FC_enc1(x))
-        h = self.LeakyReLU(self.FC_enc2(h))
+        h = self.activation(self.FC_enc1(x))
+        h = self.activation(self.FC_enc2(h))
         return self.FC_mean(h), self.FC_std(h)            # mean, log_var
 
 
 class Decoder(nn.Module):
-    def __init__(self, latent_dim, hidden_dim, output_dim):
+    def __init__(self, latent_dim, hidden_dim, output_dim, activation="leaky_relu"):
         super().__init__()
         self.FC_dec1 = nn.Linear(latent_dim, hidden_dim)
         self.FC_dec2 = nn.Linear(hidden_dim, hidden_dim)
         self.FC_output = nn.Linear(hidden_dim, output_dim)
-        self.LeakyReLU = nn.LeakyReLU(0.2)
+        _set_activation(self, activation)
 
     def logits(self, z):
-        h = self.LeakyReLU(self.FC_dec1(z))
-        h = self.LeakyReLU(self.FC_dec2(h))
+        h = self.activation(self.FC_dec1(z))
+        h = self.activation(self.FC_dec2(h))
         return self.FC_output(h)
 
     def forward(self, z):
@@ -73,9 +86,10 @@ class Model(nn.Module):
         return self.Decoder(z), mean, log_var
 
 
-def build(x_dim=784, hidden_dim=200, latent_dim=20, dtype=torch.float32, device="cpu"):
-    return Model(Encoder(x_dim, hidden_dim, latent_dim),
-                 Decoder(latent_dim, hidden_dim, x_dim)).to(device=device, dtype=dtype)
+def build(x_dim=784, hidden_dim=200, latent_dim=20, dtype=torch.float32, device="cpu",
+          activation="leaky_relu"):
+    return Model(Encoder(x_dim, hidden_dim, latent_dim, activation),
+                 Decoder(latent_dim, hidden_dim, x_dim, activation)).to(device=device, dtype=dtype)
 
 
 def neg_elbo(model, x, eps):
@@ -110,10 +124,10 @@ def params_from_state_dict(state_dict):
     return {name: t.detach().cpu().numpy().copy() for name, t in state_dict.items()}
 
 
-def from_params(params, dtype=torch.float64, device="cpu"):
+def from_params(params, dtype=torch.float64, device="cpu", activation="leaky_relu"):
     """A reference Model holding numpyvae's parameters (shapes taken from them)."""
     H, D = params["Encoder.FC_enc1.weight"].shape
     Z = params["Encoder.FC_mean.weight"].shape[0]
-    model = build(D, H, Z, dtype=dtype, device=device)
+    model = build(D, H, Z, dtype=dtype, device=device, activation=activation)
     model.load_state_dict(state_dict_from_params(params, dtype, device), strict=True)
     return model

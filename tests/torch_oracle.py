@@ -7,10 +7,10 @@ from reference.model import from_params, neg_elbo
 TORCH_DTYPE = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
 
 
-def torch_loss_and_grads(params, x, eps):
+def torch_loss_and_grads(params, x, eps, activation="leaky_relu"):
     """Loss, the 14 gradients by autograd, and the intermediates, all as numpy."""
     dtype = TORCH_DTYPE[np.asarray(x).dtype]
-    model = from_params(params, dtype=dtype)
+    model = from_params(params, dtype=dtype, activation=activation)
     loss, parts = neg_elbo(model, torch.as_tensor(x), torch.as_tensor(eps))
     loss.backward()
     grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
