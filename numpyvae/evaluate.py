@@ -1,10 +1,13 @@
 """`python -m numpyvae.evaluate RUN_DIR_OR_CHECKPOINT`: test −ELBO and log p(x) per image.
 
-Prints the test −ELBO (one ε per image) and the importance-weighted estimate of log p(x)
-with k samples (Burda et al. 2015; k = 5000 as in the literature), in nats per image, with
-the split, binarization and k they were computed with.
+Prints the test −ELBO (one ε per image), the importance-weighted estimate of log p(x) with k
+samples (Burda et al. 2015; k = 5000 as in the literature), in nats per image, and the number
+of active latent units (Burda et al.'s definition), with the split, binarization and k they
+were computed with; `--json PATH` writes them too. A dynamically binarized split is one fixed
+draw (the run's evaluation stream), the same the training CLI evaluates on.
 """
 import argparse
+import json
 import logging
 import sys
 import time
@@ -14,7 +17,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from . import data
-from .likelihood import log_likelihood
+from .likelihood import active_units, log_likelihood
 from .model import VAE
 from .train import UsageError, _nonnegative_int, _positive_int, eval_generator, evaluate_test
 
@@ -24,7 +27,8 @@ def load_model(path, backend="numba"):
     fused importance-weighted log-likelihood)."""
     ck = ckpt_io.load(path)
     c = ck.config
-    model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend)
+    model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend,
+                activation=c.get("activation", "leaky_relu"))
     model.load_params(ck.params)
     return model, c
 
@@ -41,6 +45,8 @@ def build_parser():
                    help="images per importance-sampling batch (default 25)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the k samples")
     p.add_argument("--data-dir", default=None, help="where the dataset is (default ~/datasets)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the results as JSON (nats per image)")
     return p
 
 
@@ -56,21 +62,32 @@ def main(argv=None):
         n = len(images)
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode)
         flat = images.reshape(n, -1)
-        rng_bin, rng = eval_generator(cfg["seed"], 3), np.random.default_rng([args.seed, 5])
-        buf = np.empty((args.batch, flat.shape[1]), model.dtype)
+        # the split as evaluate_test saw it: one draw from the run's binarization stream
+        xs = data.batch_into(flat, np.arange(n), mode, eval_generator(cfg["seed"], 3),
+                             np.empty(flat.shape, model.dtype))                  # (n, D)
+        active, _ = active_units(model.encode(xs)[0])
+        rng = np.random.default_rng([args.seed, 5])
         total = 0.0
         t0 = time.perf_counter()
         with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
             for start in range(0, n, args.batch):
-                idx = np.arange(start, min(start + args.batch, n))
-                x = data.batch_into(flat, idx, mode, rng_bin, buf)
+                x = xs[start:start + args.batch]
                 ll = log_likelihood(model, x, args.k, rng)
                 total += ll.sum()
-                bar.update(len(idx))
-                bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(idx)):.3f}", refresh=False)
+                bar.update(len(x))
+                bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
         seconds = time.perf_counter() - t0
+        result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
+                      neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
+                      latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
+        if args.json:
+            ckpt_io.atomic_write(args.json, lambda f: f.write(
+                json.dumps(result, indent=2).encode() + b"\n"))
     except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: cannot write --json {args.json}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -79,6 +96,9 @@ def main(argv=None):
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
           f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
+    print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  (Var_x E_q[z_u|x] > 0.01)")
+    if args.json:
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -11,6 +11,9 @@ Importance-weighted bound (Burda, Grosse & Salakhutdinov 2015, eq. 8), k samples
 L_1 is the ELBO estimator; L_k rises with k towards log p(x) (Burda et al., Thm. 1).
 The k samples are taken in chunks and combined with a running log-sum-exp, so memory stays
 bounded for k = 5000.
+
+Active units (Burda et al. 2015, §5.2): latent unit u is active when A_u = Cov_x(E_q[z_u|x]),
+the variance over the data of its posterior mean μ_u(x), exceeds 10⁻².
 """
 import numpy as np
 
@@ -70,3 +73,10 @@ def log_likelihood(model, x, k, rng, rows=5000):
         total = np.logaddexp(total, m + np.log(np.exp(w - m).sum(axis=0)))
         done += S
     return total - np.log(k)
+
+
+def active_units(mu, threshold=1e-2):
+    """(number of active units, A_u for each unit) from posterior means mu: (N, Z) over N images.
+    A_u = Var_x μ_u(x), the population variance in float64 (Burda et al. 2015, §5.2)."""
+    A = np.var(np.asarray(mu, np.float64), axis=0)                 # (Z,)
+    return int((A > threshold).sum()), A

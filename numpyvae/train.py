@@ -1,8 +1,9 @@
 """`python -m numpyvae.train`: the source notebook's training run, done right.
 
-With no flags: MNIST, threshold binarization, batch 128, hidden 200, latent 20, Adam lr 1e-3,
-20 epochs, seed 0. Reports −ELBO in nats per image (the notebook printed the batch sum times
-the batch size). Writes into --out (default runs/<timestamp>): config.json, metrics.csv,
+With no flags: MNIST, threshold binarization, batch 128, hidden 200, latent 20, LeakyReLU(0.2),
+torch.nn.Linear's initialisation, Adam lr 1e-3, 20 epochs, seed 0. Reports −ELBO in nats per
+image (the notebook printed the batch sum times the batch size). `--preset burda2015` sets up
+the VAE of Burda, Grosse & Salakhutdinov (2015), Table 1 (see PRESETS). Writes into --out (default runs/<timestamp>): config.json, metrics.csv,
 checkpoint.npz (every epoch, atomically) and the pictures of numpyvae/plots.py.
 
 Determinism: the model is initialised from default_rng(seed); shuffling, ε and dynamic
@@ -51,12 +52,33 @@ class Config:
     limit: int = 0              # use only the first N train and test images (0: all)
     x_dim: int = 784
     data_dir: str = None        # None: ~/datasets
+    activation: str = "leaky_relu"   # the hidden layers': leaky_relu (slope 0.2) or tanh
+    init: str = "torch"         # torch: nn.Linear's default; glorot: U(±√(6/(in+out))), zero biases
+    output_bias: str = "init"   # init: as `init` draws it; data-mean: logit of the mean pixel
+    adam_eps: float = 1e-8      # Adam's ε (torch's default)
+    lr_schedule: str = "constant"   # constant, or burda: 3^i epochs at lr·10^(−i/7), i = 0…7
+    holdout: int = 0            # the last N training images, held out and evaluated per epoch
+    preset: str = None          # the --preset the run started from (a record only)
 
     # What a resumed run must share with the run it continues.
     # (backend too: numba's float32 kernels and Adam round differently from NumPy's, and a
     # resumed run promises the uninterrupted run's numbers bit for bit.)
     FIXED = ("dataset", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
-             "samples", "dtype", "limit", "x_dim", "backend")
+             "samples", "dtype", "limit", "x_dim", "backend", "activation", "init",
+             "output_bias", "adam_eps", "lr_schedule", "holdout")
+
+
+# Burda, Grosse & Salakhutdinov (2015), "Importance Weighted Autoencoders", §5 and Table 1: the
+# VAE with one stochastic layer of 50 units, k = 1. MNIST dynamically binarized, the last 400
+# training images held out; 784-200-200-50 and back with tanh; Glorot-uniform weights, zero
+# biases, the decoder's output bias the logit of the mean training pixel; batch 20; Adam with
+# β₁ 0.9, β₂ 0.999 and ε 1e-4 as the paper states; 3,280 epochs: 3^i at 1e-3·10^(−i/7).
+PRESETS = {
+    "burda2015": dict(dataset="mnist", binarize="dynamic", batch_size=20, hidden_dim=200,
+                      latent_dim=50, samples=1, activation="tanh", init="glorot",
+                      output_bias="data-mean", adam_eps=1e-4, lr=1e-3, lr_schedule="burda",
+                      holdout=400, epochs=3280),
+}
 
 # The files a run writes into its folder; a new run never overwrites any of them.
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
@@ -69,8 +91,40 @@ def train_generator(seed):
 
 
 def eval_generator(seed, purpose):
-    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures)."""
+    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures,
+    6: ε and 7: binarization of the held-out training images)."""
     return np.random.default_rng([seed, purpose])
+
+
+TEST_STREAMS, HOLDOUT_STREAMS = (2, 3), (6, 7)
+
+
+def learning_rate(cfg, epoch):
+    """Adam's learning rate in epoch `epoch` (0-based).
+
+    burda (Burda et al. 2015, §5): stage i = 0, 1, …, 7 lasts 3^i epochs at lr·10^(−i/7)
+    (3,280 epochs in all; later epochs stay at stage 7). Their code rounds the rate to one
+    decimal of 1e-4 units; this is the paper's formula."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    stage, end = 0, 1
+    while epoch >= end and stage < 7:
+        stage += 1
+        end += 3 ** stage
+    return cfg.lr * 10 ** (-stage / 7)
+
+
+def data_mean_bias(images_flat, mode, dtype):
+    """The decoder's output bias that makes θ the mean training pixel: logit(clip(p̄, 0.001,
+    0.999)) (Burda et al.'s code). p̄ is the mean of what the model is fed: the thresholded
+    pixel for "threshold", the intensity x/255 (a dynamic draw's expectation) otherwise.
+    images_flat: uint8 (N, D) -> (D,)."""
+    if mode == "threshold":
+        p = (images_flat >= 128).mean(axis=0)                          # (D,)
+    else:
+        p = images_flat.mean(axis=0, dtype=np.float64) / 255           # (D,)
+    p = np.clip(p, 0.001, 0.999)
+    return np.log(p / (1 - p)).astype(dtype)
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -119,6 +173,24 @@ def build_parser():
                    help="numba: fused kernels (default); numpy: the plain readable path")
     p.add_argument("--limit", type=_nonnegative_int,
                    help="use only the first N training and test images (quick runs; 0 = all)")
+    p.add_argument("--activation", choices=("leaky_relu", "tanh"),
+                   help="the hidden layers' activation (default leaky_relu, slope 0.2)")
+    p.add_argument("--init", choices=("torch", "glorot"),
+                   help="torch: nn.Linear's default (default); glorot: Glorot-uniform weights, "
+                        "zero biases")
+    p.add_argument("--output-bias", choices=("init", "data-mean"),
+                   help="the decoder's output bias: as --init draws it (default), or the logit "
+                        "of the mean training pixel")
+    p.add_argument("--adam-eps", type=_positive_float, help=f"Adam's ε (default {d.adam_eps})")
+    p.add_argument("--lr-schedule", choices=("constant", "burda"),
+                   help="constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7")
+    p.add_argument("--holdout", type=_nonnegative_int,
+                   help="hold out the last N training images and report their −ELBO per epoch "
+                        "(default 0)")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help="burda2015: the VAE of Burda et al. (2015), Table 1 (batch 20, latent 50, "
+                        "tanh, Glorot, dynamic binarization, 3,280 epochs, …); flags given "
+                        "beside it override it")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint up to --epochs")
     return p
@@ -132,6 +204,8 @@ def resolve_config(args):
     """The run's Config from the flags, or, with --resume, from the checkpoint in --out."""
     given = {f.name: getattr(args, f.name) for f in fields(Config)
              if getattr(args, f.name, None) is not None}
+    if args.preset:
+        given = {**PRESETS[args.preset], **given}
     if not args.resume:
         return Config(**given), None
     if args.out is None:
@@ -142,7 +216,8 @@ def resolve_config(args):
     ck = ckpt_io.load(path)
     saved = Config(**{k: v for k, v in ck.config.items() if k in {f.name for f in fields(Config)}})
     checks = dict(epochs=_positive_int, batch_size=_positive_int, samples=_positive_int,
-                  lr=_positive_float, limit=_nonnegative_int)
+                  lr=_positive_float, limit=_nonnegative_int, adam_eps=_positive_float,
+                  holdout=_nonnegative_int)
     for name, check in checks.items():
         try:
             check(str(getattr(saved, name)))
@@ -194,10 +269,11 @@ class StopRequest:
             signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
 
 
-def evaluate_test(model, images, seed, mode, batch=1000):
+def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
     """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
-    evaluation ε and binarization (streams of `seed`; `mode` one of data.BINARIZE_MODES)."""
-    rng_eps, rng_bin = eval_generator(seed, 2), eval_generator(seed, 3)
+    evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):
+    a dynamically binarized image is one fixed draw, the same at every evaluation."""
+    rng_eps, rng_bin = eval_generator(seed, streams[0]), eval_generator(seed, streams[1])
     flat = images.reshape(len(images), -1)
     buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
     recon = kl = 0.0
@@ -212,13 +288,14 @@ def evaluate_test(model, images, seed, mode, batch=1000):
     return (recon + kl) / n, recon / n, kl / n
 
 
-def write_metrics(path, history, mode):
+def write_metrics(path, history, mode, holdout=0):
+    """metrics.csv: one row per epoch; the held-out −ELBO column only when a run holds out."""
+    columns = [c for c in ckpt_io.HISTORY_COLUMNS if holdout or c != "holdout_neg_elbo"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(ckpt_io.HISTORY_COLUMNS) + ["binarize"])
+    w.writerow(columns + ["binarize"])
     for i in range(len(history["epoch"])):
-        row = [int(history["epoch"][i])] + [repr(float(history[c][i]))
-                                            for c in ckpt_io.HISTORY_COLUMNS[1:]]
+        row = [int(history["epoch"][i])] + [repr(float(history[c][i])) for c in columns[1:]]
         w.writerow(row + [mode])
     ckpt_io.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
@@ -257,7 +334,7 @@ def compile_kernels(model, cfg, images_flat):
     """
     from .kernels import BINARIZE_CODES, gather_binarize
     D, Z, L, dtype = images_flat.shape[1], model.latent_dim, cfg.samples, model.dtype
-    tiny = VAE(D, 1, Z, dtype=dtype, backend="numba")
+    tiny = VAE(D, 1, Z, dtype=dtype, backend="numba", activation=model.activation)
     x = np.zeros((1, D), dtype)                                           # (1, D)
     eps = np.zeros((L, 1, Z) if L > 1 else (1, Z), dtype)
     gflat, grads = tiny.new_grads()
@@ -284,13 +361,21 @@ def run(cfg, out, resume=None, log=print, cli=False):
     test_x, test_y = data.load(cfg.dataset, "test", cfg.data_dir)
     if cfg.limit:
         train_x, test_x, test_y = train_x[:cfg.limit], test_x[:cfg.limit], test_y[:cfg.limit]
+    if cfg.holdout >= len(train_x):
+        raise UsageError(f"--holdout {cfg.holdout} leaves no training images (the training split "
+                         f"has {len(train_x)}); hold out fewer")
+    held_x = train_x[len(train_x) - cfg.holdout:] if cfg.holdout else None
+    train_x = train_x[:len(train_x) - cfg.holdout]
     train_flat = train_x.reshape(len(train_x), -1)                  # (N, 784) uint8
     cfg.x_dim = train_flat.shape[1]
     N, B, L = len(train_flat), cfg.batch_size, cfg.samples
 
     model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
-                backend=cfg.backend)
-    opt = Adam(model.num_params, cfg.dtype, lr=cfg.lr, backend=cfg.backend)
+                backend=cfg.backend, activation=cfg.activation, init=cfg.init)
+    if cfg.output_bias == "data-mean":
+        model.params["Decoder.FC_output.bias"][...] = data_mean_bias(train_flat, cfg.binarize,
+                                                                     model.dtype)
+    opt = Adam(model.num_params, cfg.dtype, lr=cfg.lr, eps=cfg.adam_eps, backend=cfg.backend)
     rng = train_generator(cfg.seed)
     history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
     start_epoch, start_step, order, running, elapsed = 0, 0, None, 0.0, 0.0
@@ -330,6 +415,7 @@ def run(cfg, out, resume=None, log=print, cli=False):
         for epoch in range(start_epoch, cfg.epochs):
             if order is None or start_step == 0:
                 order, running, elapsed, start_step = data.epoch_order(N, rng), 0.0, 0.0, 0
+            opt.lr = learning_rate(cfg, epoch)
             bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
             t0 = time.perf_counter()
@@ -361,15 +447,19 @@ def run(cfg, out, resume=None, log=print, cli=False):
             elapsed += time.perf_counter() - t0
             bar.close()
             test, recon, kl = evaluate_test(model, test_x, cfg.seed, cfg.binarize)
+            held = (evaluate_test(model, held_x, cfg.seed, cfg.binarize,
+                                  streams=HOLDOUT_STREAMS)[0] if cfg.holdout else float("nan"))
             row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
-                       test_recon=recon, test_kl=kl, epoch_seconds=elapsed)
+                       test_recon=recon, test_kl=kl, epoch_seconds=elapsed,
+                       holdout_neg_elbo=held)
             for c in ckpt_io.HISTORY_COLUMNS:
                 history[c].append(float(row[c]))
             ckpt_io.save(ckpt_path, snapshot(epoch + 1, 0, None, 0.0, 0.0))
-            write_metrics(out / "metrics.csv", history, cfg.binarize)
+            write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
             log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
                 f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
-                f"[{cfg.binarize}]  {elapsed:.2f} s")
+                + (f"held-out {held:8.3f} " if cfg.holdout else "")
+                + f"[{cfg.binarize}]  {elapsed:.2f} s")
             order, start_step = None, 0
             if stop.signum is not None:
                 return history, stop.signum
@@ -439,7 +529,8 @@ def main(argv=None, cli=False):
         made = _folders_to_make(out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
-              f"{cfg.latent_dim}, batch {cfg.batch_size}, L={cfg.samples}, Adam lr {cfg.lr}, "
+              f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
+              f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
               f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
         _, stopped = run(cfg, out, resume, cli=cli)
     except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
