@@ -11,6 +11,7 @@ from threadpoolctl (its `architecture`), and when the environment pins it, the k
 would pick unpinned is read from a child process started without OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE.
 """
+import functools
 import json
 import os
 import platform
@@ -70,10 +71,11 @@ def unpinned_kernel():
     return kernels[0] if kernels else None
 
 
+@functools.cache
 def mkl_kernel(torch):
     """The code path Torch's MKL reports for this CPU (its MKL_VERBOSE banner, e.g. "Intel(R)
     AVX-512 ... enabled processors"), or None. MKL prints to the C stdout, so it is read from
-    file descriptor 1."""
+    file descriptor 1; it prints the banner once per process, hence the cache."""
     if not torch.backends.mkl.is_available():
         return None
     sys.stdout.flush()

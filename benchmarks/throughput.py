@@ -130,12 +130,17 @@ def validate(built, setup, ranges, log=print):
             continue
         losses = np.asarray(losses, np.float64)[:len(steps)]
         err = np.abs(losses - ref) / np.abs(ref)                                  # (steps,)
-        if not (len(losses) == len(steps) and np.all(err <= tol)):
-            i = int(np.argmax(np.where(np.isfinite(err), err, np.inf)))
+        if len(losses) != len(steps):
+            raise ValidationError(f"{peer.name}: {len(losses)} losses from its first "
+                                  f"{len(steps)} steps. Nothing was timed.")
+        bad = np.flatnonzero(~(err <= tol))                                       # NaN is bad
+        if len(bad):
+            i = bad[0]
             raise ValidationError(
-                f"{peer.name}: loss {losses[i]!r} at step {i + 1} (batch rows {steps[i][0]}:"
-                f"{steps[i][1]}), the float64 NumPy reference trained the same way gives "
-                f"{ref[i]!r}: relative error {err[i]:.2e} > {tol:g}. Nothing was timed.")
+                f"{peer.name}: loss {float(losses[i])!r} at step {i + 1} (batch rows "
+                f"{steps[i][0]}:{steps[i][1]}), the float64 NumPy reference trained the same "
+                f"way gives {float(ref[i])!r}: relative error {err[i]:.2e} > {tol:g}. "
+                f"Nothing was timed.")
         log(f"  validated {peer.name}: first {len(steps)} losses within {err.max():.1e} "
             f"of the float64 reference (first epoch {time.perf_counter() - t:.1f} s, untimed)")
 

@@ -1,53 +1,158 @@
-"""benchmarks/throughput.py runs end to end, and its validation step rejects a wrong loss.
+"""benchmarks/throughput.py runs every peer end to end, and its validation refuses wrong ones.
 
-Oracle: the benchmark's own validation, a float64 NumPy step on the same batch and ε (itself
-checked against Torch autograd in test_parity_torch.py). No timings are asserted here: speed
-targets live in benchmarks/, and its README table is a measurement, not a test.
+Oracle: the benchmark's own validation, a float64 NumPy run (numpyvae + Adam, itself checked
+against Torch autograd and torch.optim.Adam in test_parity_torch.py and test_adam.py) of the
+same first steps on the same batches and ε. No timings are asserted here: the README's tables
+are measurements, not tests. Sizes are tiny (hidden 16, batch 100 of the 1,200-image stand-in,
+so every peer compiles one batch shape) because torch.compile's first compile alone takes
+tens of seconds of C++ on two cores.
 """
+import dataclasses
+import importlib.util
 import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fake_mnist
-from benchmarks import throughput
+from benchmarks import machine, peers, throughput
 
-QUICK = ["--steps", "2", "--epochs", "1", "--ll-images", "3", "--k", "20"]
+QUICK = ["--steps", "3", "--epochs", "1", "--batch-size", "100", "--hidden-dim", "16",
+         "--ll-images", "3", "--k", "20"]
 
 
-def test_runs_and_writes_every_row(monkeypatch, tmp_path):
+def installed(name):
+    return importlib.util.find_spec(name) is not None
+
+
+def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
     fake_mnist.install(monkeypatch)
     out = tmp_path / "bench.json"
     throughput.main(QUICK + ["--json", str(out)])
     result = json.loads(out.read_text())
-    names = [r["impl"] for r in result["epoch"]]
-    assert names == ["numpyvae (numba)", "numpyvae (numpy)", "torch cpu",
-                     throughput.FLOOR, throughput.TORCH_FLOOR]
-    torch_cpu = result["epoch"][2]["seconds_per_epoch"]
+    missing = {n for n in peers.CPU_NAMES
+               if ("jax" in n and not installed("jax")) or ("torch" in n and not installed("torch"))}
+    assert [r["impl"] for r in result["epoch"]] == [n for n in peers.all_names()
+                                                     if n not in missing]
+    assert {s["impl"] for s in result["skipped"]} == missing
+    printed = capsys.readouterr().out
+    for name in peers.CPU_NAMES:
+        if name not in missing and "gemm floor" not in name:
+            assert f"validated {name}: first 3 losses" in printed
+    by = {r["impl"]: r for r in result["epoch"]}
     for r in result["epoch"]:
-        assert r["seconds_per_epoch"] > 0
-        assert r["vs_torch_cpu"] == pytest.approx(r["seconds_per_epoch"] / torch_cpu)
+        assert r["seconds_per_epoch"] > 0 and len(r["epochs"]) == 1
+        assert r["images_per_s"] == pytest.approx(1200 / r["seconds_per_epoch"])
+        if throughput.TORCH in by:
+            assert r["vs_torch_eager"] == pytest.approx(
+                r["seconds_per_epoch"] / by[throughput.TORCH]["seconds_per_epoch"])
+        assert r["vs_floor"] == pytest.approx(
+            r["seconds_per_epoch"] / by[throughput.FLOOR]["seconds_per_epoch"])
+    if installed("threadpoolctl"):
+        assert result["machine"]["blas_kernel"]                   # e.g. "Haswell", "SkylakeX"
     ll = {r["impl"]: r["mean_log_px"] for r in result["log_likelihood"]}
-    assert set(ll) == {"numpyvae (numba)", "numpyvae (numpy)", "torch cpu"}
+    assert set(ll) == {"numpyvae numba", "numpyvae numpy"} | (
+        {throughput.TORCH} if installed("torch") else set())
     # same ε for all three: the benchmark itself demands agreement to 1e-3 nats per image
     assert np.ptp(list(ll.values())) <= 1e-3
 
 
-def test_validation_rejects_a_planted_loss_error(monkeypatch):
-    """A numba path whose loss is off by 1e-4 relative (10× the float32 tolerance) is refused
+def plant(monkeypatch, name, change):
+    """peers.make, with `change(peer, setup)` applied to the peer called `name`."""
+    real = peers.make
+
+    def make(n, setup):
+        return change(real(n, setup), setup) if n == name else real(n, setup)
+    monkeypatch.setattr(peers, "make", make)
+
+    def never(*args):
+        raise AssertionError("time_epochs ran although a peer failed its validation")
+    monkeypatch.setattr(throughput, "time_epochs", never)
+
+
+@pytest.mark.parametrize("name", ["numpyvae numba", "torch eager fused-adam", "jax scan-epoch"])
+def test_validation_refuses_a_planted_loss_error(monkeypatch, name):
+    """A peer whose first loss is off by 1e-4 relative (10× the float32 tolerance) is refused
     before anything is timed."""
+    if name.split()[0] in ("torch", "jax") and not installed(name.split()[0]):
+        pytest.skip(f"{name.split()[0]} is not installed")
     fake_mnist.install(monkeypatch)
-    real = throughput.numpyvae_impl
 
-    def planted(backend, *args):
-        validate, epoch, model = real(backend, *args)
-        if backend != "numba":
-            return validate, epoch, model
+    def off(peer, setup):
+        def epoch(ranges):
+            losses = peer.epoch(ranges)
+            losses[0] *= 1 + 1e-4
+            return losses
+        return dataclasses.replace(peer, epoch=epoch)
+    plant(monkeypatch, name, off)
+    with pytest.raises(throughput.ValidationError, match=f"{name}: loss .* at step 1 .*"
+                                                         "Nothing was timed"):
+        throughput.main(QUICK + ["--impls", f"gemm floor openblas,{name}", "--ll-images", "0"])
 
-        def off(x, eps):
-            loss, grads = validate(x, eps)
-            return loss * (1 + 1e-4), grads
-        return off, epoch, model
-    monkeypatch.setattr(throughput, "numpyvae_impl", planted)
-    with pytest.raises(throughput.ValidationError, match="numpyvae \\(numba\\): loss"):
-        throughput.main(QUICK + ["--no-torch"])
+
+def test_validation_refuses_an_update_error_the_first_loss_cannot_see(monkeypatch):
+    """A peer that steps with a learning rate 5% too large computes its first loss right; the
+    second, from the parameters its update produced, is refused."""
+    fake_mnist.install(monkeypatch)
+    real = peers.make
+
+    def make(n, setup):
+        return real(n, dataclasses.replace(setup, lr=setup.lr * 1.05))
+    monkeypatch.setattr(peers, "make", make)
+    with pytest.raises(throughput.ValidationError, match="numpyvae numba: loss .* at step 2"):
+        throughput.main(QUICK + ["--impls", "numpyvae numba", "--ll-images", "0"])
+
+
+def test_a_missing_library_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path, capsys):
+    fake_mnist.install(monkeypatch)
+    monkeypatch.setitem(sys.modules, "jax", None)                   # `import jax` fails
+    out = tmp_path / "bench.json"
+    throughput.main(QUICK + ["--impls", "numpyvae numba,jax jit,jax scan-epoch",
+                             "--ll-images", "0", "--json", str(out)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "skipped" in line]
+    assert lines == [f"  skipped {n}: jax is not installed: {peers.JAX_HINT}"
+                     for n in ("jax jit", "jax scan-epoch")]
+    result = json.loads(out.read_text())
+    assert [r["impl"] for r in result["epoch"]] == ["numpyvae numba"]
+    assert [s["impl"] for s in result["skipped"]] == ["jax jit", "jax scan-epoch"]
+
+
+def test_unknown_impl_is_refused_by_name():
+    with pytest.raises(SystemExit, match="--impls: unknown 'torch eagre'"):
+        throughput.main(["--impls", "torch eagre"])
+
+
+def test_pin_warning_names_both_kernels_and_the_unpinned_command():
+    pinned = dict(blas_kernel="Haswell", blas_kernel_unpinned="SkylakeX",
+                  openblas_coretype="Haswell")
+    warning = machine.pin_warning(pinned, "python -m benchmarks.throughput --epochs 5")
+    assert "OPENBLAS_CORETYPE=Haswell" in warning and "SkylakeX" in warning
+    assert ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.throughput "
+            "--epochs 5") in warning
+    assert machine.pin_warning(dict(pinned, blas_kernel_unpinned="Haswell")) is None
+    assert machine.pin_warning(dict(pinned, openblas_coretype=None)) is None
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64")
+                    or "avx2" not in machine.cpu()[1] or not installed("threadpoolctl"),
+                    reason="needs OpenBLAS's x86 kernels, an AVX2 CPU and threadpoolctl")
+def test_a_pinned_kernel_is_read_and_the_unpinned_one_found(tmp_path):
+    """Oracle: OpenBLAS itself, in a process pinned to its Sandybridge (AVX) kernel, which no
+    AVX2 CPU picks on its own."""
+    code = textwrap.dedent("""
+        import json
+        from benchmarks import machine
+        print(json.dumps([machine.openblas_kernels()[0][1], machine.unpinned_kernel()]))
+    """)
+    env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge", OPENBLAS_L2_SIZE="512")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout
+    pinned, own = json.loads(out)
+    assert pinned == "Sandybridge"
+    assert own not in (None, "Sandybridge")

@@ -1,0 +1,48 @@
+"""benchmarks/sweep.py validates and times the implementations over a grid, and writes its
+JSON and picture.
+
+Oracle: the same validation as tests/test_benchmark.py (a float64 NumPy run of each peer's
+first steps); the picture is checked to be a PNG matplotlib reads back. torch.compile and jax
+jit are left out here (both run end to end in test_benchmark.py): each new batch shape costs
+torch.compile tens of seconds of C++, and jax scan-epoch compiles the same jax step.
+"""
+import json
+from types import SimpleNamespace
+
+import pytest
+from matplotlib.image import imread
+
+import fake_mnist
+from benchmarks import peers, sweep
+
+IMPLS = [n for n in peers.CPU_NAMES if n not in ("torch compile", "jax jit")]
+
+
+def test_sweep_writes_json_and_png_on_a_two_point_grid(monkeypatch, tmp_path):
+    fake_mnist.install(monkeypatch)
+    out, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    sweep.main(["--batch-sizes", "50,100", "--hidden-dims", "16", "--steps", "3",
+                "--epochs", "1", "--impls", ",".join(IMPLS), "--json", str(out),
+                "--plot", str(png)])
+    result = json.loads(out.read_text())
+    skipped = {s["impl"] for s in result["skipped"]}
+    assert skipped <= {n for n in IMPLS if n.startswith(("torch", "jax"))}
+    expected = [(n, b) for b in (50, 100) for n in IMPLS if n not in skipped]
+    assert [(r["impl"], r["batch_size"]) for r in result["rows"]] == expected
+    for r in result["rows"]:
+        assert {"impl", "batch_size", "hidden_dim", "seconds_per_epoch",
+                "images_per_s"} <= set(r)
+        assert r["hidden_dim"] == 16 and r["steps"] == 3 and r["seconds_per_epoch"] > 0
+        assert r["images_per_s"] == pytest.approx(1200 / r["seconds_per_epoch"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = imread(png).shape
+    assert width > height > 100
+
+
+def test_steps_time_part_of_each_epoch():
+    """--images sets the steps per batch size (at least 3, for validation; at most an epoch);
+    --steps overrides it."""
+    args = SimpleNamespace(steps=0, images=6144)
+    assert [sweep.steps_for(b, args, 60000) for b in (16, 128, 2048, 8192, 60000)] == \
+        [384, 48, 3, 3, 1]
+    assert sweep.steps_for(2048, SimpleNamespace(steps=10, images=6144), 60000) == 10
