@@ -33,9 +33,10 @@ def numeric_grads(model, x, eps):
     return grads
 
 
-def small_case(seed, L, grey):
+def small_case(seed, L, grey, activation="leaky_relu"):
     rng = np.random.default_rng(seed)
-    model = nv.VAE(x_dim=7, hidden_dim=5, latent_dim=3, dtype="float64", seed=seed)
+    model = nv.VAE(x_dim=7, hidden_dim=5, latent_dim=3, dtype="float64", seed=seed,
+                   activation=activation)
     x = rng.random((4, 7))
     if not grey:
         x = np.round(x)
@@ -56,6 +57,14 @@ def test_gradients_match_finite_differences(seed, L, grey):
     assert kink > 2 * (2 * H) * max(inputs, 1.0), (kink, inputs)
     _, grads = model.loss_and_grads(x, eps)
     assert_all_close(grads, numeric_grads(model, x, eps), TOL, "finite differences")
+
+
+@pytest.mark.parametrize("seed,L,grey", [(0, 1, False), (3, 2, True)])
+def test_tanh_gradients_match_finite_differences(seed, L, grey):
+    """tanh is smooth, so no pre-activation needs to keep away from a kink."""
+    model, x, eps = small_case(seed, L, grey, activation="tanh")
+    _, grads = model.loss_and_grads(x, eps)
+    assert_all_close(grads, numeric_grads(model, x, eps), TOL, "finite differences, tanh")
 
 
 def test_planted_error_is_rejected():

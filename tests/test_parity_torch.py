@@ -34,7 +34,8 @@ def make_batch(rng, batch, x_dim, latent, L, grey, dtype):
 def check_parity(model, x, eps, tol):
     loss, cache = model.forward(x, eps)
     grads = model.backward(cache)
-    t_loss, t_grads, t_inter, (t_recon, t_kl, _) = torch_loss_and_grads(model.params, x, eps)
+    t_loss, t_grads, t_inter, (t_recon, t_kl, _) = torch_loss_and_grads(model.params, x, eps,
+                                                                        model.activation)
     assert abs(loss - t_loss) <= tol * abs(t_loss), (loss, t_loss)
     assert abs(cache["recon"] - t_recon) <= tol * abs(t_recon)
     assert abs(cache["kl"] - t_kl) <= tol * max(abs(t_kl), 1e-300)
@@ -44,25 +45,36 @@ def check_parity(model, x, eps, tol):
     assert_all_close(grads, t_grads, tol, "gradients")
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
 @pytest.mark.parametrize("L", [1, 3])
-def test_notebook_sizes_float64(L):
-    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
+def test_notebook_sizes_float64(L, activation):
+    model = nv.VAE(784, 200, 20, dtype="float64", seed=0, activation=activation)
     x, eps = make_batch(np.random.default_rng(L), 128, 784, 20, L, False, np.float64)
     check_parity(model, x, eps, TOL64)
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
 @pytest.mark.parametrize("L", [1, 2])
-def test_notebook_sizes_float32(L):
-    model = nv.VAE(784, 200, 20, dtype="float32", seed=0)
+def test_notebook_sizes_float32(L, activation):
+    model = nv.VAE(784, 200, 20, dtype="float32", seed=0, activation=activation)
     x, eps = make_batch(np.random.default_rng(10 + L), 128, 784, 20, L, False, np.float32)
     check_parity(model, x, eps, TOL32)
 
 
+def test_burda2015_sizes_float64():
+    """The preset's network: 784-200-50, tanh, Glorot initialisation, batch 20."""
+    model = nv.VAE(784, 200, 50, dtype="float64", seed=0, activation="tanh", init="glorot")
+    x, eps = make_batch(np.random.default_rng(5), 20, 784, 50, 1, False, np.float64)
+    check_parity(model, x, eps, TOL64)
+
+
 @given(batch=st.integers(1, 300), x_dim=st.integers(1, 50), hidden=st.integers(1, 64),
        latent=st.integers(1, 32), L=st.integers(1, 4), grey=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_many_shapes_float64(batch, x_dim, hidden, latent, L, grey, seed):
-    model = nv.VAE(x_dim, hidden, latent, dtype="float64", seed=seed)
+       seed=st.integers(0, 2**32 - 1), activation=st.sampled_from(["leaky_relu", "tanh"]),
+       init=st.sampled_from(["torch", "glorot"]))
+def test_many_shapes_float64(batch, x_dim, hidden, latent, L, grey, seed, activation, init):
+    model = nv.VAE(x_dim, hidden, latent, dtype="float64", seed=seed, activation=activation,
+                   init=init)
     x, eps = make_batch(np.random.default_rng(seed), batch, x_dim, latent, L, grey, np.float64)
     check_parity(model, x, eps, TOL64)
 
@@ -92,12 +104,13 @@ def test_extremes_float32_finite():
     assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
 
 
-def test_planted_error_is_rejected():
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
+def test_planted_error_is_rejected(activation):
     """The check itself: one gradient entry off by 1e-6 relative must fail it."""
-    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
+    model = nv.VAE(784, 200, 20, dtype="float64", seed=0, activation=activation)
     x, eps = make_batch(np.random.default_rng(0), 128, 784, 20, 1, False, np.float64)
     _, grads = model.loss_and_grads(x, eps)
-    _, t_grads, _, _ = torch_loss_and_grads(model.params, x, eps)
+    _, t_grads, _, _ = torch_loss_and_grads(model.params, x, eps, activation)
     assert_all_close(grads, t_grads, TOL64)
     for name in ("Encoder.FC_enc1.weight", "Decoder.FC_output.bias"):
         bad = {k: v.copy() for k, v in grads.items()}
@@ -117,3 +130,16 @@ def test_leaky_relu_gradient_at_zero_matches_torch():
     model.params["Decoder.FC_dec1.bias"][0] = 0.0         # c1[:, 0] == 0 exactly
     x, eps = make_batch(np.random.default_rng(0), 5, 4, 2, 1, False, np.float64)
     check_parity(model, x, eps, TOL64)
+
+
+def test_tanh_derivative_mistaken_for_leaky_relus_is_caught():
+    """Planted error in the activation itself: a tanh network differentiated as if its units
+    were LeakyReLU (the backward of the wrong activation) is far outside the tolerance."""
+    model = nv.VAE(30, 16, 4, dtype="float64", seed=1, activation="tanh")
+    x, eps = make_batch(np.random.default_rng(1), 12, 30, 4, 1, False, np.float64)
+    _, cache = model.forward(x, eps)
+    cache["activation"] = "leaky_relu"
+    wrong = model.backward(cache)
+    _, t_grads, _, _ = torch_loss_and_grads(model.params, x, eps, "tanh")
+    with pytest.raises(AssertionError, match="FC_enc1"):
+        assert_all_close(wrong, t_grads, TOL64)

@@ -7,6 +7,7 @@ grows with the trajectory; 1e-9 is far below any real discrepancy (a wrong gradi
 Adam formula shows at 1e-3 and up within a few steps).
 """
 import numpy as np
+import pytest
 import torch
 
 import numpyvae as nv
@@ -16,17 +17,21 @@ from reference.model import from_params, neg_elbo
 TOL = 1e-9
 
 
-def test_50_training_steps_equal_torch():
-    model = nv.VAE(784, 200, 20, dtype="float64", seed=0)
-    tmodel = from_params(model.params, dtype=torch.float64)
-    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
-    opt = nv.Adam(model.num_params, "float64", lr=1e-3)
+@pytest.mark.parametrize("activation,init,latent,batch,adam_eps", [
+    ("leaky_relu", "torch", 20, 128, 1e-8),          # the notebook's
+    ("tanh", "glorot", 50, 20, 1e-4),                # the burda2015 preset's
+])
+def test_50_training_steps_equal_torch(activation, init, latent, batch, adam_eps):
+    model = nv.VAE(784, 200, latent, dtype="float64", seed=0, activation=activation, init=init)
+    tmodel = from_params(model.params, dtype=torch.float64, activation=activation)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3, eps=adam_eps)
+    opt = nv.Adam(model.num_params, "float64", lr=1e-3, eps=adam_eps)
     gflat, grads = model.new_grads()
     rng = np.random.default_rng(0)
     pool = (rng.random((1024, 784)) < rng.random(784)).astype(np.float64)  # digit-like sparsity
     for step in range(50):
-        x = pool[rng.choice(len(pool), 128, replace=False)]
-        eps = rng.standard_normal((128, 20))
+        x = pool[rng.choice(len(pool), batch, replace=False)]
+        eps = rng.standard_normal((batch, latent))
         loss, _ = model.loss_and_grads(x, eps, out=grads)
         opt.step(model.flat, gflat)
         topt.zero_grad()
