@@ -1,0 +1,197 @@
+"""The burda2015 preset and its options (Burda, Grosse & Salakhutdinov 2015, §5 and Table 1).
+
+Oracles: known values (the paper's schedule of 3^i epochs at 1e-3·10^(−i/7), 3,280 in all; the
+logit of the mean pixel; active units of posterior means with known variances); Torch's own
+xavier_uniform_ for the Glorot initialisation (a two-sample KS test, with a planted wrong bound
+refused); the uninterrupted run for exact resume across the schedule's changes of rate; the
+files the CLIs write. Training runs use the small stand-in data of tests/fake_mnist.py.
+"""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import fake_mnist
+import numpyvae as nv
+from numpyvae import checkpoint as ckpt_io
+from numpyvae import evaluate, train
+from numpyvae.activations import sigmoid
+from numpyvae.likelihood import active_units
+
+SMALL = ["--hidden-dim", "16", "--limit", "300"]
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    fake_mnist.install(monkeypatch)
+
+
+# ------------------------------------------------------------------ Glorot initialisation
+
+def torch_xavier(shape, seed):
+    torch.manual_seed(seed)
+    w = torch.empty(shape, dtype=torch.float64)
+    torch.nn.init.xavier_uniform_(w)
+    return w.numpy().ravel()
+
+
+def test_glorot_init_matches_torch_xavier_uniform():
+    model = nv.VAE(784, 200, 50, seed=0, init="glorot")
+    for name, w in model.params.items():
+        if name.endswith(".bias"):
+            assert not w.any(), name                        # Glorot's biases are zero
+            continue
+        bound = np.sqrt(6 / sum(w.shape))
+        assert np.abs(w).max() <= bound, name
+        assert stats.ks_2samp(w.ravel(), torch_xavier(w.shape, 0)).pvalue > 1e-3, name
+
+
+def test_glorot_ks_check_can_fail():
+    """Planted error: the torch init's bound 1/√fan_in (√(6/(784+200))·0.4 here) is refused."""
+    w = nv.VAE(784, 200, 50, seed=0, init="torch").params["Encoder.FC_enc1.weight"]
+    assert stats.ks_2samp(w.ravel(), torch_xavier(w.shape, 0)).pvalue < 1e-6
+
+
+def test_init_is_checked():
+    with pytest.raises(ValueError, match="init must be one of torch, glorot"):
+        nv.VAE(init="xavier")
+    with pytest.raises(ValueError, match="activation must be one of leaky_relu, tanh"):
+        nv.VAE(activation="relu")
+
+
+# ------------------------------------------------------------------ the schedule and the bias
+
+def test_burda_schedule_is_the_papers():
+    cfg = train.Config(lr=1e-3, lr_schedule="burda")
+    rates = [train.learning_rate(cfg, e) for e in range(3300)]
+    stages = [sum(1 for r in rates[:3280] if np.isclose(r, 1e-3 * 10 ** (-i / 7), rtol=1e-12))
+              for i in range(8)]
+    assert stages == [3 ** i for i in range(8)] and sum(stages) == 3280
+    assert rates[0] == 1e-3 and rates[1] == rates[3] != rates[4]          # 1, then 3 epochs
+    assert all(r == rates[3279] for r in rates[3279:])                     # stage 7 stays
+    assert np.isclose(rates[3279], 1e-4, rtol=1e-12)                       # 1e-3·10^(−7/7)
+    assert train.learning_rate(train.Config(lr=3e-4), 5000) == 3e-4        # constant
+
+
+@pytest.mark.parametrize("mode", ["threshold", "dynamic", "none"])
+def test_data_mean_bias_makes_theta_the_mean_pixel(mode):
+    rng = np.random.default_rng(0)
+    images = (rng.random((500, 30)) ** 2 * 256).astype(np.uint8)          # (N, D) uint8
+    images[:, 0], images[:, 1] = 0, 255                                   # clipped to 0.001/0.999
+    bias = train.data_mean_bias(images, mode, np.float64)
+    seen = images >= 128 if mode == "threshold" else images / 255
+    want = np.clip(seen.mean(axis=0), 0.001, 0.999)
+    assert np.allclose(sigmoid(bias), want, rtol=1e-12)
+    assert np.isclose(sigmoid(bias[0]), 0.001) and np.isclose(sigmoid(bias[1]), 0.999)
+
+
+# ------------------------------------------------------------------ the preset and the CLI
+
+def test_preset_sets_everything_and_flags_override_it():
+    args = train.build_parser().parse_args(["--preset", "burda2015"])
+    cfg, _ = train.resolve_config(args)
+    assert (cfg.batch_size, cfg.latent_dim, cfg.hidden_dim, cfg.activation, cfg.init,
+            cfg.output_bias, cfg.adam_eps, cfg.lr, cfg.lr_schedule, cfg.holdout, cfg.epochs,
+            cfg.binarize, cfg.samples) == (20, 50, 200, "tanh", "glorot", "data-mean", 1e-4,
+                                           1e-3, "burda", 400, 3280, "dynamic", 1)
+    args = train.build_parser().parse_args(["--preset", "burda2015", "--epochs", "7",
+                                            "--adam-eps", "1e-8", "--holdout", "0"])
+    cfg, _ = train.resolve_config(args)
+    assert (cfg.epochs, cfg.adam_eps, cfg.holdout, cfg.latent_dim) == (7, 1e-8, 0, 50)
+    assert train.Config().activation == "leaky_relu" and train.Config().holdout == 0  # notebook
+
+
+def test_preset_run_records_its_options_and_the_held_out_elbo(tmp_path, fake_data):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--holdout", "50", "--epochs", "2",
+                       "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    for key, value in dict(activation="tanh", init="glorot", output_bias="data-mean",
+                           adam_eps=1e-4, lr_schedule="burda", holdout=50, batch_size=20,
+                           latent_dim=50, binarize="dynamic").items():
+        assert config[key] == value, key
+    assert ckpt_io.load(out).config["activation"] == "tanh"
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    held = [float(r["holdout_neg_elbo"]) for r in rows]
+    assert len(held) == 2 and all(np.isfinite(held)) and held[1] < held[0]   # it learns
+
+
+def test_output_bias_starts_at_the_data_mean(tmp_path, fake_data, monkeypatch):
+    """The model the run trains starts with θ = the mean of the 250 training images it uses."""
+    seen = []
+    real_run = train.run
+
+    def spy(cfg, out, resume=None, **kw):
+        real_save = ckpt_io.save
+        monkeypatch.setattr(ckpt_io, "save", lambda *a: (seen.append(a[1]), real_save(*a)))
+        return real_run(cfg, out, resume, **kw)
+    monkeypatch.setattr(train, "run", spy)
+    monkeypatch.setattr(train, "learning_rate", lambda cfg, epoch: 1e-30)   # params ~ frozen
+    assert train.main(["--preset", "burda2015", *SMALL, "--holdout", "50", "--epochs", "1",
+                       "--out", str(tmp_path / "run")]) == 0
+    images = fake_mnist.load("mnist")[0][:250].reshape(250, -1)
+    want = np.clip(images.mean(axis=0) / 255, 0.001, 0.999)
+    got = sigmoid(seen[-1].params["Decoder.FC_output.bias"].astype(np.float64))
+    assert np.allclose(got, want, rtol=1e-5)                      # float32 logits, 1e-30 steps
+
+
+def test_resume_across_rate_changes_is_exact(tmp_path, fake_data):
+    """Oracle: the uninterrupted run. 5 epochs cross the schedule's changes after epochs 1
+    and 4; stopping at 2 and resuming must give the same bits."""
+    quick = ["--preset", "burda2015", *SMALL, "--limit", "100", "--holdout", "20"]
+    assert train.main([*quick, "--epochs", "5", "--out", str(tmp_path / "a")]) == 0
+    assert train.main([*quick, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
+    assert train.main(["--resume", "--epochs", "5", "--out", str(tmp_path / "b")]) == 0
+    a, b = ckpt_io.load(tmp_path / "a"), ckpt_io.load(tmp_path / "b")
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+    np.testing.assert_array_equal(a.adam_v, b.adam_v)
+    for c in ("train_neg_elbo", "test_neg_elbo", "holdout_neg_elbo"):
+        assert a.history[c] == b.history[c], c
+
+
+def test_resume_keeps_the_options(tmp_path, fake_data, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
+                       "--out", str(out)]) == 0
+    assert train.main(["--resume", "--epochs", "2", "--activation", "leaky_relu",
+                       "--out", str(out)]) == 2
+    assert "--activation leaky_relu differs from the run's tanh" in capsys.readouterr().err
+
+
+def test_holdout_must_leave_training_images(tmp_path, fake_data, capsys):
+    assert train.main([*SMALL, "--holdout", "300", "--out", str(tmp_path / "run")]) == 2
+    assert "--holdout 300 leaves no training images" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ evaluation
+
+def test_active_units_known_values():
+    """Posterior means whose units have variances 0.5, 0.02, 0.005 and 0 over the data: the
+    first two exceed Burda et al.'s 10⁻² and count; a planted threshold just above 0.02 drops
+    the second."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((20000, 4))
+    z = (z - z.mean(0)) / z.std(0) * np.sqrt([0.5, 0.02, 0.005, 0.0]) + 3.0      # (N, 4)
+    n, A = active_units(z)
+    assert n == 2 and np.allclose(A, [0.5, 0.02, 0.005, 0.0], atol=1e-12)
+    assert active_units(z, threshold=0.0201)[0] == 1
+
+
+def test_evaluate_json(tmp_path, fake_data, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
+                       "--out", str(out)]) == 0
+    path = tmp_path / "evaluation.json"
+    assert evaluate.main([str(out), "--k", "20", "--limit", "40", "--json", str(path)]) == 0
+    r = json.loads(path.read_text())
+    assert {"split", "binarize", "n_images", "k", "log_px", "neg_elbo", "recon", "kl",
+            "active_units"} <= set(r)
+    assert (r["split"], r["binarize"], r["n_images"], r["k"]) == ("test", "dynamic", 40, 20)
+    assert 0 <= r["active_units"] <= 50 and np.isclose(r["neg_elbo"], r["recon"] + r["kl"])
+    assert -r["neg_elbo"] <= r["log_px"] + 5        # L_20 ≥ L_1 on average; 5 nats of noise
+    printed = capsys.readouterr().out
+    assert "active units" in printed and "dynamic binarization" in printed
