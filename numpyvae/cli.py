@@ -116,3 +116,51 @@ def likelihood_bytes(batch, k, x_dim, hidden_dim, latent_dim, dtype, rows=5000):
     r = min(k, max(1, rows // batch)) * batch
     P = 2 * D * H + 2 * H * H + 3 * H * Z
     return 8 * (r * (4 * H + 4 * D + 4 * Z + 4) + batch * (4 * H + 4 * Z + 2 * D) + 2 * P)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+TEST_STREAMS, HOLDOUT_STREAMS = (2, 3), (6, 7)
+
+
+def eval_generator(seed, purpose):
+    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures,
+    6: ε and 7: binarization of the held-out training images)."""
+    return np.random.default_rng([seed, purpose])
+
+
+def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
+    """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
+    evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):
+    a dynamically binarized image is one fixed draw, the same at every evaluation."""
+    from . import data
+    from .likelihood import neg_elbo_per_image
+
+    rng_eps, rng_bin = eval_generator(seed, streams[0]), eval_generator(seed, streams[1])
+    flat = images.reshape(len(images), -1)
+    buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
+    recon = kl = 0.0
+    for start in range(0, len(flat), batch):
+        idx = np.arange(start, min(start + batch, len(flat)))
+        x = data.batch_into(flat, idx, mode, rng_bin, buf)
+        eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
+        r, k = neg_elbo_per_image(model, x, eps)
+        recon += r.sum()
+        kl += k.sum()
+    n = len(flat)
+    return (recon + kl) / n, recon / n, kl / n
+
+
+def load_model(path, backend="numba"):
+    """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
+    fused importance-weighted log-likelihood). The checkpoint is validated in full first
+    (numpyvae.checkpoint.load: every setting present and typed, a model for 28 × 28 images)."""
+    from . import checkpoint
+    from .model import VAE
+
+    ck = checkpoint.load(path)
+    c = ck.config
+    model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend,
+                activation=c["activation"])
+    model.load_params(ck.params)
+    return model, c

@@ -11,39 +11,36 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
+try:
+    import numpy as np
+    from tqdm import tqdm
 
-from . import checkpoint as ckpt_io
-from . import data
-from .likelihood import active_units, log_likelihood
-from .model import VAE
-from .train import UsageError, _nonnegative_int, _positive_int, eval_generator, evaluate_test
-
-
-def load_model(path, backend="numba"):
-    """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
-    fused importance-weighted log-likelihood)."""
-    ck = ckpt_io.load(path)
-    c = ck.config
-    model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend,
-                activation=c.get("activation", "leaky_relu"))
-    model.load_params(ck.params)
-    return model, c
+    from . import checkpoint as ckpt_io
+    from . import data
+    from .cli import (UsageError, check_memory, eval_generator, evaluate_test, likelihood_bytes,
+                      load_model, nonnegative_int, positive_int)
+    from .likelihood import active_units, log_likelihood
+    from .runlock import RunLocked, lock_if_run_folder
+except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
+    if __name__ != "__main__":
+        raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m numpyvae.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--k", type=_positive_int, default=5000,
+    p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples per image (default 5000)")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--limit", type=_nonnegative_int, default=0,
+    p.add_argument("--limit", type=nonnegative_int, default=0,
                    help="evaluate only the first N images of the split (0 = all)")
-    p.add_argument("--batch", type=_positive_int, default=25,
+    p.add_argument("--batch", type=positive_int, default=25,
                    help="images per importance-sampling batch (default 25)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the k samples")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the k samples")
     p.add_argument("--data-dir", default=None, help="where the dataset is (default ~/datasets)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON (nats per image)")
@@ -60,6 +57,13 @@ def main(argv=None):
             images = images[:args.limit]
         mode = cfg["binarize"]
         n = len(images)
+        batch = min(args.batch, n)                 # no importance-sampling batch is larger
+        item = np.dtype(cfg["dtype"]).itemsize
+        check_memory(likelihood_bytes(batch, args.k, cfg["x_dim"], cfg["hidden_dim"],
+                                      cfg["latent_dim"], cfg["dtype"])
+                     + n * (cfg["x_dim"] + 2 * cfg["hidden_dim"] + 2 * cfg["latent_dim"]) * item,
+                     f"--batch {args.batch} with --k {args.k} on {n:,} images",
+                     "use a smaller --batch (or --limit)")
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode)
         flat = images.reshape(n, -1)
         # the split as evaluate_test saw it: one draw from the run's binarization stream
@@ -70,8 +74,8 @@ def main(argv=None):
         total = 0.0
         t0 = time.perf_counter()
         with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
-            for start in range(0, n, args.batch):
-                x = xs[start:start + args.batch]
+            for start in range(0, n, batch):
+                x = xs[start:start + batch]
                 ll = log_likelihood(model, x, args.k, rng)
                 total += ll.sum()
                 bar.update(len(x))
@@ -81,9 +85,14 @@ def main(argv=None):
                       neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                       latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
         if args.json:
-            ckpt_io.atomic_write(args.json, lambda f: f.write(
-                json.dumps(result, indent=2).encode() + b"\n"))
-    except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
+            lock = lock_if_run_folder(Path(args.json).parent)  # not while a run writes there
+            try:
+                ckpt_io.atomic_write(args.json, lambda f: f.write(
+                    json.dumps(result, indent=2).encode() + b"\n"))
+            finally:
+                if lock is not None:
+                    lock.release()
+    except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:

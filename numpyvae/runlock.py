@@ -78,3 +78,12 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def lock_if_run_folder(folder):
+    """The acquired lock of `folder` when it is a run folder (it holds checkpoint.npz or a lock
+    file), for a command that writes a file there (sample --out, evaluate --json); else None."""
+    folder = Path(folder)
+    if (folder / "checkpoint.npz").exists() or os.path.lexists(folder / LOCK_NAME):
+        return RunLock(folder).acquire()
+    return None

@@ -10,14 +10,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
 
-from . import checkpoint as ckpt_io
-from . import data, plots
-from .cli import UsageError, check_memory, gigabytes, nonnegative_int, positive_int
-from .evaluate import load_model
-from .runlock import RunLock, RunLocked, LOCK_NAME
-from .train import eval_generator
+    from . import checkpoint as ckpt_io
+    from . import data, plots
+    from .cli import (UsageError, check_memory, eval_generator, gigabytes, load_model,
+                      nonnegative_int, positive_int)
+    from .runlock import RunLocked, lock_if_run_folder
+except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
+    if __name__ != "__main__":
+        raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 CHUNK = 1024                   # images decoded per call
 LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many
@@ -82,8 +87,7 @@ def main(argv=None):
                      f"ask for fewer (a picture of {n:,} images is "
                      f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
         model, cfg = load_model(args.checkpoint)
-        if (out.parent / "checkpoint.npz").exists() or (out.parent / LOCK_NAME).exists():
-            lock = RunLock(out.parent).acquire()       # a run folder: not while it trains
+        lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
         if args.interpolate:
             images, _ = data.load(cfg["dataset"], "test", args.data_dir)
             i, j = args.between

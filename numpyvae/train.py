@@ -3,8 +3,16 @@
 With no flags: MNIST, threshold binarization, batch 128, hidden 200, latent 20, LeakyReLU(0.2),
 torch.nn.Linear's initialisation, Adam lr 1e-3, 20 epochs, seed 0. Reports −ELBO in nats per
 image (the notebook printed the batch sum times the batch size). `--preset burda2015` sets up
-the VAE of Burda, Grosse & Salakhutdinov (2015), Table 1 (see PRESETS). Writes into --out (default runs/<timestamp>): config.json, metrics.csv,
-checkpoint.npz (every epoch, atomically) and the pictures of numpyvae/plots.py.
+the VAE of Burda, Grosse & Salakhutdinov (2015), Table 1 (see PRESETS). Writes into --out
+(default runs/<timestamp>): config.json, metrics.csv, checkpoint.npz (every epoch, atomically)
+and the pictures of numpyvae/plots.py.
+
+The run folder as a transaction: one command at a time holds its lock (numpyvae.runlock); the
+run's files appear with its first checkpoint, so a run stopped before it (Ctrl-C or a kill
+during start-up, a non-finite first epoch, a full disk) leaves nothing, and the same command
+starts it again; temp files of a killed writer are removed when the next command takes the
+folder. A request the machine cannot hold is refused before anything is allocated.
+SIGINT, SIGTERM and SIGHUP all stop a run the same way: a checkpoint, then exit 128 + signal.
 
 Determinism: the model is initialised from default_rng(seed); shuffling, ε and dynamic
 binarization all come from one training Generator whose state is checkpointed, so a run
@@ -12,10 +20,10 @@ resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continue
 the uninterrupted run would have.
 """
 import argparse
-import logging
 import csv
 import io
 import json
+import logging
 import signal
 import sys
 import time
@@ -23,14 +31,23 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
+try:
+    import numpy as np
+    from tqdm import tqdm
 
-from . import checkpoint as ckpt_io
-from . import data
-from .adam import Adam
-from .likelihood import neg_elbo_per_image
-from .model import VAE
+    from . import checkpoint as ckpt_io
+    from . import data
+    from .adam import Adam
+    from .cli import (HOLDOUT_STREAMS, TEST_STREAMS, UsageError, check_memory, eval_generator,
+                      evaluate_test, nonnegative_int, positive_float, positive_int,
+                      training_bytes)
+    from .model import VAE
+    from .runlock import RunLock, RunLocked
+except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
+    if __name__ != "__main__":
+        raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
@@ -90,15 +107,6 @@ def train_generator(seed):
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 1])))
 
 
-def eval_generator(seed, purpose):
-    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures,
-    6: ε and 7: binarization of the held-out training images)."""
-    return np.random.default_rng([seed, purpose])
-
-
-TEST_STREAMS, HOLDOUT_STREAMS = (2, 3), (6, 7)
-
-
 def learning_rate(cfg, epoch):
     """Adam's learning rate in epoch `epoch` (0-based).
 
@@ -129,40 +137,22 @@ def data_mean_bias(images_flat, mode, dtype):
 
 # ---------------------------------------------------------------------------- arguments
 
-def _flag_type(convert, accept, expected):
-    """An argparse type: convert(text), refused unless accept(value), naming what was expected."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _flag_type(int, lambda v: v >= 1, "a positive integer")
-_nonnegative_int = _flag_type(int, lambda v: v >= 0, "an integer ≥ 0")
-_positive_float = _flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
-
-
 def build_parser():
     d = Config()
     p = argparse.ArgumentParser(
         prog="python -m numpyvae.train",
         description="Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
     # Defaults are None so that --resume can tell which flags were given.
-    p.add_argument("--epochs", type=_positive_int, help=f"total epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
-    p.add_argument("--hidden-dim", type=_positive_int, help=f"default {d.hidden_dim}")
-    p.add_argument("--latent-dim", type=_positive_int, help=f"default {d.latent_dim}")
-    p.add_argument("--lr", type=_positive_float, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--seed", type=_nonnegative_int, help=f"default {d.seed}")
+    p.add_argument("--epochs", type=positive_int, help=f"total epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=positive_int, help=f"default {d.batch_size}")
+    p.add_argument("--hidden-dim", type=positive_int, help=f"default {d.hidden_dim}")
+    p.add_argument("--latent-dim", type=positive_int, help=f"default {d.latent_dim}")
+    p.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--seed", type=nonnegative_int, help=f"default {d.seed}")
     p.add_argument("--binarize", choices=data.BINARIZE_MODES,
                    help="threshold: round(x/255) (the notebook's, default); dynamic: a fresh "
                         "Bernoulli(x/255) draw per batch; none: grey levels")
-    p.add_argument("--samples", type=_positive_int,
+    p.add_argument("--samples", type=positive_int,
                    help="noise samples L per image per step (default 1)")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), help="default mnist")
     p.add_argument("--data-dir", default=None,
@@ -171,7 +161,7 @@ def build_parser():
     p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
     p.add_argument("--backend", choices=("numba", "numpy"),
                    help="numba: fused kernels (default); numpy: the plain readable path")
-    p.add_argument("--limit", type=_nonnegative_int,
+    p.add_argument("--limit", type=nonnegative_int,
                    help="use only the first N training and test images (quick runs; 0 = all)")
     p.add_argument("--activation", choices=("leaky_relu", "tanh"),
                    help="the hidden layers' activation (default leaky_relu, slope 0.2)")
@@ -181,10 +171,10 @@ def build_parser():
     p.add_argument("--output-bias", choices=("init", "data-mean"),
                    help="the decoder's output bias: as --init draws it (default), or the logit "
                         "of the mean training pixel")
-    p.add_argument("--adam-eps", type=_positive_float, help=f"Adam's ε (default {d.adam_eps})")
+    p.add_argument("--adam-eps", type=positive_float, help=f"Adam's ε (default {d.adam_eps})")
     p.add_argument("--lr-schedule", choices=("constant", "burda"),
                    help="constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7")
-    p.add_argument("--holdout", type=_nonnegative_int,
+    p.add_argument("--holdout", type=nonnegative_int,
                    help="hold out the last N training images and report their −ELBO per epoch "
                         "(default 0)")
     p.add_argument("--preset", choices=tuple(PRESETS),
@@ -194,10 +184,6 @@ def build_parser():
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint up to --epochs")
     return p
-
-
-class UsageError(Exception):
-    pass
 
 
 def resolve_config(args):
@@ -212,20 +198,14 @@ def resolve_config(args):
         raise UsageError("--resume needs --out RUN_DIR, the folder of the run to continue")
     path = Path(args.out) / "checkpoint.npz"
     if not path.is_file():
-        raise UsageError(f"--resume: no checkpoint at {path}; start a new run without --resume")
-    ck = ckpt_io.load(path)
-    saved = Config(**{k: v for k, v in ck.config.items() if k in {f.name for f in fields(Config)}})
-    checks = dict(epochs=_positive_int, batch_size=_positive_int, samples=_positive_int,
-                  lr=_positive_float, limit=_nonnegative_int, adam_eps=_positive_float,
-                  holdout=_nonnegative_int)
-    for name, check in checks.items():
-        try:
-            check(str(getattr(saved, name)))
-        except argparse.ArgumentTypeError as e:
-            raise ckpt_io.CheckpointError(f"{path}: its configuration's {name}: {e}")
-    if saved.backend not in ("numba", "numpy"):
-        raise ckpt_io.CheckpointError(f"{path}: its configuration's backend {saved.backend!r} "
-                                      "is neither 'numba' nor 'numpy'")
+        raise UsageError(no_checkpoint(path))
+    ck = ckpt_io.load(path)          # every setting checked there: present, of its type
+    names = [f.name for f in fields(Config)]
+    missing = [k for k in names if k not in ck.config]
+    if missing:                      # a setting newer than the checkpoint format: never guessed
+        raise ckpt_io.CheckpointError(f"{path}: its configuration lacks {', '.join(missing)}; "
+                                      "this numpyvae cannot tell how that run was trained")
+    saved = Config(**{k: ck.config[k] for k in names})
     for name in Config.FIXED:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
@@ -237,55 +217,61 @@ def resolve_config(args):
     return saved, ck
 
 
+def no_checkpoint(path):
+    return (f"--resume: no checkpoint at {path}. A run that stopped before its first checkpoint "
+            "left nothing to continue: start it again with the same command, without --resume")
+
+
 # ---------------------------------------------------------------------------- training
 
+class Stopped(KeyboardInterrupt):
+    """A signal before training began (start-up: data, model, kernels): nothing to save."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints, then exits.
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) stop a run the same way.
+
+    During start-up (`starting`, until the training loop begins) a signal raises Stopped: there
+    is nothing to save yet. From then on it sets a flag: the loop finishes its step, writes the
+    checkpoint, then exits; during the final pictures, the picture being drawn is finished and
+    the rest are left for `--resume` to redraw.
 
     ignore_after: once stopping, ignore further signals for the rest of the process instead
     of restoring the old handlers (for the CLI: at interpreter shutdown CPython resets Python
     handlers to the default action, so a second Ctrl-C then would kill the exiting process;
     SIG_IGN is left alone).
     """
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, ignore_after=False):
         self.signum = None
         self.ignore_after = ignore_after
+        self.starting = True
 
     def __call__(self, signum, frame):
-        if self.signum is None:
-            self.signum = signum
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if first and self.starting:
+            raise Stopped(signum)
+        try:                             # after SIGHUP the terminal may be gone
             tqdm.write(f"\n{signal.Signals(signum).name}: finishing this step and writing a "
-                       "checkpoint…", file=sys.stderr)
-        else:
-            tqdm.write("already stopping; the checkpoint is being written", file=sys.stderr)
+                       "checkpoint…" if first else "already stopping; the checkpoint is being "
+                       "written", file=sys.stderr)
+        except (OSError, ValueError):
+            pass
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old = {s: signal.signal(s, self) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
             signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
 
-
-def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
-    """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
-    evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):
-    a dynamically binarized image is one fixed draw, the same at every evaluation."""
-    rng_eps, rng_bin = eval_generator(seed, streams[0]), eval_generator(seed, streams[1])
-    flat = images.reshape(len(images), -1)
-    buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
-    recon = kl = 0.0
-    for start in range(0, len(flat), batch):
-        idx = np.arange(start, min(start + batch, len(flat)))
-        x = data.batch_into(flat, idx, mode, rng_bin, buf)
-        eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
-        r, k = neg_elbo_per_image(model, x, eps)
-        recon += r.sum()
-        kl += k.sum()
-    n = len(flat)
-    return (recon + kl) / n, recon / n, kl / n
 
 
 def write_metrics(path, history, mode, holdout=0):
@@ -306,7 +292,7 @@ def batch_taker(images_flat, cfg, rng, dtype):
     With the numba backend the gather and binarization are one kernel; it draws the same
     uniforms from `rng` as data.batch_into does, so both backends see the same batches.
     """
-    B, D = cfg.batch_size, images_flat.shape[1]
+    B, D = min(cfg.batch_size, len(images_flat)), images_flat.shape[1]     # no batch is larger
     out = np.empty((B, D), dtype)                             # (B, D), reused every step
     if cfg.backend == "numba":
         from .kernels import BINARIZE_CODES, gather_binarize
@@ -348,15 +334,22 @@ class NonFinite(Exception):
     pass
 
 
-def run(cfg, out, resume=None, log=print, cli=False):
+def run(cfg, out, resume=None, log=print, stop=None):
     """Train according to cfg into the folder `out`; returns the final history dict.
 
     resume: a checkpoint.Checkpoint to continue from, or None for a fresh run.
-    cli: running as the command (see StopRequest.ignore_after).
+    stop: the StopRequest installed by the caller (main), or None to install one here.
     Returns (history, signal number or None when not stopped by a signal); raises NonFinite
     when a loss or gradient stops being finite. A resumed run with no epochs left to train
     only redraws the pictures.
+
+    The run's files appear with its first checkpoint: config.json and metrics.csv are written
+    after each checkpoint (and, resuming, at the start), so a run stopped before its first
+    checkpoint leaves nothing behind and the same command starts it again.
     """
+    if stop is None:
+        with StopRequest() as stop:
+            return run(cfg, out, resume, log, stop)
     train_x, _ = data.load(cfg.dataset, "train", cfg.data_dir)
     test_x, test_y = data.load(cfg.dataset, "test", cfg.data_dir)
     if cfg.limit:
@@ -387,9 +380,13 @@ def run(cfg, out, resume=None, log=print, cli=False):
         start_epoch, start_step = resume.epoch, resume.step_in_epoch
         if start_step:
             order, running, elapsed = resume.order, resume.running_loss, resume.epoch_elapsed
-    config = dict(asdict(cfg), num_params=model.num_params)
-    ckpt_io.atomic_write(out / "config.json",
-                         lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
+    # never a smaller --epochs than the run has (a resume with nothing left to train)
+    config = dict(asdict(cfg), epochs=max(cfg.epochs, start_epoch), num_params=model.num_params)
+
+    def record():
+        ckpt_io.atomic_write(out / "config.json",
+                             lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
+        write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
 
     gflat, grads = model.new_grads()
     finite = np.empty(gflat.shape, bool)
@@ -401,7 +398,7 @@ def run(cfg, out, resume=None, log=print, cli=False):
     ckpt_path = out / "checkpoint.npz"
     if resume is not None:
         check_position(resume, N, steps, ckpt_path)
-    stop = StopRequest(ignore_after=cli)
+        record()                          # restores config.json and metrics.csv if lost
 
     def snapshot(epoch, step, order, running, elapsed):
         return ckpt_io.Checkpoint(
@@ -411,61 +408,66 @@ def run(cfg, out, resume=None, log=print, cli=False):
             order=order if step else np.zeros(0, np.int64), running_loss=running,
             epoch_elapsed=elapsed, history=history)
 
-    with stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            if order is None or start_step == 0:
-                order, running, elapsed, start_step = data.epoch_order(N, rng), 0.0, 0.0, 0
-            opt.lr = learning_rate(cfg, epoch)
-            bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
-            t0 = time.perf_counter()
-            for step in range(start_step, steps):
-                idx = order[step * B:(step + 1) * B]
-                b = len(idx)
-                x = take_batch(idx)                                  # (b, D)
-                if b not in eps_bufs:
-                    eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
-                eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
-                loss, _ = model.loss_and_grads(x, eps if L > 1 else eps[0], out=grads)
-                np.isfinite(gflat, out=finite)
-                if not (np.isfinite(loss) and finite.all()):
-                    bar.close()
-                    what = "loss" if not np.isfinite(loss) else "gradient"
-                    raise NonFinite(f"non-finite {what} at epoch {epoch + 1}, step {step + 1} "
-                                    f"of {steps}; training stopped")
-                opt.step(model.flat, gflat)
-                running += loss
-                bar.update()
-                if step % 20 == 0 or step == steps - 1:
-                    bar.set_postfix_str(f"−ELBO/image {running / min(N, (step + 1) * B):.2f}",
-                                        refresh=False)
-                if stop.signum is not None and step < steps - 1:
-                    elapsed += time.perf_counter() - t0
-                    bar.close()
-                    ckpt_io.save(ckpt_path, snapshot(epoch, step + 1, order, running, elapsed))
-                    return history, stop.signum
-            elapsed += time.perf_counter() - t0
-            bar.close()
-            test, recon, kl = evaluate_test(model, test_x, cfg.seed, cfg.binarize)
-            held = (evaluate_test(model, held_x, cfg.seed, cfg.binarize,
-                                  streams=HOLDOUT_STREAMS)[0] if cfg.holdout else float("nan"))
-            row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
-                       test_recon=recon, test_kl=kl, epoch_seconds=elapsed,
-                       holdout_neg_elbo=held)
-            for c in ckpt_io.HISTORY_COLUMNS:
-                history[c].append(float(row[c]))
-            ckpt_io.save(ckpt_path, snapshot(epoch + 1, 0, None, 0.0, 0.0))
-            write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
-            log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
-                f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
-                + (f"held-out {held:8.3f} " if cfg.holdout else "")
-                + f"[{cfg.binarize}]  {elapsed:.2f} s")
-            order, start_step = None, 0
-            if stop.signum is not None:
+    from . import plots                   # imported before the loop: no signal lands in it
+
+    stop.starting = False                 # from here a signal is a checkpoint, not an exception
+    if stop.signum is not None:           # one arrived between the last check and here
+        return history, stop.signum
+    for epoch in range(start_epoch, cfg.epochs):
+        if order is None or start_step == 0:
+            order, running, elapsed, start_step = data.epoch_order(N, rng), 0.0, 0.0, 0
+        opt.lr = learning_rate(cfg, epoch)
+        bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
+        t0 = time.perf_counter()
+        for step in range(start_step, steps):
+            idx = order[step * B:(step + 1) * B]
+            b = len(idx)
+            x = take_batch(idx)                                  # (b, D)
+            if b not in eps_bufs:
+                eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
+            eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
+            loss, _ = model.loss_and_grads(x, eps if L > 1 else eps[0], out=grads)
+            np.isfinite(gflat, out=finite)
+            if not (np.isfinite(loss) and finite.all()):
+                bar.close()
+                what = "loss" if not np.isfinite(loss) else "gradient"
+                raise NonFinite(f"non-finite {what} at epoch {epoch + 1}, step {step + 1} "
+                                f"of {steps}; training stopped")
+            opt.step(model.flat, gflat)
+            running += loss
+            bar.update()
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix_str(f"−ELBO/image {running / min(N, (step + 1) * B):.2f}",
+                                    refresh=False)
+            if stop.signum is not None and step < steps - 1:
+                elapsed += time.perf_counter() - t0
+                bar.close()
+                ckpt_io.save(ckpt_path, snapshot(epoch, step + 1, order, running, elapsed))
+                record()
                 return history, stop.signum
-    from . import plots
-    plots.draw_run(out, model, history, test_x, test_y, cfg)
-    return history, None
+        elapsed += time.perf_counter() - t0
+        bar.close()
+        test, recon, kl = evaluate_test(model, test_x, cfg.seed, cfg.binarize)
+        held = (evaluate_test(model, held_x, cfg.seed, cfg.binarize,
+                              streams=HOLDOUT_STREAMS)[0] if cfg.holdout else float("nan"))
+        row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
+                   test_recon=recon, test_kl=kl, epoch_seconds=elapsed,
+                   holdout_neg_elbo=held)
+        for c in ckpt_io.HISTORY_COLUMNS:
+            history[c].append(float(row[c]))
+        ckpt_io.save(ckpt_path, snapshot(epoch + 1, 0, None, 0.0, 0.0))
+        record()
+        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
+            f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
+            + (f"held-out {held:8.3f} " if cfg.holdout else "")
+            + f"[{cfg.binarize}]  {elapsed:.2f} s")
+        order, start_step = None, 0
+        if stop.signum is not None:
+            return history, stop.signum
+    plots.draw_run(out, model, history, test_x, test_y, cfg,
+                   stop=lambda: stop.signum is not None)
+    return history, stop.signum
 
 
 def check_position(ck, n, steps, path):
@@ -503,57 +505,106 @@ def _remove_if_empty(folders):
             return
 
 
+def memory_check(cfg):
+    """Refuse, before anything is loaded or allocated, a run this machine cannot hold."""
+    limit = min(cfg.limit or ckpt_io.MAX_TRAIN_IMAGES, ckpt_io.MAX_TRAIN_IMAGES)
+    n_train, n_test = max(limit - cfg.holdout, 1), min(cfg.limit or 10_000, 10_000)
+    need = training_bytes(n_train, n_test, cfg.x_dim, cfg.hidden_dim, cfg.latent_dim,
+                          cfg.batch_size, cfg.samples, cfg.dtype)
+    check_memory(need, f"this run (--batch-size {cfg.batch_size}, --samples {cfg.samples}, "
+                       f"--hidden-dim {cfg.hidden_dim}, --latent-dim {cfg.latent_dim}, "
+                       f"{cfg.dtype})",
+                 "use a smaller --batch-size, --samples or --hidden-dim")
+
+
+def _taken(out):
+    taken = [f for f in RUN_FILES if (out / f).exists()]
+    if not taken:
+        return
+    hint = ""
+    if "checkpoint.npz" not in taken:
+        hint = (" It has no checkpoint.npz: if those are from a run that never reached its first "
+                "checkpoint (older numpyvae wrote config.json first), move them away and run "
+                "this command again.")
+    raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
+                     f"--resume --out {out}, or choose another --out.{hint}")
+
+
+def _say(message):
+    try:                                 # after SIGHUP the terminal may be gone
+        print(message, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None, cli=False):
     """The command: parse argv, train, report. Returns the exit status.
 
     cli=True when this is the whole process (python -m numpyvae.train): then a stopped run
-    ignores further Ctrl-Cs while it exits.
+    ignores further signals while it exits.
+
+    The run folder is locked (numpyvae.runlock) from before anything is read or written in it
+    until the command ends: a second command on the same folder is refused at once.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    out, made = args.out, []
+    out, made, lock, stopped = args.out, [], None, None
     try:
-        cfg, resume = resolve_config(args)
-        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
-            "%Y-%m-%d_%H-%M-%S")
-        taken = [f for f in RUN_FILES if (out / f).exists()] if not args.resume else []
-        if taken:
-            raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
-                             f"--resume --out {out}, or choose another --out")
-        if resume is not None and resume.step_in_epoch and cfg.epochs <= resume.epoch:
-            raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
-                             f"--epochs must be at least {resume.epoch + 1}")
-        if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
-            print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
-                  "nothing to train, redrawing its pictures")
-        made = _folders_to_make(out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
-              f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
-              f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
-              f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
-        _, stopped = run(cfg, out, resume, cli=cli)
-    except (UsageError, data.DataError, ckpt_io.CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        with StopRequest(ignore_after=cli) as stop:
+            out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
+                "%Y-%m-%d_%H-%M-%S")
+            if args.resume:
+                if args.out is None:
+                    raise UsageError("--resume needs --out RUN_DIR, the folder of the run to "
+                                     "continue")
+                if not (out / "checkpoint.npz").is_file():
+                    raise UsageError(no_checkpoint(out / "checkpoint.npz"))
+            else:
+                resolve_config(args)                             # flag errors before mkdir
+                made = _folders_to_make(out)
+                out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out).acquire()
+            ckpt_io.remove_stale_temp_files(out, RUN_FILES)
+            cfg, resume = resolve_config(args)
+            if resume is None:
+                _taken(out)
+            if resume is not None and resume.step_in_epoch and cfg.epochs <= resume.epoch:
+                raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
+                                 f"--epochs must be at least {resume.epoch + 1}")
+            if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
+                print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
+                      "nothing to train, redrawing its pictures")
+            memory_check(cfg)
+            print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
+                  f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
+                  f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
+                  f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
+            _, stopped = run(cfg, out, resume, stop=stop)
+    except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
+        _say(f"error: {e}")
         return 2 if isinstance(e, UsageError) else 1
     except OSError as e:                  # the run folder cannot be made or written
-        print(f"error: cannot write the run into {out}: {e.strerror or e} "
-              f"({e.filename or out})", file=sys.stderr)
+        _say(f"error: cannot write the run into {out}: {e.strerror or e} ({e.filename or out})")
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:        # Stopped: a signal during start-up
+        signum = getattr(e, "signum", signal.SIGINT)
+        _say(f"interrupted ({signal.Signals(signum).name}) before training began; nothing was "
+             "written — run the same command to start again")
+        return 128 + signum
     except NonFinite as e:
         kept = out / "checkpoint.npz"
-        print(f"error: {e}. The last good checkpoint is kept"
-              + (f": {kept}" if kept.exists() else " (none was written yet)"), file=sys.stderr)
+        _say(f"error: {e}. The last good checkpoint is kept"
+             + (f": {kept}" if kept.exists() else
+                " (none was written yet: the same command starts the run again)"))
         return EXIT_NONFINITE
     finally:
+        if lock is not None:
+            lock.release()
         _remove_if_empty(made)
     if stopped is not None:
-        print(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
-              f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
-              f"--out {out}", file=sys.stderr)
+        _say(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
+             f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
+             f"--out {out}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT
     print(f"done: {out}")
     return 0
