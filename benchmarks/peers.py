@@ -25,6 +25,8 @@ with the same ε rows E[a:b]:
 and returns their losses (a float64 array; None for the GEMM floors, which train nothing).
 A peer whose library is not installed raises `Missing`, whose message says how to install it.
 """
+import math
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -178,6 +180,16 @@ def torch_epoch(s, device, mode):
     return epoch
 
 
+def forget_compiled():
+    """Drop the code torch.compile made for earlier peers. Dynamo keeps it per Python code
+    object, and after 8 recompiles of one (torch._dynamo.config.recompile_limit) it silently
+    runs that function eagerly, so a sweep, which builds a new `torch compile` peer at every
+    size, calls this between sizes, once the earlier peers are no longer used."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "_dynamo"):
+        torch._dynamo.reset()
+
+
 # ---------------------------------------------------------------------------------------------
 # JAX
 
@@ -226,7 +238,10 @@ def jax_step(jax, lr):
         # p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)        (torch.optim.Adam)
         m = jax.tree.map(lambda m, g: m + (1 - b1) * (g - m), m, g)
         v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
-        step_size, root2 = lr / (1 - b1 ** t), jnp.sqrt(1 - b2 ** t)
+        # 1 − βᵗ as −expm1(t log β): in float32, 1 − 0.999ᵗ would lose 4 digits to cancellation
+        # (torch computes it in float64 on the host)
+        step_size = lr / -jnp.expm1(t * math.log(b1))
+        root2 = jnp.sqrt(-jnp.expm1(t * math.log(b2)))
         p = jax.tree.map(lambda p, m, v: p - step_size * m / (jnp.sqrt(v) / root2 + ADAM_EPS),
                          p, m, v)
         return (p, m, v, t), loss

@@ -120,6 +120,7 @@ def main(argv=None):
             print(f"\nhidden {H}, batch {B}: {len(ranges)} steps x {args.epochs} epochs "
                   f"({time.perf_counter() - start:.0f} s into the sweep)")
             setup = peers.Setup(params, X, E, dtype, lr=1e-3)
+            peers.forget_compiled()                # the previous size's peers are done
             point, missing = throughput.measure(names, setup, ranges, args.epochs)
             for m in missing:
                 skipped.setdefault(m["impl"], m["reason"])
