@@ -8,7 +8,8 @@ with the same ε rows E[a:b]:
 
     numpyvae numba           VAE(backend="numba") + Adam(backend="numba"): the fused step
     numpyvae numpy           the plain NumPy path, the readable oracle
-    torch eager              reference/model.py + torch.optim.Adam (its default, for-each loop)
+    torch eager              reference/model.py + torch.optim.Adam as its defaults make it (on
+                             the CPU, a Python loop over the parameters)
     torch eager fused-adam   the same with Adam(fused=True): one kernel for the whole update
     torch compile            torch.compile (inductor) of the loss, backward through
                              AOTAutograd, + Adam(fused=True)
@@ -26,6 +27,7 @@ and returns their losses (a float64 array; None for the GEMM floors, which train
 A peer whose library is not installed raises `Missing`, whose message says how to install it.
 """
 import math
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -151,8 +153,7 @@ def torch_epoch(s, device, mode):
     through AOTAutograd) + Adam(fused=True). Losses stay on the device until the epoch ends."""
     torch = need_torch()
     from reference.model import from_params, neg_elbo
-    if mode == "compile":
-        import shutil
+    if mode == "compile" and device == "cpu":
         if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
             raise Missing("torch compile needs a C++ compiler for inductor's CPU kernels: "
                           "install g++ (e.g. apt-get install g++)")
