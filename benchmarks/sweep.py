@@ -20,8 +20,6 @@ import shlex
 import sys
 import time
 
-import numpy as np
-
 import numpyvae as nv
 from numpyvae.checkpoint import atomic_write
 
