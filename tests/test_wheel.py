@@ -5,7 +5,8 @@ checkout. `reference` and `benchmarks` are the repository's tools, not the distr
 installed as top-level packages they would collide with other projects' of the same names.
 
 Cheap by construction (≈ 10 s): the wheel is built from a copy of the sources with the running
-environment's setuptools (no build isolation, nothing downloaded) and installed without its
+environment's setuptools where it can build one (no build isolation, nothing downloaded; else
+pip fetches setuptools into an isolated build environment) and installed without its
 dependencies; the fresh environment sees the running environment's packages through a
 folder of symlinks that leaves out numpyvae and any `reference` or `benchmarks`, so nothing
 can be imported from the checkout or from an older install. That the wheel *declares* its
@@ -32,12 +33,21 @@ HIDDEN = re.compile(r"^(numpyvae|reference|benchmarks|__editable__|__pycache__)|
                     re.IGNORECASE)
 
 
-def _setuptools_ok():
+def _can_build_here():
+    """Whether this environment can build the wheel without fetching anything: setuptools
+    ≥ 61 (pyproject metadata), with bdist_wheel built in (≥ 70.1) or the `wheel` package."""
     try:
         import setuptools
     except ImportError:
         return False
-    return int(setuptools.__version__.split(".")[0]) >= 61
+    version = tuple(int(p) for p in re.findall(r"\d+", setuptools.__version__)[:2])
+    if version >= (70, 1):
+        return True
+    try:
+        import wheel  # noqa: F401
+    except ImportError:
+        return False
+    return version >= (61, 0)
 
 
 def build_wheel(tmp_path):
@@ -50,8 +60,8 @@ def build_wheel(tmp_path):
         else:
             shutil.copy2(ROOT / name, src / name)
     dist = tmp_path / "dist"
-    # With setuptools >= 61 here, build with it; else pip fetches one into an isolated env.
-    isolation = ["--no-build-isolation"] if _setuptools_ok() else []
+    # Build with this environment's setuptools when it can; else pip fetches one (isolated).
+    isolation = ["--no-build-isolation"] if _can_build_here() else []
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", *isolation,
            "-w", str(dist), str(src)]
     done = subprocess.run(cmd, capture_output=True, text=True)
