@@ -6,8 +6,22 @@
 
 Never imports torch; the PyTorch reference lives in the separate `reference` package.
 """
-from .adam import Adam
-from .model import VAE, param_shapes
-
 __all__ = ["VAE", "Adam", "param_shapes"]
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562), so that `python -m numpyvae.train` reaches its own code —
+# where a Ctrl-C while numpy loads is one line, not a traceback — before any library loads.
+_WHERE = {"VAE": ".model", "param_shapes": ".model", "Adam": ".adam"}
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+    value = getattr(import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

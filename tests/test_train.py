@@ -143,9 +143,10 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     assert_same_run(tmp_path / "full", out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_in_a_subprocess(tmp_path, sig):
-    """A real Ctrl-C (twice) or SIGTERM to a real process: exit 128+signal, a message, a
+    """A real Ctrl-C (twice), SIGTERM or SIGHUP (the terminal closed) to a real process: exit
+    128+signal, a message, a
     loadable checkpoint, no temp files."""
     out = tmp_path / "run"
     code = fake_mnist.PRELUDE.format(tests=TESTS) + (
