@@ -146,8 +146,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_in_a_subprocess(tmp_path, sig):
     """A real Ctrl-C (twice), SIGTERM or SIGHUP (the terminal closed) to a real process: exit
-    128+signal, a message, a
-    loadable checkpoint, no temp files."""
+    128+signal, a message, a loadable checkpoint, no temp files."""
     out = tmp_path / "run"
     code = fake_mnist.PRELUDE.format(tests=TESTS) + (
         f"sys.exit(main({[*QUICK, '--batch-size', '4', '--epochs', '50', '--backend', 'numpy', '--out', str(out)]!r}, cli=True))")
