@@ -1,0 +1,127 @@
+"""`python -m reference.evaluate RUN_DIR_OR_CHECKPOINT`: a numpyvae run evaluated by PyTorch.
+
+The second opinion on `python -m numpyvae.evaluate`: the checkpoint's parameters loaded into the
+reference `Model` (reference/model.py, `load_state_dict(strict=True)`), the same test images
+with the same fixed binarization, and the same ε streams, drawn in the same order — so the two
+print the same test −ELBO, importance-weighted log p(x) (Burda et al. 2015, eq. 8) and active
+units up to float rounding, computed by independent code.
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from numpyvae import checkpoint, data
+from numpyvae.cli import eval_generator
+from reference.model import from_params, pick_device
+
+TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+
+
+def log_likelihood(model, x, k, rng, rows=5000):
+    """L_k per image (float64 numpy (B,)) for x: (B, D) a tensor on the model's device, with
+    ε: (S, B, Z) drawn from the numpy Generator `rng` in chunks of S = rows // B samples —
+    the order numpyvae.likelihood.log_likelihood draws them in.
+
+    w = log p(x|z) + log p(z) − log q(z|x),  L_k = logsumexp_i w_i − log k."""
+    with torch.no_grad():
+        B = x.shape[0]
+        mean, log_var = model.Encoder(x)                               # (B, Z)
+        Z = mean.shape[1]
+        sigma = torch.exp(0.5 * log_var)                               # (B, Z)
+        c = Z * float(np.log(2 * np.pi))
+        total = torch.full((B,), -float("inf"), dtype=torch.float64, device=x.device)
+        chunk, done = max(1, rows // B), 0
+        np_dtype = np.float32 if x.dtype == torch.float32 else np.float64
+        while done < k:
+            S = min(chunk, k - done)
+            eps = torch.from_numpy(rng.standard_normal((S, B, Z), dtype=np_dtype)).to(x.device)
+            z = mean + sigma * eps                                     # (S, B, Z)
+            logits = model.Decoder.logits(z)                           # (S, B, D)
+            log_px = -F.binary_cross_entropy_with_logits(
+                logits, x.expand_as(logits), reduction="none").sum(-1, dtype=torch.float64)
+            log_pz = -0.5 * (z.pow(2).sum(-1, dtype=torch.float64) + c)
+            log_qz = -0.5 * (eps.pow(2).sum(-1, dtype=torch.float64) + c
+                             + log_var.sum(-1, dtype=torch.float64))
+            total = torch.logaddexp(total, torch.logsumexp(log_px + log_pz - log_qz, 0))
+            done += S
+        return (total - np.log(k)).cpu().numpy()
+
+
+def neg_elbo_parts(model, x, eps):
+    """(recon, kl) summed over the batch, float64.  x: (B, D), eps: (B, Z) tensors."""
+    with torch.no_grad():
+        mean, log_var = model.Encoder(x)
+        logits = model.Decoder.logits(mean + torch.exp(0.5 * log_var) * eps)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
+            dtype=torch.float64)
+        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(dtype=torch.float64)
+        return recon.item(), kl.item()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m reference.evaluate",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image (5000)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
+    p.add_argument("--batch", type=int, default=25, help="images per batch, as numpyvae's (25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the k samples, as numpyvae's")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    device = torch.device(args.device) if args.device else pick_device()
+    try:
+        ck = checkpoint.load(args.checkpoint)
+        images, _ = data.load(ck.config["dataset"], "test", args.data_dir)
+    except (checkpoint.CheckpointError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    cfg, dtype = ck.config, ck.config["dtype"]
+    model = from_params(ck.params, dtype=TORCH_DTYPE[dtype], device=device,
+                        activation=cfg["activation"])
+    images = images[:args.limit] if args.limit else images
+    n, mode, seed = len(images), cfg["binarize"], cfg["seed"]
+    flat = images.reshape(n, -1)
+    # the test split as numpyvae sees it: one draw of the run's binarization stream (3)
+    xs = data.batch_into(flat, np.arange(n), mode, eval_generator(seed, 3),
+                         np.empty(flat.shape, dtype))                            # (n, D)
+    x_all = torch.from_numpy(xs).to(device)
+    rng_eps, recon, kl = eval_generator(seed, 2), 0.0, 0.0
+    for start in range(0, n, 1000):                      # ε stream 2, as numpyvae's evaluate_test
+        x = x_all[start:start + 1000]
+        eps = rng_eps.standard_normal((len(x), cfg["latent_dim"]), dtype=dtype)
+        r, k = neg_elbo_parts(model, x, torch.from_numpy(eps).to(device))
+        recon, kl = recon + r, kl + k
+    with torch.no_grad():
+        means = model.Encoder(x_all)[0].double()
+    A = means.var(dim=0, unbiased=False).cpu().numpy()                      # (Z,)
+    active = int((A > 1e-2).sum())
+    rng, total, t0 = np.random.default_rng([args.seed, 5]), 0.0, time.perf_counter()
+    for start in range(0, n, args.batch):
+        total += log_likelihood(model, x_all[start:start + args.batch], args.k, rng).sum()
+    seconds = time.perf_counter() - t0
+    result = dict(implementation=f"torch {torch.__version__} {device}", split="test",
+                  binarize=mode, n_images=n, k=args.k, log_px=total / n,
+                  neg_elbo=(recon + kl) / n, recon=recon / n, kl=kl / n, active_units=active,
+                  latent_dim=cfg["latent_dim"], seed=args.seed, seconds=seconds)
+    print(f"reference (torch {torch.__version__}, {device}): {cfg['dataset']} test split, "
+          f"{n} images, {mode} binarization:")
+    print(f"  −ELBO                 {result['neg_elbo']:10.3f} nats/image  "
+          f"(recon {result['recon']:.3f} + KL {result['kl']:.3f})")
+    print(f"  log p(x) ≈ L_k, k={args.k:<5}{result['log_px']:10.3f} nats/image  ({seconds:.1f} s)")
+    print(f"  active units          {active:10d} of {cfg['latent_dim']}")
+    if args.json:
+        checkpoint.atomic_write(args.json, lambda f: f.write(
+            json.dumps(result, indent=2).encode() + b"\n"))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
