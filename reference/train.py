@@ -26,6 +26,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--binarize", choices=data.BINARIZE_MODES, default="threshold")
+    p.add_argument("--activation", choices=("leaky_relu", "tanh"), default="leaky_relu",
+                   help="the hidden layers' (default leaky_relu, the notebook's)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     args = p.parse_args(argv)
@@ -37,7 +39,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     torch.manual_seed(args.seed)
-    model = build(784, args.hidden_dim, args.latent_dim, device=device)
+    model = build(784, args.hidden_dim, args.latent_dim, device=device, activation=args.activation)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     flat = train_x.reshape(len(train_x), -1)
