@@ -46,6 +46,10 @@ VALIDATE_STEPS = 3
 # Relative, on each of those losses. float32: as tests/test_parity_torch.py states; every peer
 # measured ≤ 4e-7 over its first three steps (hidden 16 to 1000, batch 16 to 400).
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+# Seconds of rest before each timed epoch: the previous library's worker threads (OpenBLAS's
+# spin for about 2^28 cycles, ~0.1 s, after a call; OpenMP's and XLA's also spin) go idle
+# instead of taking cores from the next implementation.
+SETTLE = 0.2
 
 
 class ValidationError(Exception):
@@ -154,6 +158,7 @@ def time_epochs(built, ranges, repeats, scale):
     times = {peer.name: [] for peer in built}
     for _ in range(repeats):
         for peer in built:
+            time.sleep(SETTLE)
             t = time.perf_counter()
             peer.epoch(ranges)
             times[peer.name].append((time.perf_counter() - t) * scale)
