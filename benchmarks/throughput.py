@@ -271,10 +271,11 @@ def bench_log_likelihood(args, params, dtype):
         except peers.Missing as why:
             print(f"  skipped {TORCH} (log-likelihood): {why}")
         else:
+            from reference.evaluate import log_likelihood as torch_log_likelihood
             from reference.model import from_params
             tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
             runs.append((TORCH, lambda seed, k: torch_log_likelihood(
-                tm, x, k, np.random.default_rng(seed))))
+                tm, torch.from_numpy(x), k, np.random.default_rng(seed))))
     for _, run in runs:
         run(0, 50)                                                    # warm-up (compile)
     results, times = {}, {name: [] for name, _ in runs}
@@ -300,35 +301,6 @@ def bench_log_likelihood(args, params, dtype):
         ratio = f"{r['vs_torch_eager']:.2f}" if t_torch else "-"
         print(f"{r['impl']:<26}{r['seconds']:>9.3f}{ratio:>15}{r['mean_log_px']:>15.3f}")
     return rows
-
-
-def torch_log_likelihood(tmodel, x, k, rng, rows=5000):
-    """A straightforward Torch IWAE (Burda et al. 2015, eq. 8), ε from the numpy Generator."""
-    import torch
-    import torch.nn.functional as F
-    with torch.no_grad():
-        xt = torch.from_numpy(x)
-        B = xt.shape[0]
-        mean, log_var = tmodel.Encoder(xt)                             # (B, Z)
-        Z = mean.shape[1]
-        sigma = torch.exp(0.5 * log_var)
-        c = Z * float(np.log(2 * np.pi))
-        total = torch.full((B,), -float("inf"), dtype=torch.float64)
-        chunk, done = max(1, rows // B), 0
-        while done < k:
-            S = min(chunk, k - done)
-            eps = torch.from_numpy(rng.standard_normal((S, B, Z), dtype=np.float32
-                                                       if xt.dtype == torch.float32 else np.float64))
-            z = mean + sigma * eps                                     # (S, B, Z)
-            logits = tmodel.Decoder.logits(z)                          # (S, B, D)
-            log_px = -F.binary_cross_entropy_with_logits(
-                logits, xt.expand_as(logits), reduction="none").sum(-1)
-            log_pz = -0.5 * (z.pow(2).sum(-1) + c)
-            log_qz = -0.5 * (eps.pow(2).sum(-1) + c + log_var.sum(-1))
-            w = (log_px + log_pz - log_qz).double()                    # (S, B)
-            total = torch.logaddexp(total, torch.logsumexp(w, 0))
-            done += S
-        return (total - np.log(k)).numpy()
 
 
 if __name__ == "__main__":
