@@ -347,7 +347,7 @@ def _load(path, entries):
     if adam_t < 0:
         _fail(path, f"Adam's step count is {adam_t}")
     rng = need("rng.state", "u", (6,))
-    if rng[4] > 1 or rng[3] % 2 == 0:
+    if int(rng[4]) > 1 or int(rng[3]) % 2 == 0:
         _fail(path, "its random-generator state is not a valid PCG64 state")
     running, elapsed = float(need("running_loss", "f", ())), float(need("epoch_elapsed", "f", ()))
     if not (np.isfinite(running) and np.isfinite(elapsed) and elapsed >= 0):
