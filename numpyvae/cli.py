@@ -129,6 +129,17 @@ def eval_generator(seed, purpose):
     return np.random.default_rng([seed, purpose])
 
 
+def eval_inputs(images, seed, mode, dtype, stream=TEST_STREAMS[1]):
+    """The images as the run's evaluation sees them, (N, D) of `dtype`: binarized by one draw
+    of its fixed binarization stream — image i gets the same draw here as in evaluate_test's
+    chunks (the stream is consumed image by image, in order)."""
+    from . import data
+
+    flat = images.reshape(len(images), -1)                                      # (N, D)
+    return data.batch_into(flat, np.arange(len(flat)), mode, eval_generator(seed, stream),
+                           np.empty(flat.shape, dtype))
+
+
 def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
     """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
     evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):

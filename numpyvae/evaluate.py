@@ -19,7 +19,7 @@ try:
 
     from . import checkpoint as ckpt_io
     from . import data
-    from .cli import (UsageError, check_memory, eval_generator, evaluate_test, likelihood_bytes,
+    from .cli import (UsageError, check_memory, eval_inputs, evaluate_test, likelihood_bytes,
                       load_model, nonnegative_int, positive_int)
     from .likelihood import active_units, log_likelihood
     from .runlock import RunLocked, lock_if_run_folder
@@ -65,10 +65,7 @@ def main(argv=None):
                      f"--batch {args.batch} with --k {args.k} on {n:,} images",
                      "use a smaller --batch (or --limit)")
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode)
-        flat = images.reshape(n, -1)
-        # the split as evaluate_test saw it: one draw from the run's binarization stream
-        xs = data.batch_into(flat, np.arange(n), mode, eval_generator(cfg["seed"], 3),
-                             np.empty(flat.shape, model.dtype))                  # (n, D)
+        xs = eval_inputs(images, cfg["seed"], mode, model.dtype)      # (n, D), as evaluate_test
         active, _ = active_units(model.encode(xs)[0])
         rng = np.random.default_rng([args.seed, 5])
         total = 0.0
@@ -89,6 +86,8 @@ def main(argv=None):
             try:
                 ckpt_io.atomic_write(args.json, lambda f: f.write(
                     json.dumps(result, indent=2).encode() + b"\n"))
+            except OSError as e:
+                raise UsageError(f"cannot write --json {args.json}: {e.strerror or e}")
             finally:
                 if lock is not None:
                     lock.release()
@@ -96,7 +95,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: cannot write --json {args.json}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: {e.filename or args.checkpoint}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -15,7 +15,7 @@ try:
 
     from . import checkpoint as ckpt_io
     from . import data, plots
-    from .cli import (UsageError, check_memory, eval_generator, gigabytes, load_model,
+    from .cli import (UsageError, check_memory, eval_inputs, gigabytes, load_model,
                       nonnegative_int, positive_int)
     from .runlock import RunLocked, lock_if_run_folder
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
@@ -93,10 +93,7 @@ def main(argv=None):
             i, j = args.between
             if max(i, j) >= len(images):
                 raise UsageError(f"--between {i} {j}: the test split has {len(images)} images")
-            flat = images.reshape(len(images), -1)
-            x = data.batch_into(flat, np.array([i, j]), cfg["binarize"],
-                                eval_generator(cfg["seed"], 3),
-                                np.empty((2, flat.shape[1]), model.dtype))
+            x = eval_inputs(images, cfg["seed"], cfg["binarize"], model.dtype)[[i, j]]  # (2, D)
             mu, _ = model.encode(x)                                      # (2, Z)
             plots.grid(out, decoded(model, line(mu[0], mu[1], n), n), n, cols,
                        "decoded along a straight line in z")

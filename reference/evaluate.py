@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import eval_generator
+from numpyvae.cli import eval_generator, eval_inputs
 from reference.model import from_params, pick_device
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
@@ -87,10 +87,7 @@ def main(argv=None):
                         activation=cfg["activation"])
     images = images[:args.limit] if args.limit else images
     n, mode, seed = len(images), cfg["binarize"], cfg["seed"]
-    flat = images.reshape(n, -1)
-    # the test split as numpyvae sees it: one draw of the run's binarization stream (3)
-    xs = data.batch_into(flat, np.arange(n), mode, eval_generator(seed, 3),
-                         np.empty(flat.shape, dtype))                            # (n, D)
+    xs = eval_inputs(images, seed, mode, dtype)       # (n, D): the test split as numpyvae sees it
     x_all = torch.from_numpy(xs).to(device)
     rng_eps, recon, kl = eval_generator(seed, 2), 0.0, 0.0
     for start in range(0, n, 1000):                      # ε stream 2, as numpyvae's evaluate_test
