@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import param_shapes
+from .activations import ACTIVATIONS
+from .model import INITS, param_shapes
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)          # 1: before the settings of FORMAT_1_SETTINGS existed
@@ -188,8 +189,8 @@ CONFIG_SCHEMA = {
     "limit": (_int(0), "an integer ≥ 0"),
     "x_dim": (_int(1), "an integer ≥ 1"),
     "data_dir": (lambda v: v is None or isinstance(v, str), "a folder name or null"),
-    "activation": (_one_of("leaky_relu", "tanh"), "'leaky_relu' or 'tanh'"),
-    "init": (_one_of("torch", "glorot"), "'torch' or 'glorot'"),
+    "activation": (_one_of(*ACTIVATIONS), " or ".join(map(repr, ACTIVATIONS))),
+    "init": (_one_of(*INITS), " or ".join(map(repr, INITS))),
     "output_bias": (_one_of("init", "data-mean"), "'init' or 'data-mean'"),
     "adam_eps": (_positive_number, "a positive number"),
     "lr_schedule": (_one_of("constant", "burda"), "'constant' or 'burda'"),

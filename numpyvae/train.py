@@ -38,10 +38,10 @@ try:
     from . import checkpoint as ckpt_io
     from . import data
     from .adam import Adam
-    from .cli import (HOLDOUT_STREAMS, TEST_STREAMS, UsageError, check_memory, eval_generator,
-                      evaluate_test, nonnegative_int, positive_float, positive_int,
-                      training_bytes)
-    from .model import VAE
+    from .cli import (HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, nonnegative_int,
+                      positive_float, positive_int, training_bytes)
+    from .activations import ACTIVATIONS
+    from .model import INITS, VAE
     from .runlock import RunLock, RunLocked
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
     if __name__ != "__main__":
@@ -163,9 +163,9 @@ def build_parser():
                    help="numba: fused kernels (default); numpy: the plain readable path")
     p.add_argument("--limit", type=nonnegative_int,
                    help="use only the first N training and test images (quick runs; 0 = all)")
-    p.add_argument("--activation", choices=("leaky_relu", "tanh"),
+    p.add_argument("--activation", choices=tuple(ACTIVATIONS),
                    help="the hidden layers' activation (default leaky_relu, slope 0.2)")
-    p.add_argument("--init", choices=("torch", "glorot"),
+    p.add_argument("--init", choices=tuple(INITS),
                    help="torch: nn.Linear's default (default); glorot: Glorot-uniform weights, "
                         "zero biases")
     p.add_argument("--output-bias", choices=("init", "data-mean"),
@@ -190,6 +190,9 @@ def resolve_config(args):
     """The run's Config from the flags, or, with --resume, from the checkpoint in --out."""
     given = {f.name: getattr(args, f.name) for f in fields(Config)
              if getattr(args, f.name, None) is not None}
+    if args.preset and args.resume:
+        raise UsageError(f"--preset {args.preset} starts a run; --resume continues one with the "
+                         "settings it started with: drop --preset")
     if args.preset:
         given = {**PRESETS[args.preset], **given}
     if not args.resume:
@@ -200,12 +203,7 @@ def resolve_config(args):
     if not path.is_file():
         raise UsageError(no_checkpoint(path))
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
-    names = [f.name for f in fields(Config)]
-    missing = [k for k in names if k not in ck.config]
-    if missing:                      # a setting newer than the checkpoint format: never guessed
-        raise ckpt_io.CheckpointError(f"{path}: its configuration lacks {', '.join(missing)}; "
-                                      "this numpyvae cannot tell how that run was trained")
-    saved = Config(**{k: ck.config[k] for k in names})
+    saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
     for name in Config.FIXED:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")

@@ -44,7 +44,7 @@ def test_glorot_init_matches_torch_xavier_uniform():
         if name.endswith(".bias"):
             assert not w.any(), name                        # Glorot's biases are zero
             continue
-        bound = np.sqrt(6 / sum(w.shape))
+        bound = np.float32(np.sqrt(6 / sum(w.shape)))       # the float32 weights' own bound
         assert np.abs(w).max() <= bound, name
         assert stats.ks_2samp(w.ravel(), torch_xavier(w.shape, 0)).pvalue > 1e-3, name
 
@@ -102,6 +102,22 @@ def test_preset_sets_everything_and_flags_override_it():
     cfg, _ = train.resolve_config(args)
     assert (cfg.epochs, cfg.adam_eps, cfg.holdout, cfg.latent_dim) == (7, 1e-8, 0, 50)
     assert train.Config().activation == "leaky_relu" and train.Config().holdout == 0  # notebook
+
+
+def test_every_setting_is_in_the_checkpoint_schema():
+    """What a resumed run reads back from the checkpoint is every field of Config, each
+    validated by checkpoint.CONFIG_SCHEMA, so no setting can be defaulted on resume."""
+    from dataclasses import fields
+    assert set(ckpt_io.CONFIG_SCHEMA) == {f.name for f in fields(train.Config)}
+
+
+def test_resume_refuses_a_preset(tmp_path, fake_data, capsys):
+    """--preset starts a run; with --resume its values would pose as flags the user gave."""
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "0",
+                       "--out", str(out)]) == 0
+    assert train.main(["--resume", "--preset", "burda2015", "--out", str(out)]) == 2
+    assert "--preset burda2015 starts a run" in capsys.readouterr().err
 
 
 def test_preset_run_records_its_options_and_the_held_out_elbo(tmp_path, fake_data):
