@@ -52,7 +52,7 @@ def log_likelihood(model, x, k, rng, rows=5000):
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
     (samples × images per decoder call), combined with a running log-sum-exp.
     With model.backend == "numba" the weights come from numpyvae.fused.LogWeights (the
-    decoder's bias+LeakyReLU and the per-row Bernoulli sum fused), from the same draws.
+    decoder's bias+activation and the per-row Bernoulli sum fused), from the same draws.
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")

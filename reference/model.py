@@ -28,12 +28,12 @@ ACTIVATIONS = {"leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.2)), "tanh": (
 
 
 def _set_activation(module, activation):
-    """module.LeakyReLU = nn.LeakyReLU(0.2) (the notebook's) or module.Tanh = nn.Tanh()."""
+    """module.LeakyReLU = nn.LeakyReLU(0.2) (the notebook's) or module.Tanh = nn.Tanh(); its
+    attribute name is kept in module.act_name (a plain string, so the module is held once)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
-    name, make = ACTIVATIONS[activation]
-    setattr(module, name, make())
-    module.activation = getattr(module, name)
+    module.act_name, make = ACTIVATIONS[activation]
+    setattr(module, module.act_name, make())
 
 
 class Encoder(nn.Module):
@@ -46,8 +46,9 @@ class Encoder(nn.Module):
         _set_activation(self, activation)
 
     def forward(self, x):
-        h = self.activation(self.FC_enc1(x))
-        h = self.activation(self.FC_enc2(h))
+        act = getattr(self, self.act_name)
+        h = act(self.FC_enc1(x))
+        h = act(self.FC_enc2(h))
         return self.FC_mean(h), self.FC_std(h)            # mean, log_var
 
 
@@ -60,8 +61,9 @@ class Decoder(nn.Module):
         _set_activation(self, activation)
 
     def logits(self, z):
-        h = self.activation(self.FC_dec1(z))
-        h = self.activation(self.FC_dec2(h))
+        act = getattr(self, self.act_name)
+        h = act(self.FC_dec1(z))
+        h = act(self.FC_dec2(h))
         return self.FC_output(h)
 
     def forward(self, z):

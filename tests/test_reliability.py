@@ -6,7 +6,6 @@ uninterrupted run (a checkpoint read as format 1 resumes exactly like the defaul
 tracemalloc's peak (numpy reports its buffers to it) against the estimate.
 """
 import json
-import os
 import re
 import signal
 import subprocess
@@ -193,8 +192,7 @@ def test_a_batch_larger_than_the_training_set_is_one_batch(tmp_path):
 def test_the_training_estimate_bounds_what_a_run_allocates(tmp_path, monkeypatch):
     """tracemalloc's peak over a whole run (numpy backend: every buffer is numpy's) stays under
     cli.training_bytes for the same sizes; the pictures are left out (matplotlib's own)."""
-    monkeypatch.setattr(train.plots if hasattr(train, "plots") else __import__(
-        "numpyvae.plots").plots, "draw_run", lambda *a, **k: True)
+    monkeypatch.setattr("numpyvae.plots.draw_run", lambda *a, **k: True)
     sizes = dict(hidden_dim=64, latent_dim=8, batch_size=600, samples=3)
     tracemalloc.start()
     try:

@@ -5,7 +5,6 @@ wrote; the Torch reference Model loaded from the checkpoint (same −ELBO).
 """
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
