@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -162,3 +163,15 @@ def pin_warning(m, command="python -m ..."):
     return (f"WARNING: OPENBLAS_CORETYPE={m['openblas_coretype']} pins numpy's OpenBLAS to its "
             f"{pinned} kernel; {users}. numpyvae's figures here are not what users get: to "
             f"measure that, run `{UNPIN} {command}`.")
+
+
+def report(module, argv=None):
+    """Print the machine block, and the pin warning if any, for `python -m <module> <argv>`
+    (argv None: this process's own); returns the block for the JSON's `machine`."""
+    m = info()
+    print(describe(m))
+    args = sys.argv[1:] if argv is None else list(argv)
+    m["pin_warning"] = pin_warning(m, shlex.join(["python", "-m", module] + args))
+    if m["pin_warning"]:
+        print(m["pin_warning"])
+    return m

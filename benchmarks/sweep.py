@@ -16,7 +16,6 @@ width, the GEMM floors dashed.
 import argparse
 import json
 import math
-import shlex
 import sys
 import time
 
@@ -98,13 +97,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     names = throughput.choose(args.impls)
 
-    info = machine.info()
-    print(machine.describe(info))
-    info["pin_warning"] = machine.pin_warning(
-        info, shlex.join(["python", "-m", "benchmarks.sweep"]
-                         + (sys.argv[1:] if argv is None else list(argv))))
-    if info["pin_warning"]:
-        print(info["pin_warning"])
+    info = machine.report("benchmarks.sweep", argv)
 
     Z, dtype = args.latent_dim, args.dtype
     X = throughput.load_train(args.data_dir, dtype, args.seed)                # (N, D)

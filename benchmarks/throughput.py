@@ -26,7 +26,6 @@ fed the same ε draws, also round-robin.
 """
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import time
@@ -201,13 +200,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     names = choose(args.impls, args.no_torch)
 
-    info = machine.info()
-    print(machine.describe(info))
-    info["pin_warning"] = machine.pin_warning(
-        info, shlex.join(["python", "-m", "benchmarks.throughput"]
-                         + (sys.argv[1:] if argv is None else list(argv))))
-    if info["pin_warning"]:
-        print(info["pin_warning"])
+    info = machine.report("benchmarks.throughput", argv)
 
     dtype, H, Z, bs = args.dtype, args.hidden_dim, args.latent_dim, args.batch_size
     X = load_train(args.data_dir, dtype, args.seed)                           # (N, D)
