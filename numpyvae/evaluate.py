@@ -4,7 +4,9 @@ Prints the test −ELBO (one ε per image), the importance-weighted estimate of 
 samples (Burda et al. 2015; k = 5000 as in the literature), in nats per image, and the number
 of active latent units (Burda et al.'s definition), with the split, binarization and k they
 were computed with; `--json PATH` writes them too. A dynamically binarized split is one fixed
-draw (the run's evaluation stream), the same the training CLI evaluates on.
+draw (the run's evaluation stream), the same the training CLI evaluates on. `--split holdout`
+evaluates a `--holdout` run's held-out training images — where its choices are to be made,
+never on the test set.
 """
 import argparse
 import json
@@ -19,8 +21,8 @@ try:
 
     from . import checkpoint as ckpt_io
     from . import data
-    from .cli import (UsageError, check_memory, eval_inputs, evaluate_test, likelihood_bytes,
-                      load_model, nonnegative_int, positive_int)
+    from .cli import (HOLDOUT_STREAMS, TEST_STREAMS, UsageError, check_memory, eval_inputs,
+                      evaluate_test, likelihood_bytes, load_model, nonnegative_int, positive_int)
     from .likelihood import active_units, log_likelihood
     from .runlock import RunLocked, lock_if_run_folder
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
@@ -30,12 +32,28 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one
     sys.exit(130)
 
 
+def split_images(cfg, split, data_dir=None):
+    """The images of `split` as the run drew them: its --limit, then its --holdout (the last
+    N training images), off the training split; the test split whole."""
+    if split == "test":
+        return data.load(cfg["dataset"], "test", data_dir)[0]
+    if split == "holdout" and not cfg["holdout"]:
+        raise UsageError("--split holdout: this run held no training images out (--holdout 0)")
+    images = data.load(cfg["dataset"], "train", data_dir)[0]
+    images = images[:cfg["limit"]] if cfg["limit"] else images
+    cut = len(images) - cfg["holdout"]
+    return images[cut:] if split == "holdout" else images[:cut]
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m numpyvae.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples per image (default 5000)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train", "holdout"), default="test",
+                   help="test (default); train: the images the run trained on (without its "
+                        "--holdout); holdout: the run's held-out training images, binarized "
+                        "and evaluated as its per-epoch holdout_neg_elbo")
     p.add_argument("--limit", type=nonnegative_int, default=0,
                    help="evaluate only the first N images of the split (0 = all)")
     p.add_argument("--batch", type=positive_int, default=25,
@@ -52,7 +70,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     try:
         model, cfg = load_model(args.checkpoint)
-        images, _ = data.load(cfg["dataset"], args.split, args.data_dir)
+        images = split_images(cfg, args.split, args.data_dir)
+        streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
         if args.limit:
             images = images[:args.limit]
         mode = cfg["binarize"]
@@ -64,8 +83,8 @@ def main(argv=None):
                      + n * (cfg["x_dim"] + 2 * cfg["hidden_dim"] + 2 * cfg["latent_dim"]) * item,
                      f"--batch {args.batch} with --k {args.k} on {n:,} images",
                      "use a smaller --batch (or --limit)")
-        neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode)
-        xs = eval_inputs(images, cfg["seed"], mode, model.dtype)      # (n, D), as evaluate_test
+        neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
+        xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
         active, _ = active_units(model.encode(xs)[0])
         rng = np.random.default_rng([args.seed, 5])
         total = 0.0

@@ -236,3 +236,23 @@ def test_torch_reference_evaluation_equals_numpyvaes(tmp_path, fake_data, monkey
         assert abs(ours[key] - ref[key]) <= 2e-3, (key, ours[key], ref[key])
     assert ours["active_units"] == ref["active_units"] and ours["n_images"] == ref["n_images"]
     assert abs(results["planted"]["log_px"] - ref["log_px"]) > 2e-3
+
+
+def test_evaluate_the_held_out_images(tmp_path, fake_data, capsys):
+    """Oracle: the run's own per-epoch holdout_neg_elbo — `--split holdout` evaluates the same
+    20 images with the same binarization and ε, so its −ELBO is that number, bit for bit."""
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
+                       "--out", str(out)]) == 0
+    path = tmp_path / "held.json"
+    assert evaluate.main([str(out), "--split", "holdout", "--k", "5", "--json", str(path)]) == 0
+    r = json.loads(path.read_text())
+    assert (r["split"], r["n_images"]) == ("holdout", 20)
+    assert r["neg_elbo"] == ckpt_io.load(out).history["holdout_neg_elbo"][-1]
+    assert evaluate.main([str(out), "--split", "train", "--k", "5", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["n_images"] == 280        # --limit 300 less the 20
+    plain = tmp_path / "plain"
+    assert train.main([*SMALL, "--epochs", "1", "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert evaluate.main([str(plain), "--split", "holdout"]) == 1
+    assert "held no training images out" in capsys.readouterr().err
