@@ -29,6 +29,14 @@ def fake_data(monkeypatch):
     fake_mnist.install(monkeypatch)
 
 
+def preset_run(tmp_path, holdout=20):
+    """A one-epoch burda2015 run on the stand-in data; its folder."""
+    out = tmp_path / "run"
+    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout",
+                       str(holdout), "--out", str(out)]) == 0
+    return out
+
+
 # ------------------------------------------------------------------ Glorot initialisation
 
 def torch_xavier(shape, seed):
@@ -113,9 +121,7 @@ def test_every_setting_is_in_the_checkpoint_schema():
 
 def test_resume_refuses_a_preset(tmp_path, fake_data, capsys):
     """--preset starts a run; with --resume its values would pose as flags the user gave."""
-    out = tmp_path / "run"
-    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "0",
-                       "--out", str(out)]) == 0
+    out = preset_run(tmp_path, holdout=0)
     assert train.main(["--resume", "--preset", "burda2015", "--out", str(out)]) == 2
     assert "--preset burda2015 starts a run" in capsys.readouterr().err
 
@@ -170,9 +176,7 @@ def test_resume_across_rate_changes_is_exact(tmp_path, fake_data):
 
 
 def test_resume_keeps_the_options(tmp_path, fake_data, capsys):
-    out = tmp_path / "run"
-    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
-                       "--out", str(out)]) == 0
+    out = preset_run(tmp_path)
     assert train.main(["--resume", "--epochs", "2", "--activation", "leaky_relu",
                        "--out", str(out)]) == 2
     assert "--activation leaky_relu differs from the run's tanh" in capsys.readouterr().err
@@ -198,9 +202,7 @@ def test_active_units_known_values():
 
 
 def test_evaluate_json(tmp_path, fake_data, capsys):
-    out = tmp_path / "run"
-    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
-                       "--out", str(out)]) == 0
+    out = preset_run(tmp_path)
     path = tmp_path / "evaluation.json"
     assert evaluate.main([str(out), "--k", "20", "--limit", "40", "--json", str(path)]) == 0
     r = json.loads(path.read_text())
@@ -221,9 +223,7 @@ def test_torch_reference_evaluation_equals_numpyvaes(tmp_path, fake_data, monkey
     k samples drawn from another seed (a different estimate of the same bound) are refused."""
     from reference import evaluate as ref_evaluate
     monkeypatch.setattr(ref_evaluate.data, "load", fake_mnist.load)
-    out = tmp_path / "run"
-    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
-                       "--out", str(out)]) == 0
+    out = preset_run(tmp_path)
     results = {}
     for name, main, seed in [("numpyvae", evaluate.main, "0"), ("torch", ref_evaluate.main, "0"),
                              ("planted", evaluate.main, "1")]:
@@ -241,9 +241,7 @@ def test_torch_reference_evaluation_equals_numpyvaes(tmp_path, fake_data, monkey
 def test_evaluate_the_held_out_images(tmp_path, fake_data, capsys):
     """Oracle: the run's own per-epoch holdout_neg_elbo — `--split holdout` evaluates the same
     20 images with the same binarization and ε, so its −ELBO is that number, bit for bit."""
-    out = tmp_path / "run"
-    assert train.main(["--preset", "burda2015", *SMALL, "--epochs", "1", "--holdout", "20",
-                       "--out", str(out)]) == 0
+    out = preset_run(tmp_path)
     path = tmp_path / "held.json"
     assert evaluate.main([str(out), "--split", "holdout", "--k", "5", "--json", str(path)]) == 0
     r = json.loads(path.read_text())
