@@ -124,14 +124,12 @@ def numpyvae_epoch(s, backend):
     model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend)
     model.load_params(s.params)
     opt = nv.Adam(model.num_params, s.dtype, lr=s.lr, backend=backend)
-    gflat, grads = model.new_grads()
     X, E = s.X, s.E
 
     def epoch(ranges):
         losses = np.empty(len(ranges))
         for i, (a, b) in enumerate(ranges):
-            losses[i], _ = model.loss_and_grads(X[a:b], E[a:b], out=grads)
-            opt.step(model.flat, gflat)
+            losses[i] = model.train_step(X[a:b], E[a:b], opt)
         return losses
     return epoch
 

@@ -164,6 +164,7 @@ class VAE:
         model = VAE(x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0)
         model.params                        # {state_dict name: array}, Torch layout
         loss, grads = model.loss_and_grads(x, eps)
+        loss = model.train_step(x, eps, opt)   # the same, then opt.step (opt: numpyvae.Adam)
 
     `params` are views into `model.flat`; assigning through them (`params[k][...] = v`)
     changes the model.  Initialisation (`init`) follows torch.nn.Linear's default distribution
@@ -187,6 +188,7 @@ class VAE:
         self.activation = check_name(activation)
         self.init = init
         self._fused = None                       # numpyvae.fused.FusedStep, made on first use
+        self._step_grads = None                  # train_step's gradient buffer (flat, views)
         for name, value in (("x_dim", x_dim), ("hidden_dim", hidden_dim),
                             ("latent_dim", latent_dim)):
             if int(value) != value or value < 1:
@@ -262,6 +264,28 @@ class VAE:
             return float(loss), out
         loss, cache = self.forward(x, eps)
         return loss, self.backward(cache, out)
+
+    def train_step(self, x, eps, opt):
+        """One training step: `loss_and_grads` then `opt.step` (a numpyvae.Adam over
+        `model.flat`); returns the batch's −ELBO sum as a float.
+
+        Leaves exactly the parameters, bit for bit, that
+            loss, _ = model.loss_and_grads(x, eps, out=grads); opt.step(model.flat, gflat)
+        leaves with the same backend, without a second pass over the gradients to check them:
+        Adam counts the non-finite ones as it updates. Raises FloatingPointError when the loss
+        or a gradient is not finite; the update has then been made, as the two calls make it,
+        and the parameters are no longer usable (resume from a checkpoint).
+        """
+        if self._step_grads is None:
+            self._step_grads = self.new_grads()
+        gflat, grads = self._step_grads
+        loss, _ = self.loss_and_grads(x, eps, out=grads)
+        nonfinite = opt.step(self.flat, gflat)
+        if not np.isfinite(loss):
+            raise FloatingPointError("non-finite loss")
+        if nonfinite:
+            raise FloatingPointError(f"non-finite gradient ({nonfinite} of {gflat.size} entries)")
+        return loss
 
     def encode(self, x):
         """(μ, log σ²) of q(z|x), each (B, latent_dim)."""

@@ -386,8 +386,6 @@ def run(cfg, out, resume=None, log=print, stop=None):
                              lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
         write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
 
-    gflat, grads = model.new_grads()
-    finite = np.empty(gflat.shape, bool)
     take_batch = batch_taker(train_flat, cfg, rng, model.dtype)
     if cfg.backend == "numba":
         compile_kernels(model, cfg, train_flat)
@@ -425,14 +423,12 @@ def run(cfg, out, resume=None, log=print, stop=None):
             if b not in eps_bufs:
                 eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
             eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
-            loss, _ = model.loss_and_grads(x, eps if L > 1 else eps[0], out=grads)
-            np.isfinite(gflat, out=finite)
-            if not (np.isfinite(loss) and finite.all()):
+            try:
+                loss = model.train_step(x, eps if L > 1 else eps[0], opt)
+            except FloatingPointError as err:        # the model is spoilt; the checkpoint is not
                 bar.close()
-                what = "loss" if not np.isfinite(loss) else "gradient"
-                raise NonFinite(f"non-finite {what} at epoch {epoch + 1}, step {step + 1} "
-                                f"of {steps}; training stopped")
-            opt.step(model.flat, gflat)
+                raise NonFinite(f"{err} at epoch {epoch + 1}, step {step + 1} of {steps}; "
+                                f"training stopped") from None
             running += loss
             bar.update()
             if step % 20 == 0 or step == steps - 1:
