@@ -4,15 +4,11 @@ For step t = 1, 2, … and gradient g (PyTorch's single-tensor update, weight_de
     m ← m + (1 − β₁)(g − m)                  (torch's lerp_)
     v ← β₂ v + (1 − β₂) g²
     p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)     ε outside the square root
-Works on one flat buffer, so the whole model is updated in one pass. `step` returns how many
-gradients were not finite (a training loop stops on any); the update is made regardless.
+Works on one flat buffer, so the whole model is updated in one pass.
 backend="numba" does the same update as one numba pass (numpyvae.kernels.adam_step); it
 multiplies by 1/√(1 − β₂ᵗ) where this path divides, so the two differ by one rounding.
 """
 import numpy as np
-
-# The exponent field of IEEE 754 numbers: all ones exactly for ±inf and NaN.
-EXPONENT_BITS = {np.dtype(np.float32): 0x7F800000, np.dtype(np.float64): 0x7FF0000000000000}
 
 
 class Adam:
@@ -30,20 +26,17 @@ class Adam:
         self._tmp = np.empty(size, dtype)  # scratch, so a step allocates nothing
 
     def step(self, params, grads):
-        """One update of the flat parameter buffer `params` (P,) in place, from `grads` (P,).
-        Returns the number of gradients that are ±inf or NaN (0 for a healthy step)."""
+        """One update of the flat parameter buffer `params` (P,) in place, from `grads` (P,)."""
         b1, b2 = self.betas
         m, v, tmp = self.m, self.v, self._tmp
         self.t += 1
         if self.backend == "numba":
             from .kernels import adam_step
             f = m.dtype.type
-            bits = grads.view(np.uint32 if m.dtype == np.float32 else np.uint64)   # (P,)
-            return int(adam_step(params, grads, bits, bits.dtype.type(EXPONENT_BITS[m.dtype]),
-                                 m, v, f(1 - b1), f(b2), f(1 - b2),
-                                 f(1 / np.sqrt(1 - b2 ** self.t)), f(self.eps),
-                                 f(self.lr / (1 - b1 ** self.t))))
-        nonfinite = grads.size - np.count_nonzero(np.isfinite(grads))
+            adam_step(params, grads, m, v, f(1 - b1), f(b2), f(1 - b2),
+                      f(1 / np.sqrt(1 - b2 ** self.t)), f(self.eps),
+                      f(self.lr / (1 - b1 ** self.t)))
+            return
         np.subtract(grads, m, out=tmp)
         tmp *= 1 - b1
         m += tmp                                  # m ← m + (1−β₁)(g − m)
@@ -58,4 +51,3 @@ class Adam:
         np.divide(m, tmp, out=tmp)
         tmp *= step_size
         params -= tmp
-        return int(nonfinite)

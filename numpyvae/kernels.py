@@ -12,8 +12,7 @@ passed in (so a training step allocates nothing):
     reparameterize_backward    dμ, dv, db_μ, db_v from dz and the KL's own gradient
     bernoulli_logits[_f32]     ℓ = a + b;  Σ BCE(x, ℓ);  ℓ ← (sigmoid(ℓ) − x)/L;  db    (N, D)
     bernoulli_loglik_rows[_f32] out_i = −Σ_j BCE(x, a_ij + b_j)   (the IWAE's log p(x|z))
-    adam_step                  torch.optim.Adam's update over one flat buffer; counts
-                               the non-finite gradients as it goes
+    adam_step                  torch.optim.Adam's update over one flat buffer
     gather_binarize            out = binarize(images[idx]) from uint8, modes threshold/dynamic/none
 
 Each kernel is plain Python here and is jitted once, at the bottom of this file, so
@@ -347,19 +346,13 @@ def bernoulli_loglik_rows_f32(logits, b, x, out, row):
 # ---------------------------------------------------------------------------------------------
 # Adam over one flat buffer (numpyvae/adam.py has the formulas and the NumPy version)
 
-def adam_step(params, grads, bits, exp_mask, m, v, one_minus_b1, b2, one_minus_b2,
-              inv_sqrt_bc2, eps, step_size):
+def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step_size):
     """One in-place Adam update of params (P,) from grads (P,); m, v (P,) the moments.
-    Returns how many gradients are not finite (±inf or NaN), counted in the same pass.
 
     m ← m + (1−β₁)(g − m);   v ← β₂ v + (1−β₂) g g;   p ← p − step_size · m / (√v · c + ε)
     with c = 1/√(1−β₂ᵗ). All scalars in params' dtype. NumPy's path divides by √(1−β₂ᵗ)
     in float64 instead of multiplying by c: this differs by at most one rounding, and the
-    float64 division alone (not vectorized 8-wide) would double this pass's time.
-    bits: grads viewed as unsigned integers of the same width; exp_mask: the exponent field
-    (0x7f800000 for float32). A number is ±inf or NaN exactly when its exponent bits are all
-    set; an integer count vectorizes where a float test would not."""
-    nonfinite = 0
+    float64 division alone (not vectorized 8-wide) would double this pass's time."""
     for k in range(params.shape[0]):
         g = grads[k]
         mk = m[k] + (g - m[k]) * one_minus_b1
@@ -367,8 +360,6 @@ def adam_step(params, grads, bits, exp_mask, m, v, one_minus_b1, b2, one_minus_b
         m[k] = mk
         v[k] = vk
         params[k] -= (mk / (np.sqrt(vk) * inv_sqrt_bc2 + eps)) * step_size
-        nonfinite += (bits[k] & exp_mask) == exp_mask
-    return nonfinite
 
 
 # ---------------------------------------------------------------------------------------------

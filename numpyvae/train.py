@@ -397,6 +397,13 @@ def run(cfg, out, resume=None, log=print, stop=None):
         record()                          # restores config.json and metrics.csv if lost
 
     def snapshot(epoch, step, order, running, elapsed):
+        # A non-finite gradient turns its parameter NaN (model.train_step); the step after
+        # would stop on its loss, but a checkpoint may come first: it never stores one.
+        if not np.isfinite(model.flat).all():
+            where = (f"at the end of epoch {epoch}" if step == 0 else
+                     f"after step {step} of {steps} of epoch {epoch + 1}")
+            raise NonFinite(f"non-finite parameters {where} (a gradient was not finite); "
+                            f"training stopped")
         return ckpt_io.Checkpoint(
             params={k: v.copy() for k, v in model.params.items()}, config=config,
             adam_m=opt.m.copy(), adam_v=opt.v.copy(), adam_t=opt.t,

@@ -182,6 +182,30 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     assert ck.load(out / "checkpoint.npz").epoch == 1
 
 
+@pytest.mark.parametrize("at_step,says", [
+    (12 + 3, "non-finite loss at epoch 2, step 4"),            # caught by the next step's loss
+    (12 + 12, "non-finite parameters at the end of epoch 2")])   # the epoch's last step
+def test_non_finite_gradient_stops_before_any_checkpoint_holds_it(tmp_path, monkeypatch, capsys,
+                                                                  at_step, says):
+    """A NaN gradient (planted in one entry) never reaches a checkpoint: train_step makes no
+    pass over the gradients, so the NaN parameter it leaves is caught by the next loss or by
+    the check before each checkpoint."""
+    real, calls = VAE.loss_and_grads, [0]
+
+    def poisoned(self, x, eps, out=None):
+        calls[0] += len(x) > 1                      # not train.compile_kernels' 1-image warm-up
+        loss, grads = real(self, x, eps, out)
+        if calls[0] == at_step:
+            grads["Decoder.FC_dec2.weight"][5, 5] = np.nan
+        return loss, grads
+    monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
+    code, out = run(tmp_path, "--epochs", "3")
+    assert code == train.EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert says in err and "last good checkpoint is kept" in err
+    assert ck.load(out / "checkpoint.npz").epoch == 1
+
+
 def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
     code, out = run(tmp_path, "--epochs", "2", "--dtype", "float64")
     c = ck.load(out / "checkpoint.npz")
