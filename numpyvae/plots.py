@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy.stats import norm
+from scipy.special import ndtri          # the standard normal's quantile function
 
 from .checkpoint import atomic_write
 
@@ -143,7 +143,7 @@ def latent(path, mu, labels, decode=None, n=20, side=28, dataset="mnist"):
     fig = Figure(figsize=(12 if two else 6, 5.5))
     _scatter(fig, fig.add_subplot(1, 2 if two else 1, 1), mu, labels, dataset)
     if two:
-        q = norm.ppf(np.linspace(0.05, 0.95, n))
+        q = ndtri(np.linspace(0.05, 0.95, n))
         z = np.array([[a, b] for b in q[::-1] for a in q])               # (n·n, 2), z₂ up
         theta = decode(z)                                                 # (n·n, side²)
         ax = fig.add_subplot(1, 2, 2)
