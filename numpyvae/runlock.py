@@ -30,20 +30,26 @@ def _holder(fd):
 
 
 class RunLock:
+    """Construct, then acquire() — and release() in a `finally`, even when acquire() did not
+    return: a signal's KeyboardInterrupt can land anywhere inside it, and release() then
+    undoes exactly what had been done (the file it created, a lock it had taken)."""
+
     def __init__(self, folder):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
-        self.fd = None
+        self.fd = None                    # the lock file's descriptor, from os.open on
+        self.tried = False                # acquire() has begun: release() has work to check
 
     def acquire(self):
+        self.tried = True
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                         0o644)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                              0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
-                holder = _holder(fd)
-                os.close(fd)
+                holder = _holder(self.fd)
+                self._close()
                 if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise RunLocked(
                         f"{self.folder} is in use by another numpyvae process (PID {holder}, "
@@ -52,29 +58,54 @@ class RunLock:
                 raise RunLocked(f"cannot lock {self.path} ({err.strerror}); this file system "
                                 "does not support locks — choose an --out on a local disk") \
                     from None
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
-            except FileNotFoundError:
-                same = False
-            if same:
+            if self._names_ours():
                 break
-            os.close(fd)                  # locked a file its holder had just removed: again
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
+            self._close()                 # locked a file its holder had just removed: again
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
         return self
 
-    def release(self):
-        if self.fd is None:
-            return
+    def _names_ours(self):
+        """Does the path still name the file open as self.fd?"""
         try:
-            self.path.unlink(missing_ok=True)        # still ours: we hold the lock
+            return os.path.samestat(os.fstat(self.fd), os.stat(self.path, follow_symlinks=False))
+        except FileNotFoundError:
+            return False
+
+    def _close(self):
+        fd, self.fd = self.fd, None
+        os.close(fd)
+
+    def release(self):
+        """Remove the lock file and close it — also after an acquire() that was interrupted
+        anywhere (even between os.open's return and the assignment of its descriptor): the
+        file is removed when this process holds its lock or can take it now. A file that no
+        process locks is a leftover, whoever created it; another holder's is left alone."""
+        if not self.tried:
+            return
+        self.tried = False
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                return                                              # nothing there to undo
+        try:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # a no-op when held
+                ours = self._names_ours()
+            except OSError:
+                ours = False                                        # another process's lock
+            if ours:
+                self.path.unlink(missing_ok=True)
         finally:
-            os.close(self.fd)
-            self.fd = None
+            self._close()
 
     def __enter__(self):
-        return self.acquire()
+        try:
+            return self.acquire()
+        except BaseException:
+            self.release()
+            raise
 
     def __exit__(self, *exc):
         self.release()
@@ -85,5 +116,10 @@ def lock_if_run_folder(folder):
     file), for a command that writes a file there (sample --out, evaluate --json); else None."""
     folder = Path(folder)
     if (folder / "checkpoint.npz").exists() or os.path.lexists(folder / LOCK_NAME):
-        return RunLock(folder).acquire()
+        lock = RunLock(folder)
+        try:
+            return lock.acquire()
+        except BaseException:
+            lock.release()
+            raise
     return None

@@ -564,7 +564,8 @@ def main(argv=None, cli=False):
                 resolve_config(args)                             # flag errors before mkdir
                 made = _folders_to_make(out)
                 out.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(out).acquire()
+            lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
+            lock.acquire()
             ckpt_io.remove_stale_temp_files(out, RUN_FILES)
             cfg, resume = resolve_config(args)
             if resume is None:

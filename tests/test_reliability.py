@@ -6,6 +6,7 @@ uninterrupted run (a checkpoint read as format 1 resumes exactly like the defaul
 tracemalloc's peak (numpy reports its buffers to it) against the estimate.
 """
 import json
+import os
 import re
 import signal
 import subprocess
@@ -322,3 +323,20 @@ def test_a_checkpoint_for_other_images_is_one_line_everywhere(tmp_path, capsys):
     assert sample.main([str(bad), "--out", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     assert err.count("takes 30 pixels per image") == 2 and "Traceback" not in err
+
+
+def test_sigint_while_the_lock_is_taken_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The signal lands inside RunLock.acquire, between flock and its return (the race the
+    lock's release now covers): one line, status 130, and no folder or lock file left."""
+    import fcntl
+    real = fcntl.flock
+
+    def flock_then_signal(fd, op):
+        real(fd, op)
+        monkeypatch.setattr(fcntl, "flock", real)
+        os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(fcntl, "flock", flock_then_signal)
+    out = tmp_path / "runs" / "run"
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.startswith("interrupted (SIGINT) before training began")
+    assert not (tmp_path / "runs").exists()

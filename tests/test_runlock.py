@@ -4,6 +4,7 @@ Oracles: the kernel's own word (a second flock on the file fails while the first
 succeeds once its process is dead); a marker file created with O_EXCL inside the lock, which
 two simultaneous holders could not both create.
 """
+import fcntl
 import os
 import signal
 import subprocess
@@ -97,3 +98,62 @@ def test_mutual_exclusion_under_contention(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
     assert os.listdir(tmp_path) == []
+
+
+def interrupt_after(monkeypatch, module, name, before=False):
+    """Make module.name raise KeyboardInterrupt (what a signal does during start-up) right
+    after (or instead of) doing its work, once."""
+    real = getattr(module, name)
+
+    def interrupted(*args):
+        monkeypatch.setattr(module, name, real)
+        if not before:
+            real(*args)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(module, name, interrupted)
+
+
+@pytest.mark.parametrize("module,name,before", [
+    (os, "open", False),              # the file created, nothing locked yet
+    (fcntl, "flock", True),           # … the same, interrupted as the lock is asked for
+    (fcntl, "flock", False),          # locked, before checking that the path names it
+    (os, "ftruncate", False),         # locked and checked, the PID not yet written
+    (os, "pwrite", False)])           # everything done but returning
+def test_release_undoes_an_interrupted_acquire(tmp_path, monkeypatch, module, name, before):
+    """A signal can land anywhere in acquire(): release() then removes the file it created
+    (and a lock it took), so the folder is as it was, and the next acquire() succeeds."""
+    lock = RunLock(tmp_path)
+    interrupt_after(monkeypatch, module, name, before)
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire()
+    lock.release()
+    assert list(tmp_path.iterdir()) == []
+    with RunLock(tmp_path):
+        assert (tmp_path / LOCK_NAME).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_block_releases_an_interrupted_acquire(tmp_path, monkeypatch):
+    interrupt_after(monkeypatch, os, "ftruncate")
+    with pytest.raises(KeyboardInterrupt):
+        with RunLock(tmp_path):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_release_after_an_interrupted_acquire_leaves_another_holders_lock(tmp_path, monkeypatch):
+    """Planted error for the test above: interrupted while another process holds the lock,
+    release() must not remove that process's file (a third writer is still refused)."""
+    proc = holder(tmp_path)
+    try:
+        lock = RunLock(tmp_path)
+        interrupt_after(monkeypatch, fcntl, "flock", before=True)
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire()
+        lock.release()
+        assert (tmp_path / LOCK_NAME).exists()
+        with pytest.raises(RunLocked, match=f"PID {proc.pid}"):
+            RunLock(tmp_path).acquire()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
