@@ -70,6 +70,7 @@ def test_planted_error_is_caught():
         np.testing.assert_array_equal(flat, ref_flat)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered")   # NumPy's Adam: inf/inf
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_nonfinite_gradient_makes_its_parameter_and_the_next_loss_nan(backend):
     """What train_step relies on instead of a pass over the gradients: ±inf or NaN in one
@@ -85,7 +86,7 @@ def test_a_nonfinite_gradient_makes_its_parameter_and_the_next_loss_nan(backend)
         grads["Encoder.FC_enc1.weight"][3, 7] = bad
         opt.step(model.flat, gflat)
         assert np.isnan(model.params["Encoder.FC_enc1.weight"][3, 7])
-        assert np.isfinite(np.delete(model.flat, np.flatnonzero(np.isnan(model.flat)))).all()
+        assert np.count_nonzero(~np.isfinite(model.flat)) == 1            # that one alone
         with pytest.raises(FloatingPointError, match="non-finite loss"):
             model.train_step(x, eps, opt)
 
