@@ -520,6 +520,15 @@ def binarize_into(pixels, mode, rng, out):
     return out
 
 
+def hold_out(images, n):
+    """The last `n` images held out: (the first len − n, the last n). Burda et al. (2015) train on
+    the first 59,600 MNIST training images and validate on the last 400 (`--holdout 400`)."""
+    if not 0 <= n < len(images):
+        raise ValueError(f"cannot hold out {n} of {len(images)} images and keep one to train on")
+    cut = len(images) - n
+    return images[:cut], images[cut:]
+
+
 def epoch_order(n, rng):
     """The order of one epoch: an int64 permutation of range(n), one rng.permutation(n) call."""
     return rng.permutation(n).astype(np.int64, copy=False)

@@ -41,8 +41,8 @@ def split_images(cfg, split, data_dir=None):
         raise UsageError("--split holdout: this run held no training images out (--holdout 0)")
     images = data.load(cfg["dataset"], "train", data_dir)[0]
     images = images[:cfg["limit"]] if cfg["limit"] else images
-    cut = len(images) - cfg["holdout"]
-    return images[cut:] if split == "holdout" else images[:cut]
+    kept, held = data.hold_out(images, cfg["holdout"])
+    return held if split == "holdout" else kept
 
 
 def build_parser():

@@ -355,8 +355,7 @@ def run(cfg, out, resume=None, log=print, stop=None):
     if cfg.holdout >= len(train_x):
         raise UsageError(f"--holdout {cfg.holdout} leaves no training images (the training split "
                          f"has {len(train_x)}); hold out fewer")
-    held_x = train_x[len(train_x) - cfg.holdout:] if cfg.holdout else None
-    train_x = train_x[:len(train_x) - cfg.holdout]
+    train_x, held_x = data.hold_out(train_x, cfg.holdout)
     train_flat = train_x.reshape(len(train_x), -1)                  # (N, 784) uint8
     cfg.x_dim = train_flat.shape[1]
     N, B, L = len(train_flat), cfg.batch_size, cfg.samples

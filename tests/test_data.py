@@ -520,6 +520,18 @@ def test_fashion_mnist_from_debian(tmp_path):
 ALL_PIXELS = np.arange(256, dtype=np.uint8).reshape(1, 256)
 
 
+def test_hold_out_is_the_last_n():
+    """Oracle: known values — Burda et al.'s cut, the first 59,600 images kept, the last 400 held."""
+    images = np.arange(60000)
+    kept, held = data.hold_out(images, 400)
+    assert (kept[-1], held[0], held[-1], len(kept), len(held)) == (59599, 59600, 59999, 59600, 400)
+    kept, held = data.hold_out(images, 0)
+    assert len(kept) == 60000 and len(held) == 0
+    for n in (60000, -1):
+        with pytest.raises(ValueError, match="cannot hold out"):
+            data.hold_out(images, n)
+
+
 def test_num_batches_and_epoch_order():
     """Oracle: known values (60,000 = 468·128 + 96) and one rng.permutation call."""
     assert data.num_batches(60000, 128) == 469
