@@ -102,7 +102,7 @@ def training_bytes(n_train, n_test, x_dim, hidden_dim, latent_dim, batch_size, s
     D, H, Z, L = x_dim, hidden_dim, latent_dim, samples
     B = min(batch_size, n_train)
     item = np.dtype(dtype).itemsize
-    P = D * H + H * H + 2 * H * Z + Z * H + H * H + H * D + 5 * H + 2 * Z + D
+    P = D * H + H * H + 2 * H * Z + Z * H + H * H + H * D + 4 * H + 2 * Z + D   # 407,224
     step = B * (4 * H + 6 * Z + 3 * D) + L * B * (6 * H + 4 * D + 3 * Z)
     evaluation = min(1000, n_test) * (4 * H + 6 * Z + 4 * D) * 8
     return item * (8 * P + 2 * step) + evaluation + (n_train + n_test + B) * D
@@ -120,12 +120,19 @@ def likelihood_bytes(batch, k, x_dim, hidden_dim, latent_dim, dtype, rows=5000):
 
 # ---------------------------------------------------------------------------- evaluation
 
-TEST_STREAMS, HOLDOUT_STREAMS = (2, 3), (6, 7)
+# The random streams: each is np.random.default_rng([seed, purpose]) (or the same SeedSequence),
+# so no part of a run shifts another's draws.
+#   1     training: the epoch order, dynamic binarization and ε   train.train_generator
+#   2, 3  the test set's ε and its one binarization draw          evaluate_test, eval_inputs
+#   4     the pictures                                            plots.py
+#   5     evaluate's importance samples (seed: evaluate --seed)   evaluate.py, reference/evaluate.py
+#   6, 7  the held-out images' ε and binarization (--holdout)     evaluate_test, eval_inputs
+# The model's initialisation draws from default_rng(seed) itself (model.VAE).
+TEST_STREAMS, HOLDOUT_STREAMS, IMPORTANCE_STREAM = (2, 3), (6, 7), 5
 
 
 def eval_generator(seed, purpose):
-    """Separate, fixed streams for evaluation (purpose 2: ε, 3: test binarization, 4: pictures,
-    6: ε and 7: binarization of the held-out training images)."""
+    """A separate, fixed stream for evaluation (`purpose`: the table above)."""
     return np.random.default_rng([seed, purpose])
 
 
@@ -155,9 +162,9 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
         idx = np.arange(start, min(start + batch, len(flat)))
         x = data.batch_into(flat, idx, mode, rng_bin, buf)
         eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
-        r, k = neg_elbo_per_image(model, x, eps)
+        r, d = neg_elbo_per_image(model, x, eps)              # (B,) reconstruction, (B,) KL
         recon += r.sum()
-        kl += k.sum()
+        kl += d.sum()
     n = len(flat)
     return (recon + kl) / n, recon / n, kl / n
 
@@ -175,3 +182,20 @@ def load_model(path, backend="numba"):
                 activation=c["activation"])
     model.load_params(ck.params)
     return model, c
+
+
+# ---------------------------------------------------------------------------- output files
+
+def claim_json(path):
+    """Check a --json PATH before an evaluation, not minutes later when the file is written: its
+    folder must exist, and a run folder is locked (refused at once while a run writes there)
+    until the file is written. Returns the lock, or None outside a run folder."""
+    from pathlib import Path
+
+    from .runlock import lock_if_run_folder
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or "
+                         f"write elsewhere")
+    return lock_if_run_folder(folder)

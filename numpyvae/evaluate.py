@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 try:
     import numpy as np
@@ -21,10 +20,11 @@ try:
 
     from . import checkpoint as ckpt_io
     from . import data
-    from .cli import (HOLDOUT_STREAMS, TEST_STREAMS, UsageError, check_memory, eval_inputs,
-                      evaluate_test, likelihood_bytes, load_model, nonnegative_int, positive_int)
+    from .cli import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, UsageError, check_memory,
+                      claim_json, eval_inputs, evaluate_test, likelihood_bytes, load_model,
+                      nonnegative_int, positive_int)
     from .likelihood import active_units, log_likelihood
-    from .runlock import RunLocked, lock_if_run_folder
+    from .runlock import RunLocked
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
     if __name__ != "__main__":
         raise
@@ -55,11 +55,13 @@ def build_parser():
                         "--holdout); holdout: the run's held-out training images, binarized "
                         "and evaluated as its per-epoch holdout_neg_elbo")
     p.add_argument("--limit", type=nonnegative_int, default=0,
-                   help="evaluate only the first N images of the split (0 = all)")
+                   help="evaluate only the first N images of the split (0 = all; a run "
+                        "trained with --limit N evaluated its first N test images per epoch)")
     p.add_argument("--batch", type=positive_int, default=25,
                    help="images per importance-sampling batch (default 25)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the k samples")
-    p.add_argument("--data-dir", default=None, help="where the dataset is (default ~/datasets)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON (nats per image)")
     return p
@@ -68,9 +70,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
+    lock = None
     try:
         model, cfg = load_model(args.checkpoint)
-        images = split_images(cfg, args.split, args.data_dir)
+        lock = claim_json(args.json) if args.json else None
+        data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
+        images = split_images(cfg, args.split, data_dir)
         streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
         if args.limit:
             images = images[:args.limit]
@@ -86,7 +91,7 @@ def main(argv=None):
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
         xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
         active, _ = active_units(model.encode(xs)[0])
-        rng = np.random.default_rng([args.seed, 5])
+        rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
         total = 0.0
         t0 = time.perf_counter()
         with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
@@ -101,24 +106,23 @@ def main(argv=None):
                       neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                       latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
         if args.json:
-            lock = lock_if_run_folder(Path(args.json).parent)  # not while a run writes there
             try:
                 ckpt_io.atomic_write(args.json, lambda f: f.write(
                     json.dumps(result, indent=2).encode() + b"\n"))
             except OSError as e:
                 raise UsageError(f"cannot write --json {args.json}: {e.strerror or e}")
-            finally:
-                if lock is not None:
-                    lock.release()
     except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     except OSError as e:
         print(f"error: {e.filename or args.checkpoint}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "

@@ -27,7 +27,7 @@ LAYERS = (
     ("Encoder.FC_enc1", "x_dim", "hidden_dim"),
     ("Encoder.FC_enc2", "hidden_dim", "hidden_dim"),
     ("Encoder.FC_mean", "hidden_dim", "latent_dim"),
-    ("Encoder.FC_std", "hidden_dim", "latent_dim"),
+    ("Encoder.FC_std", "hidden_dim", "latent_dim"),      # outputs log σ², despite the name
     ("Decoder.FC_dec1", "latent_dim", "hidden_dim"),
     ("Decoder.FC_dec2", "hidden_dim", "hidden_dim"),
     ("Decoder.FC_output", "hidden_dim", "x_dim"),

@@ -40,6 +40,17 @@ def test_evaluate_bad_checkpoint(tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+def test_evaluate_checks_json_before_evaluating(run_dir, tmp_path, capsys, monkeypatch):
+    """Oracle: known message — a --json folder that does not exist is refused in one line before
+    the importance sampling (minutes at k = 5000) starts, not after it."""
+    monkeypatch.setattr(evaluate, "log_likelihood",
+                        lambda *a: pytest.fail("evaluated before --json was checked"))
+    assert evaluate.main([str(run_dir), "--k", "5", "--limit", "5",
+                          "--json", str(tmp_path / "no" / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
 def test_sample_and_interpolate(run_dir, tmp_path):
     assert sample.main([str(run_dir), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
