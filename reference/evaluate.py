@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import eval_generator, eval_inputs
+from numpyvae.cli import (IMPORTANCE_STREAM, UsageError, claim_json, eval_generator, eval_inputs,
+                          nonnegative_int, positive_int)
+from numpyvae.runlock import RunLocked
 from reference.model import from_params, pick_device
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
@@ -67,21 +69,44 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m reference.evaluate",
                                 description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--k", type=int, default=5000, help="importance samples per image (5000)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
-    p.add_argument("--batch", type=int, default=25, help="images per batch, as numpyvae's (25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the k samples, as numpyvae's")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--k", type=positive_int, default=5000,
+                   help="importance samples per image (5000)")
+    p.add_argument("--limit", type=nonnegative_int, default=0,
+                   help="only the first N test images (0 = all)")
+    p.add_argument("--batch", type=positive_int, default=25,
+                   help="images per batch, as numpyvae's (25)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the k samples, as numpyvae's")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    device = torch.device(args.device) if args.device else pick_device()
+    lock = None
     try:
+        try:
+            device = pick_device(args.device)
+        except ValueError as e:
+            raise UsageError(f"--device {args.device}: {e}") from None
         ck = checkpoint.load(args.checkpoint)
-        images, _ = data.load(ck.config["dataset"], "test", args.data_dir)
-    except (checkpoint.CheckpointError, data.DataError) as e:
+        lock = claim_json(args.json) if args.json else None
+        data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
+        images, _ = data.load(ck.config["dataset"], "test", data_dir)
+        return evaluate(ck, images, device, args)
+    except (UsageError, checkpoint.CheckpointError, data.DataError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def evaluate(ck, images, device, args):
+    """The checkpoint `ck` evaluated on the test `images` by the Torch Model; prints the results
+    and writes --json."""
     cfg, dtype = ck.config, ck.config["dtype"]
     model = from_params(ck.params, dtype=TORCH_DTYPE[dtype], device=device,
                         activation=cfg["activation"])
@@ -93,13 +118,14 @@ def main(argv=None):
     for start in range(0, n, 1000):                      # ε stream 2, as numpyvae's evaluate_test
         x = x_all[start:start + 1000]
         eps = rng_eps.standard_normal((len(x), cfg["latent_dim"]), dtype=dtype)
-        r, k = neg_elbo_parts(model, x, torch.from_numpy(eps).to(device))
-        recon, kl = recon + r, kl + k
+        r, d = neg_elbo_parts(model, x, torch.from_numpy(eps).to(device))
+        recon, kl = recon + r, kl + d
     with torch.no_grad():
         means = model.Encoder(x_all)[0].double()
     A = means.var(dim=0, unbiased=False).cpu().numpy()                      # (Z,)
     active = int((A > 1e-2).sum())
-    rng, total, t0 = np.random.default_rng([args.seed, 5]), 0.0, time.perf_counter()
+    rng, total = np.random.default_rng([args.seed, IMPORTANCE_STREAM]), 0.0
+    t0 = time.perf_counter()
     for start in range(0, n, args.batch):
         total += log_likelihood(model, x_all[start:start + args.batch], args.k, rng).sum()
     seconds = time.perf_counter() - t0
@@ -114,8 +140,11 @@ def main(argv=None):
     print(f"  log p(x) ≈ L_k, k={args.k:<5}{result['log_px']:10.3f} nats/image  ({seconds:.1f} s)")
     print(f"  active units          {active:10d} of {cfg['latent_dim']}")
     if args.json:
-        checkpoint.atomic_write(args.json, lambda f: f.write(
-            json.dumps(result, indent=2).encode() + b"\n"))
+        try:
+            checkpoint.atomic_write(args.json, lambda f: f.write(
+                json.dumps(result, indent=2).encode() + b"\n"))
+        except OSError as e:
+            raise UsageError(f"cannot write --json {args.json}: {e.strerror or e}") from None
         print(f"wrote {args.json}")
     return 0
 

@@ -15,11 +15,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def pick_device():
-    """CUDA, then Apple's MPS, then the CPU — the notebook's order."""
+def pick_device(name=None):
+    """The device `name` ("cpu", "cuda", "cuda:1", "mps"), checked to be usable here; without a
+    name CUDA, then Apple's MPS, then the CPU — the notebook's order. ValueError says why not."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name is not None:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError("not a device name; use cpu, cuda or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"this torch ({torch.__version__}) sees no CUDA GPU; use cpu")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 …)")
+        if device.type == "mps" and not mps:
+            raise ValueError(f"this torch ({torch.__version__}) has no MPS device; use cpu")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError("not a device the reference runs on; use cpu, cuda or mps")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if mps:
         return torch.device("mps")
     return torch.device("cpu")
 

@@ -14,24 +14,29 @@ import numpy as np
 import torch
 
 from numpyvae import data
+from numpyvae.cli import nonnegative_int, positive_float, positive_int
 from reference.model import build, neg_elbo, pick_device
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--hidden-dim", type=int, default=200)
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--hidden-dim", type=positive_int, default=200)
+    p.add_argument("--latent-dim", type=positive_int, default=20)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--binarize", choices=data.BINARIZE_MODES, default="threshold")
     p.add_argument("--activation", choices=("leaky_relu", "tanh"), default="leaky_relu",
                    help="the hidden layers' (default leaky_relu, the notebook's)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     args = p.parse_args(argv)
-    device = torch.device(args.device) if args.device else pick_device()
+    try:
+        device = pick_device(args.device)
+    except ValueError as e:
+        print(f"error: --device {args.device}: {e}", file=sys.stderr)
+        return 2
     try:
         train_x, _ = data.load("mnist", "train", args.data_dir)
         test_x, _ = data.load("mnist", "test", args.data_dir)

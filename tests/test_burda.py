@@ -238,6 +238,31 @@ def test_torch_reference_evaluation_equals_numpyvaes(tmp_path, fake_data, monkey
     assert abs(results["planted"]["log_px"] - ref["log_px"]) > 2e-3
 
 
+def test_torch_reference_evaluation_bad_input(tmp_path, fake_data, monkeypatch, capsys):
+    """Oracle: known messages — each bad flag of reference/evaluate.py is one line before any
+    evaluation (the Torch sampler is never called), never a traceback."""
+    from reference import evaluate as ref_evaluate
+    monkeypatch.setattr(ref_evaluate.data, "load", fake_mnist.load)
+    monkeypatch.setattr(ref_evaluate, "log_likelihood",
+                        lambda *a: pytest.fail("evaluated before the flags were checked"))
+    out = preset_run(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        ref_evaluate.main([str(out), "--batch", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+    for flags, message in [(["--device", "foo"], "--device foo: not a device name"),
+                           (["--device", "xla"], "--device xla: not a device the reference"),
+                           (["--json", str(tmp_path / "no" / "r.json")], "does not exist")]:
+        assert ref_evaluate.main([str(out), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    if not torch.cuda.is_available():
+        assert ref_evaluate.main([str(out), "--device", "cuda"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert ref_evaluate.main([str(tmp_path / "nothing")]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
 def test_evaluate_the_held_out_images(tmp_path, fake_data, capsys):
     """Oracle: the run's own per-epoch holdout_neg_elbo — `--split holdout` evaluates the same
     20 images with the same binarization and ε, so its −ELBO is that number, bit for bit."""
@@ -252,5 +277,5 @@ def test_evaluate_the_held_out_images(tmp_path, fake_data, capsys):
     plain = tmp_path / "plain"
     assert train.main([*SMALL, "--epochs", "1", "--out", str(plain)]) == 0
     capsys.readouterr()
-    assert evaluate.main([str(plain), "--split", "holdout"]) == 1
+    assert evaluate.main([str(plain), "--split", "holdout"]) == 2
     assert "held no training images out" in capsys.readouterr().err
