@@ -186,10 +186,10 @@ def load_model(path, backend="numba"):
 
 # ---------------------------------------------------------------------------- output files
 
-def claim_json(path):
+def check_json_path(path):
     """Check a --json PATH before an evaluation, not minutes later when the file is written: its
-    folder must exist, and a run folder is locked (refused at once while a run writes there)
-    until the file is written. Returns the lock, or None outside a run folder."""
+    folder must exist, and a run folder must not be in use by a training (its lock is taken and
+    given back at once; write_json takes it again to write)."""
     from pathlib import Path
 
     from .runlock import lock_if_run_folder
@@ -198,4 +198,25 @@ def claim_json(path):
     if not folder.is_dir():
         raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or "
                          f"write elsewhere")
-    return lock_if_run_folder(folder)
+    lock = lock_if_run_folder(folder)
+    if lock is not None:
+        lock.release()
+
+
+def write_json(path, result):
+    """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
+    folder while it writes there."""
+    import json
+    from pathlib import Path
+
+    from .checkpoint import atomic_write
+    from .runlock import lock_if_run_folder
+
+    lock = lock_if_run_folder(Path(path).parent)
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode() + b"\n"))
+    except OSError as e:
+        raise UsageError(f"cannot write --json {path}: {e.strerror or e}") from None
+    finally:
+        if lock is not None:
+            lock.release()

@@ -9,7 +9,6 @@ evaluates a `--holdout` run's held-out training images — where its choices are
 never on the test set.
 """
 import argparse
-import json
 import logging
 import sys
 import time
@@ -21,8 +20,8 @@ try:
     from . import checkpoint as ckpt_io
     from . import data
     from .cli import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, UsageError, check_memory,
-                      claim_json, eval_inputs, evaluate_test, likelihood_bytes, load_model,
-                      nonnegative_int, positive_int)
+                      check_json_path, eval_inputs, evaluate_test, likelihood_bytes, load_model,
+                      nonnegative_int, positive_int, write_json)
     from .likelihood import active_units, log_likelihood
     from .runlock import RunLocked
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
@@ -70,10 +69,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    lock = None
     try:
         model, cfg = load_model(args.checkpoint)
-        lock = claim_json(args.json) if args.json else None
+        if args.json:
+            check_json_path(args.json)
         data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
         images = split_images(cfg, args.split, data_dir)
         streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
@@ -106,11 +105,7 @@ def main(argv=None):
                       neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                       latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
         if args.json:
-            try:
-                ckpt_io.atomic_write(args.json, lambda f: f.write(
-                    json.dumps(result, indent=2).encode() + b"\n"))
-            except OSError as e:
-                raise UsageError(f"cannot write --json {args.json}: {e.strerror or e}")
+            write_json(args.json, result)
     except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
@@ -120,9 +115,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        if lock is not None:
-            lock.release()
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "

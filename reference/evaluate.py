@@ -7,7 +7,6 @@ print the same test −ELBO, importance-weighted log p(x) (Burda et al. 2015, eq
 units up to float rounding, computed by independent code.
 """
 import argparse
-import json
 import sys
 import time
 
@@ -16,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import (IMPORTANCE_STREAM, UsageError, claim_json, eval_generator, eval_inputs,
-                          nonnegative_int, positive_int)
+from numpyvae.cli import (IMPORTANCE_STREAM, UsageError, check_json_path, eval_generator, eval_inputs,
+                          nonnegative_int, positive_int, write_json)
 from numpyvae.runlock import RunLocked
 from reference.model import from_params, pick_device
 
@@ -82,14 +81,14 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    lock = None
     try:
         try:
             device = pick_device(args.device)
         except ValueError as e:
             raise UsageError(f"--device {args.device}: {e}") from None
         ck = checkpoint.load(args.checkpoint)
-        lock = claim_json(args.json) if args.json else None
+        if args.json:
+            check_json_path(args.json)
         data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
         images, _ = data.load(ck.config["dataset"], "test", data_dir)
         return evaluate(ck, images, device, args)
@@ -99,9 +98,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def evaluate(ck, images, device, args):
@@ -140,11 +136,7 @@ def evaluate(ck, images, device, args):
     print(f"  log p(x) ≈ L_k, k={args.k:<5}{result['log_px']:10.3f} nats/image  ({seconds:.1f} s)")
     print(f"  active units          {active:10d} of {cfg['latent_dim']}")
     if args.json:
-        try:
-            checkpoint.atomic_write(args.json, lambda f: f.write(
-                json.dumps(result, indent=2).encode() + b"\n"))
-        except OSError as e:
-            raise UsageError(f"cannot write --json {args.json}: {e.strerror or e}") from None
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 
