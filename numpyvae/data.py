@@ -432,6 +432,9 @@ def load(name, split="train", data_dir=None, *, sources=None):
     """
     _check_name_split(name, split)
     root = data_root(data_dir)
+    if os.path.lexists(root) and not root.is_dir():
+        raise DataError(f"the data folder {root} (--data-dir) is not a folder; point it at a "
+                        f"folder, or leave --data-dir out for {DEFAULT_DATA_DIR}")
     files = FILES[split]
     raw, paths = {}, {}
     for file_name in files:

@@ -201,6 +201,17 @@ def test_data_dir_expands_tilde_and_defaults_to_home_datasets(tmp_path, fake, mo
                                    "datasets/mnist/t10k-labels-idx1-ubyte"]
 
 
+def test_data_dir_that_is_a_file(tmp_path, fake):
+    """Oracle: known message — a --data-dir that is a file (or a broken link) is named as such,
+    before any source is tried, and left as it was."""
+    (tmp_path / "f").write_bytes(b"mine")
+    os.symlink(tmp_path / "gone", tmp_path / "broken")
+    for root in (tmp_path / "f", tmp_path / "broken"):
+        with pytest.raises(data.DataError, match=r"\(--data-dir\) is not a folder"):
+            data.load("mnist", "test", root, sources=[source_of(fake.gz)])
+    assert (tmp_path / "f").read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["broken", "f"]
+
+
 def test_unknown_dataset_or_split():
     """Oracle: the documented names."""
     with pytest.raises(ValueError, match="mnist, fashion-mnist"):
