@@ -1,8 +1,11 @@
 """What the command-line entry points (train, evaluate, sample) share: flag types, the usage
-error, the memory check made before anything large is allocated, and evaluation helpers.
+error, the memory check made before anything large is allocated, evaluation helpers and
+--json output.
 """
 import argparse
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -190,8 +193,6 @@ def check_json_path(path):
     """Check a --json PATH before an evaluation, not minutes later when the file is written: its
     folder must exist, and a run folder must not be in use by a training (its lock is taken and
     given back at once; write_json takes it again to write)."""
-    from pathlib import Path
-
     from .runlock import lock_if_run_folder
 
     folder = Path(path).parent
@@ -206,9 +207,6 @@ def check_json_path(path):
 def write_json(path, result):
     """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
     folder while it writes there."""
-    import json
-    from pathlib import Path
-
     from .checkpoint import atomic_write
     from .runlock import lock_if_run_folder
 
