@@ -5,6 +5,7 @@ error, the memory check made before anything large is allocated, evaluation help
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,13 +205,22 @@ def check_json_path(path):
         lock.release()
 
 
-def write_json(path, result):
+def write_json(path, result, wait=10.0):
     """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
-    folder while it writes there."""
+    folder while it writes there. Another short writer (two evaluations of one run finishing
+    together) is waited for, up to `wait` seconds; a training holding the folder is not."""
     from .checkpoint import atomic_write
-    from .runlock import lock_if_run_folder
+    from .runlock import RunLocked, lock_if_run_folder
 
-    lock = lock_if_run_folder(Path(path).parent)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock = lock_if_run_folder(Path(path).parent)
+            break
+        except RunLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     try:
         atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode() + b"\n"))
     except OSError as e:

@@ -104,8 +104,15 @@ def main(argv=None):
         result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
                       neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                       latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
+        print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
+        print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
+        print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
+              f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
+        print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  "
+              f"(Var_x E_q[z_u|x] > 0.01)", flush=True)      # shown before --json can fail
         if args.json:
             write_json(args.json, result)
+            print(f"wrote {args.json}")
     except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
@@ -115,13 +122,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
-    print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
-    print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
-          f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
-    print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  (Var_x E_q[z_u|x] > 0.01)")
-    if args.json:
-        print(f"wrote {args.json}")
     return 0
 
 

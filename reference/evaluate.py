@@ -134,7 +134,7 @@ def evaluate(ck, images, device, args):
     print(f"  −ELBO                 {result['neg_elbo']:10.3f} nats/image  "
           f"(recon {result['recon']:.3f} + KL {result['kl']:.3f})")
     print(f"  log p(x) ≈ L_k, k={args.k:<5}{result['log_px']:10.3f} nats/image  ({seconds:.1f} s)")
-    print(f"  active units          {active:10d} of {cfg['latent_dim']}")
+    print(f"  active units          {active:10d} of {cfg['latent_dim']}", flush=True)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")

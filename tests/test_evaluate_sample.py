@@ -51,6 +51,20 @@ def test_evaluate_checks_json_before_evaluating(run_dir, tmp_path, capsys, monke
     assert "--json" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
+def test_evaluate_prints_its_numbers_even_when_json_cannot_be_written(run_dir, tmp_path,
+                                                                       capsys, monkeypatch):
+    """Oracle: known behaviour — minutes of evaluation are never lost to a failed --json write:
+    the numbers are on stdout before the write is tried."""
+    def fail(path, result):
+        raise evaluate.UsageError(f"cannot write --json {path}: No space left on device")
+    monkeypatch.setattr(evaluate, "write_json", fail)
+    assert evaluate.main([str(run_dir), "--k", "5", "--limit", "5",
+                          "--json", str(tmp_path / "r.json")]) == 2
+    out, err = capsys.readouterr()
+    assert "log p(x) ≈ L_k, k=5" in out and "active units" in out
+    assert "No space left on device" in err
+
+
 def test_sample_and_interpolate(run_dir, tmp_path):
     assert sample.main([str(run_dir), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

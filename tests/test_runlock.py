@@ -157,3 +157,22 @@ def test_release_after_an_interrupted_acquire_leaves_another_holders_lock(tmp_pa
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def test_write_json_waits_for_a_short_writer_not_a_long_one(tmp_path):
+    """Oracle: known behaviour — two evaluations of one run finishing together both write
+    (the second waits for the first's lock); a folder held longer than `wait` is refused, and
+    nothing is written then."""
+    import json
+    import threading
+
+    from numpyvae.cli import write_json
+    (tmp_path / "checkpoint.npz").write_bytes(b"")         # a run folder
+    holder = RunLock(tmp_path).acquire()
+    threading.Timer(0.5, holder.release).start()
+    write_json(tmp_path / "a.json", {"log_px": -86.0}, wait=10)
+    assert json.loads((tmp_path / "a.json").read_text()) == {"log_px": -86.0}
+    with RunLock(tmp_path):
+        with pytest.raises(RunLocked):
+            write_json(tmp_path / "b.json", {}, wait=0.3)
+    assert not (tmp_path / "b.json").exists()
