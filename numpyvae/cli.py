@@ -207,8 +207,9 @@ def check_json_path(path):
 
 def write_json(path, result, wait=10.0):
     """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
-    folder while it writes there. Another short writer (two evaluations of one run finishing
-    together) is waited for, up to `wait` seconds; a training holding the folder is not."""
+    folder while it writes there. A folder held by another command is waited for up to `wait`
+    seconds — long enough for another short writer (two evaluations of one run finishing
+    together), while a training, which holds its folder for hours, is still refused."""
     from .checkpoint import atomic_write
     from .runlock import RunLocked, lock_if_run_folder
 
