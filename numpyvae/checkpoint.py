@@ -25,8 +25,9 @@ killed process is removed by the next run in that folder (remove_stale_temp_file
 Reading opens the zip itself and reads only the entries listed above, each one's .npy header
 (dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
 file can never make the reader allocate more than its own size. The configuration is checked
-key by key (CONFIG_SCHEMA): format 2 records every setting; format 1, written before
-FORMAT_1_SETTINGS existed, reads those as the notebook's values it was trained with.
+key by key against numpyvae.config.SETTINGS: format 2 records every setting; format 1, written
+before the settings of config.FORMAT_1_DEFAULTS existed, reads those as the notebook's values
+it was trained with.
 """
 import json
 import math
@@ -40,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .model import INITS, param_shapes
+from . import config as settings
+from .model import param_shapes
 
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)          # 1: before the settings of FORMAT_1_SETTINGS existed
+READABLE_VERSIONS = (1, 2)          # 1: before the settings of config.FORMAT_1_DEFAULTS existed
 HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "test_kl",
                    "epoch_seconds", "holdout_neg_elbo")
 # Columns added after format 1 was first written; a checkpoint without one reads it as NaN
@@ -159,49 +160,6 @@ def _fail(path, what):
 
 # ---------------------------------------------------------------------------- configuration
 
-def _int(low):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _positive_number(v):
-    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            and v > 0)
-
-
-def _one_of(*choices):
-    return lambda v: isinstance(v, str) and v in choices
-
-
-# Every setting a run records, and what a valid value is. A format-2 checkpoint holds all of
-# them; nothing missing is ever filled in silently (a resumed run would train differently).
-CONFIG_SCHEMA = {
-    "dataset": (_one_of("mnist", "fashion-mnist"), "'mnist' or 'fashion-mnist'"),
-    "epochs": (_int(1), "an integer ≥ 1"),
-    "batch_size": (_int(1), "an integer ≥ 1"),
-    "hidden_dim": (_int(1), "an integer ≥ 1"),
-    "latent_dim": (_int(1), "an integer ≥ 1"),
-    "lr": (_positive_number, "a positive number"),
-    "seed": (_int(0), "an integer ≥ 0"),
-    "binarize": (_one_of("threshold", "dynamic", "none"), "'threshold', 'dynamic' or 'none'"),
-    "samples": (_int(1), "an integer ≥ 1"),
-    "dtype": (_one_of("float32", "float64"), "'float32' or 'float64'"),
-    "backend": (_one_of("numba", "numpy"), "'numba' or 'numpy'"),
-    "limit": (_int(0), "an integer ≥ 0"),
-    "x_dim": (_int(1), "an integer ≥ 1"),
-    "data_dir": (lambda v: v is None or isinstance(v, str), "a folder name or null"),
-    "activation": (_one_of(*ACTIVATIONS), " or ".join(map(repr, ACTIVATIONS))),
-    "init": (_one_of(*INITS), " or ".join(map(repr, INITS))),
-    "output_bias": (_one_of("init", "data-mean"), "'init' or 'data-mean'"),
-    "adam_eps": (_positive_number, "a positive number"),
-    "lr_schedule": (_one_of("constant", "burda"), "'constant' or 'burda'"),
-    "holdout": (_int(0), "an integer ≥ 0"),
-    "preset": (lambda v: v is None or isinstance(v, str), "a preset's name or null"),
-}
-# Format 1 predates these settings; every format-1 run was trained with the source notebook's
-# values, so a format-1 checkpoint without them reads them as exactly these.
-FORMAT_1_SETTINGS = {"activation": "leaky_relu", "init": "torch", "output_bias": "init",
-                     "adam_eps": 1e-8, "lr_schedule": "constant", "holdout": 0,
-                     "preset": None}
 # The images of both datasets are 28 × 28, and their training splits hold 60,000.
 IMAGE_PIXELS = 28 * 28
 MAX_TRAIN_IMAGES = 60_000
@@ -214,15 +172,16 @@ def check_config(path, config, version):
         _fail(path, f"its configuration is a JSON {type(config).__name__}, not an object")
     config = dict(config)
     if version == 1:
-        for key, value in FORMAT_1_SETTINGS.items():
+        for key, value in settings.FORMAT_1_DEFAULTS.items():
             config.setdefault(key, value)
-    missing = [k for k in CONFIG_SCHEMA if k not in config]
+    missing = [s.name for s in settings.SETTINGS if s.name not in config]
     if missing:
         _fail(path, f"its configuration lacks {', '.join(missing)} (a format-{version} "
                     "checkpoint records every setting; it was edited or not written by "
                     "numpyvae) — use an earlier copy or retrain")
-    for key, (ok, expected) in CONFIG_SCHEMA.items():
-        if not ok(config[key]):
+    for key in settings.BY_NAME:
+        expected = settings.check_value(key, config[key])
+        if expected is not None:
             _fail(path, f"its configuration's {key} is {config[key]!r}, expected {expected}")
     if config["x_dim"] != IMAGE_PIXELS:
         _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "

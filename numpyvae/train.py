@@ -27,7 +27,7 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -38,10 +38,9 @@ try:
     from . import checkpoint as ckpt_io
     from . import data
     from .adam import Adam
-    from .cli import (HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, nonnegative_int,
-                      positive_float, positive_int, training_bytes)
-    from .activations import ACTIVATIONS
-    from .model import INITS, VAE
+    from .cli import HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, training_bytes
+    from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
+    from .model import VAE
     from .runlock import RunLock, RunLocked
 except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
     if __name__ != "__main__":
@@ -52,50 +51,6 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
 
-
-@dataclass
-class Config:
-    dataset: str = "mnist"
-    epochs: int = 20
-    batch_size: int = 128
-    hidden_dim: int = 200
-    latent_dim: int = 20
-    lr: float = 1e-3
-    seed: int = 0
-    binarize: str = "threshold"
-    samples: int = 1            # L, noise samples per image per step
-    dtype: str = "float32"
-    backend: str = "numba"
-    limit: int = 0              # use only the first N train and test images (0: all)
-    x_dim: int = 784
-    data_dir: str = None        # None: ~/datasets
-    activation: str = "leaky_relu"   # the hidden layers': leaky_relu (slope 0.2) or tanh
-    init: str = "torch"         # torch: nn.Linear's default; glorot: U(±√(6/(in+out))), zero biases
-    output_bias: str = "init"   # init: as `init` draws it; data-mean: logit of the mean pixel
-    adam_eps: float = 1e-8      # Adam's ε (torch's default)
-    lr_schedule: str = "constant"   # constant, or burda: 3^i epochs at lr·10^(−i/7), i = 0…7
-    holdout: int = 0            # the last N training images, held out and evaluated per epoch
-    preset: str = None          # the --preset the run started from (a record only)
-
-    # What a resumed run must share with the run it continues.
-    # (backend too: numba's float32 kernels and Adam round differently from NumPy's, and a
-    # resumed run promises the uninterrupted run's numbers bit for bit.)
-    FIXED = ("dataset", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
-             "samples", "dtype", "limit", "x_dim", "backend", "activation", "init",
-             "output_bias", "adam_eps", "lr_schedule", "holdout")
-
-
-# Burda, Grosse & Salakhutdinov (2015), "Importance Weighted Autoencoders", §5 and Table 1: the
-# VAE with one stochastic layer of 50 units, k = 1. MNIST dynamically binarized, the last 400
-# training images held out; 784-200-200-50 and back with tanh; Glorot-uniform weights, zero
-# biases, the decoder's output bias the logit of the mean training pixel; batch 20; Adam with
-# β₁ 0.9, β₂ 0.999 and ε 1e-4 as the paper states; 3,280 epochs: 3^i at 1e-3·10^(−i/7).
-PRESETS = {
-    "burda2015": dict(dataset="mnist", binarize="dynamic", batch_size=20, hidden_dim=200,
-                      latent_dim=50, samples=1, activation="tanh", init="glorot",
-                      output_bias="data-mean", adam_eps=1e-4, lr=1e-3, lr_schedule="burda",
-                      holdout=400, epochs=3280),
-}
 
 # The files a run writes into its folder; a new run never overwrites any of them.
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
@@ -138,45 +93,12 @@ def data_mean_bias(images_flat, mode, dtype):
 # ---------------------------------------------------------------------------- arguments
 
 def build_parser():
-    d = Config()
     p = argparse.ArgumentParser(
         prog="python -m numpyvae.train",
         description="Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
     # Defaults are None so that --resume can tell which flags were given.
-    p.add_argument("--epochs", type=positive_int, help=f"total epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=positive_int, help=f"default {d.batch_size}")
-    p.add_argument("--hidden-dim", type=positive_int, help=f"default {d.hidden_dim}")
-    p.add_argument("--latent-dim", type=positive_int, help=f"default {d.latent_dim}")
-    p.add_argument("--lr", type=positive_float, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--seed", type=nonnegative_int, help=f"default {d.seed}")
-    p.add_argument("--binarize", choices=data.BINARIZE_MODES,
-                   help="threshold: round(x/255) (the notebook's, default); dynamic: a fresh "
-                        "Bernoulli(x/255) draw per batch; none: grey levels")
-    p.add_argument("--samples", type=positive_int,
-                   help="noise samples L per image per step (default 1)")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), help="default mnist")
-    p.add_argument("--data-dir", default=None,
-                   help="where the dataset is looked for and cached (default ~/datasets)")
+    add_flags(p, [s.name for s in SETTINGS if s.help is not None])
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
-    p.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    p.add_argument("--backend", choices=("numba", "numpy"),
-                   help="numba: fused kernels (default); numpy: the plain readable path")
-    p.add_argument("--limit", type=nonnegative_int,
-                   help="use only the first N training and test images (quick runs; 0 = all)")
-    p.add_argument("--activation", choices=tuple(ACTIVATIONS),
-                   help="the hidden layers' activation (default leaky_relu, slope 0.2)")
-    p.add_argument("--init", choices=tuple(INITS),
-                   help="torch: nn.Linear's default (default); glorot: Glorot-uniform weights, "
-                        "zero biases")
-    p.add_argument("--output-bias", choices=("init", "data-mean"),
-                   help="the decoder's output bias: as --init draws it (default), or the logit "
-                        "of the mean training pixel")
-    p.add_argument("--adam-eps", type=positive_float, help=f"Adam's ε (default {d.adam_eps})")
-    p.add_argument("--lr-schedule", choices=("constant", "burda"),
-                   help="constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7")
-    p.add_argument("--holdout", type=nonnegative_int,
-                   help="hold out the last N training images and report their −ELBO per epoch "
-                        "(default 0)")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help="burda2015: the VAE of Burda et al. (2015), Table 1 (batch 20, latent 50, "
                         "tanh, Glorot, dynamic binarization, 3,280 epochs, …); flags given "
@@ -204,14 +126,13 @@ def resolve_config(args):
         raise UsageError(no_checkpoint(path))
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
     saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
-    for name in Config.FIXED:
+    for name in FIXED_ON_RESUME:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} {given[name]} differs from the run's {getattr(saved, name)} "
                              f"({path}); a resumed run keeps its hyper-parameters")
-    for name in ("epochs", "data_dir"):
-        if name in given:
-            setattr(saved, name, given[name])
+    for name in set(given) - set(FIXED_ON_RESUME):               # --epochs, --data-dir
+        setattr(saved, name, given[name])
     return saved, ck
 
 

@@ -14,22 +14,15 @@ import numpy as np
 import torch
 
 from numpyvae import data
-from numpyvae.cli import nonnegative_int, positive_float, positive_int
+from numpyvae.config import add_flags
 from reference.model import build, neg_elbo, pick_device
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--hidden-dim", type=positive_int, default=200)
-    p.add_argument("--latent-dim", type=positive_int, default=20)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--binarize", choices=data.BINARIZE_MODES, default="threshold")
-    p.add_argument("--activation", choices=("leaky_relu", "tanh"), default="leaky_relu",
-                   help="the hidden layers' (default leaky_relu, the notebook's)")
-    p.add_argument("--data-dir", default=None)
+    # numpyvae.train's flags of the same name: same types, defaults and help
+    add_flags(p, ("epochs", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
+                  "activation", "data_dir"), defaults=True)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     args = p.parse_args(argv)
     try:

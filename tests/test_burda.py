@@ -114,10 +114,16 @@ def test_preset_sets_everything_and_flags_override_it():
 
 
 def test_every_setting_is_in_the_checkpoint_schema():
-    """What a resumed run reads back from the checkpoint is every field of Config, each
-    validated by checkpoint.CONFIG_SCHEMA, so no setting can be defaulted on resume."""
+    """What a resumed run reads back from the checkpoint is every field of Config — the
+    settings of numpyvae.config.SETTINGS, in config.json's order — each one's default valid and
+    a value of the wrong type refused, so no setting can be defaulted or slipped in on resume."""
     from dataclasses import fields
-    assert set(ckpt_io.CONFIG_SCHEMA) == {f.name for f in fields(train.Config)}
+
+    from numpyvae import config
+    assert [f.name for f in fields(train.Config)] == [s.name for s in config.SETTINGS]
+    for s in config.SETTINGS:
+        assert config.check_value(s.name, s.default) is None, s.name
+        assert config.check_value(s.name, [s.default]) is not None, s.name
 
 
 def test_resume_refuses_a_preset(tmp_path, fake_data, capsys):

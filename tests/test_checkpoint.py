@@ -17,11 +17,12 @@ import torch
 
 import numpyvae as nv
 from numpyvae import checkpoint as ck
+from numpyvae.config import FORMAT_1_DEFAULTS
 from reference.model import build
 
 
 def full_config(dims=(784, 8, 3), dtype="float32"):
-    """Every setting a run records (checkpoint.CONFIG_SCHEMA), as train.py writes them."""
+    """Every setting a run records (numpyvae.config.SETTINGS), as train.py writes them."""
     return dict(dataset="mnist", epochs=20, batch_size=128, hidden_dim=dims[1],
                 latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
                 dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,
@@ -325,11 +326,11 @@ def test_format_1_reads_the_later_settings_as_the_notebooks(saved):
     """Known values: a format-1 checkpoint (written before these settings existed) was trained
     with LeakyReLU, Torch's init, the initial output bias, Adam's ε 1e-8, a constant lr and
     nothing held out; without its base settings it is still refused."""
-    later = {k: ... for k in ck.FORMAT_1_SETTINGS}
+    later = {k: ... for k in FORMAT_1_DEFAULTS}
     rewrite(saved, lambda a: a.update(format_version=np.array(1),
                                       config_json=config_bytes(**later)))
     c = ck.load(saved)
-    assert {k: c.config[k] for k in ck.FORMAT_1_SETTINGS} == dict(
+    assert {k: c.config[k] for k in FORMAT_1_DEFAULTS} == dict(
         activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
         lr_schedule="constant", holdout=0, preset=None)
     rewrite(saved, lambda a: a.update(config_json=config_bytes(batch_size=..., **later)))

@@ -20,6 +20,7 @@ import pytest
 
 import fake_mnist
 from numpyvae import checkpoint as ck
+from numpyvae.config import FORMAT_1_DEFAULTS
 from numpyvae import cli, evaluate, sample, train
 from numpyvae.model import VAE
 from numpyvae.runlock import LOCK_NAME
@@ -301,7 +302,7 @@ def test_a_format_1_checkpoint_resumes_as_the_notebooks_run(tmp_path):
     settings; read as the notebook's values, it continues bit for bit like the default run."""
     assert run(tmp_path, "--epochs", "2", name="full")[0] == 0
     assert run(tmp_path, "--epochs", "1", name="old")[0] == 0
-    rewrite_config(tmp_path / "old", lambda c: [c.pop(k) for k in ck.FORMAT_1_SETTINGS] and 1)
+    rewrite_config(tmp_path / "old", lambda c: [c.pop(k) for k in FORMAT_1_DEFAULTS] and 1)
     assert train.main(["--resume", "--out", str(tmp_path / "old"), "--epochs", "2"]) == 0
     assert_same_run(tmp_path / "full", tmp_path / "old")
 

@@ -1,0 +1,164 @@
+"""Every setting of a training run, each written once: its type, valid values, default, help
+text, whether a resumed run must keep it, and what a format-1 checkpoint (written before the
+setting existed) means by its absence.
+
+Everything else derives from SETTINGS: the `Config` dataclass, train's flags (and the Torch
+reference's shared ones), the checks a checkpoint's recorded configuration must pass
+(`check_value`), FIXED_ON_RESUME, FORMAT_1_DEFAULTS and the presets' validity. Adding a setting
+is one entry here plus the code that uses it.
+
+    cfg = Config(batch_size=20)              # the run's settings, defaults for the rest
+    add_flags(parser, ("epochs", "lr"))      # --epochs, --lr with their types and help
+"""
+import math
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable
+
+from .activations import ACTIVATIONS
+from .cli import nonnegative_int, positive_float, positive_int
+from .data import BINARIZE_MODES, DATASETS
+from .model import INITS
+
+BACKENDS = ("numba", "numpy")                # numpyvae/backend.py: the fused path, the readable one
+DTYPES = ("float32", "float64")
+OUTPUT_BIASES = ("init", "data-mean")
+LR_SCHEDULES = ("constant", "burda")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a setting's values are: `check` for a recorded value (JSON), `flag` for argparse's
+    type=, `choices` for argparse's choices=, `expected` in words for error messages."""
+    check: Callable[[Any], bool]
+    expected: str
+    flag: Callable[[str], Any] = None
+    choices: tuple = None
+
+
+def integer(low):
+    """An integer ≥ low (0 or 1)."""
+    return Kind(lambda v: _is_int(v) and v >= low, f"an integer ≥ {low}",
+                {0: nonnegative_int, 1: positive_int}[low])
+
+
+POSITIVE = Kind(lambda v: _is_number(v) and v > 0, "a positive number", positive_float)
+
+
+def one_of(*choices):
+    names = [repr(c) for c in choices]
+    words = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return Kind(lambda v: isinstance(v, str) and v in choices, words, None, tuple(choices))
+
+
+def text_or_null(what):
+    return Kind(lambda v: v is None or isinstance(v, str), f"{what} or null", str)
+
+
+IN_FORMAT_1 = object()           # a setting that format-1 checkpoints already record
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str                    # the Config field, config.json key and flag (--name-with-dashes)
+    default: Any
+    kind: Kind
+    help: str = None             # --help text, "{default}" filled in; None: not a flag of train
+    fixed: bool = True           # a resumed run must keep it (its numbers would change)
+    format1: Any = IN_FORMAT_1   # else: the value every format-1 run (which lacks it) had
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+
+# In config.json's order. A resumed run keeps every `fixed` setting — the backend too: numba's
+# float32 kernels and Adam round differently from NumPy's, and a resumed run promises the
+# uninterrupted run's numbers bit for bit.
+SETTINGS = (
+    Setting("dataset", "mnist", one_of(*DATASETS), "default {default}"),
+    Setting("epochs", 20, integer(1), "total epochs (default {default})", fixed=False),
+    Setting("batch_size", 128, integer(1), "default {default}"),
+    Setting("hidden_dim", 200, integer(1), "default {default}"),
+    Setting("latent_dim", 20, integer(1), "default {default}"),
+    Setting("lr", 1e-3, POSITIVE, "Adam learning rate (default {default})"),
+    Setting("seed", 0, integer(0), "default {default}"),
+    Setting("binarize", "threshold", one_of(*BINARIZE_MODES),
+            "threshold: round(x/255) (the notebook's, default); dynamic: a fresh Bernoulli(x/255) "
+            "draw per batch; none: grey levels"),
+    Setting("samples", 1, integer(1), "noise samples L per image per step (default {default})"),
+    Setting("dtype", "float32", one_of(*DTYPES), "default {default}"),
+    Setting("backend", "numba", one_of(*BACKENDS),
+            "numba: fused kernels (default); numpy: the plain readable path"),
+    Setting("limit", 0, integer(0),
+            "use only the first N training and test images (quick runs; 0 = all)"),
+    Setting("x_dim", 784, integer(1)),                   # pixels per image, from the dataset
+    Setting("data_dir", None, text_or_null("a folder name"),
+            "where the dataset is looked for and cached (default ~/datasets)", fixed=False),
+    Setting("activation", "leaky_relu", one_of(*ACTIVATIONS),
+            "the hidden layers' activation (default {default}, slope 0.2)", format1="leaky_relu"),
+    Setting("init", "torch", one_of(*INITS),
+            "torch: nn.Linear's default (default); glorot: Glorot-uniform weights, zero biases",
+            format1="torch"),
+    Setting("output_bias", "init", one_of(*OUTPUT_BIASES),
+            "the decoder's output bias: as --init draws it (default), or the logit of the mean "
+            "training pixel", format1="init"),
+    Setting("adam_eps", 1e-8, POSITIVE, "Adam's ε (default {default})", format1=1e-8),
+    Setting("lr_schedule", "constant", one_of(*LR_SCHEDULES),
+            "constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7",
+            format1="constant"),
+    Setting("holdout", 0, integer(0),
+            "hold out the last N training images and report their −ELBO per epoch "
+            "(default {default})", format1=0),
+    # The --preset the run started from: a record only (train's --preset flag sets it).
+    Setting("preset", None, text_or_null("a preset's name"), fixed=False, format1=None),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+# The run's settings: one field per entry of SETTINGS, with its default.
+Config = make_dataclass("Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS])
+Config.__doc__ = "A training run's settings (numpyvae.config.SETTINGS describes each)."
+
+FIXED_ON_RESUME = tuple(s.name for s in SETTINGS if s.fixed)
+# Format 1 predates these settings; every format-1 run was trained with the source notebook's
+# values, so a format-1 checkpoint without them reads them as exactly these.
+FORMAT_1_DEFAULTS = {s.name: s.format1 for s in SETTINGS if s.format1 is not IN_FORMAT_1}
+
+
+def check_value(name, value):
+    """None if `value` is valid for setting `name`, else what was expected, in words."""
+    kind = BY_NAME[name].kind
+    return None if kind.check(value) else kind.expected
+
+
+# Burda, Grosse & Salakhutdinov (2015), "Importance Weighted Autoencoders", §5 and Table 1: the
+# VAE with one stochastic layer of 50 units, k = 1. MNIST dynamically binarized, the last 400
+# training images held out; 784-200-200-50 and back with tanh; Glorot-uniform weights, zero
+# biases, the decoder's output bias the logit of the mean training pixel; batch 20; Adam with
+# β₁ 0.9, β₂ 0.999 and ε 1e-4 as the paper states; 3,280 epochs: 3^i at 1e-3·10^(−i/7).
+PRESETS = {
+    "burda2015": dict(dataset="mnist", binarize="dynamic", batch_size=20, hidden_dim=200,
+                      latent_dim=50, samples=1, activation="tanh", init="glorot",
+                      output_bias="data-mean", adam_eps=1e-4, lr=1e-3, lr_schedule="burda",
+                      holdout=400, epochs=3280),
+}
+for _preset in PRESETS.values():
+    assert all(check_value(k, v) is None for k, v in _preset.items()), _preset
+
+
+def add_flags(parser, names, defaults=False):
+    """Add the flags of the named settings to an argparse parser, each with its type or
+    choices and its help. defaults=False: each flag defaults to None, so a caller can tell which
+    were given (train's --resume); True: to the setting's default."""
+    for name in names:
+        s = BY_NAME[name]
+        parser.add_argument(s.flag, type=s.kind.flag, choices=s.kind.choices,
+                            help=s.help.format(default=s.default),
+                            default=s.default if defaults else None)
