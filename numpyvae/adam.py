@@ -5,19 +5,21 @@ For step t = 1, 2, … and gradient g (PyTorch's single-tensor update, weight_de
     v ← β₂ v + (1 − β₂) g²
     p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)     ε outside the square root
 Works on one flat buffer, so the whole model is updated in one pass.
-backend="numba" does the same update as one numba pass (numpyvae.kernels.adam_step); it
-multiplies by 1/√(1 − β₂ᵗ) where this path divides, so the two differ by one rounding.
+`numpy_update` is the readable update; backend="numba" (the default, numpyvae/backend.py)
+does the same as one numba pass (numpyvae.kernels.adam_step), which multiplies by
+1/√(1 − β₂ᵗ) where this path divides, so the two differ by one rounding.
 """
 import numpy as np
+
+from . import backend as backends
 
 
 class Adam:
     def __init__(self, size, dtype="float32", lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                 backend="numpy"):
+                 backend=backends.DEFAULT):
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr!r}")
-        if backend not in ("numpy", "numba"):
-            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        self._update = backends.adam_update(backend)
         self.backend = backend
         self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
         self.m = np.zeros(size, dtype)    # first moment  (P,)
@@ -27,27 +29,25 @@ class Adam:
 
     def step(self, params, grads):
         """One update of the flat parameter buffer `params` (P,) in place, from `grads` (P,)."""
-        b1, b2 = self.betas
-        m, v, tmp = self.m, self.v, self._tmp
         self.t += 1
-        if self.backend == "numba":
-            from .kernels import adam_step
-            f = m.dtype.type
-            adam_step(params, grads, m, v, f(1 - b1), f(b2), f(1 - b2),
-                      f(1 / np.sqrt(1 - b2 ** self.t)), f(self.eps),
-                      f(self.lr / (1 - b1 ** self.t)))
-            return
-        np.subtract(grads, m, out=tmp)
-        tmp *= 1 - b1
-        m += tmp                                  # m ← m + (1−β₁)(g − m)
-        v *= b2
-        np.multiply(grads, 1 - b2, out=tmp)
-        tmp *= grads
-        v += tmp                                  # v ← β₂ v + (1−β₂) g g
-        step_size = self.lr / (1 - b1 ** self.t)
-        np.sqrt(v, out=tmp)
-        tmp /= np.sqrt(1 - b2 ** self.t)
-        tmp += self.eps                           # denom = √v / √(1−β₂ᵗ) + ε
-        np.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        params -= tmp
+        self._update(self, params, grads)
+
+
+def numpy_update(opt, params, grads):
+    """Adam's update of step opt.t in NumPy, in place, with opt's scratch buffer."""
+    b1, b2 = opt.betas
+    m, v, tmp = opt.m, opt.v, opt._tmp
+    np.subtract(grads, m, out=tmp)
+    tmp *= 1 - b1
+    m += tmp                                  # m ← m + (1−β₁)(g − m)
+    v *= b2
+    np.multiply(grads, 1 - b2, out=tmp)
+    tmp *= grads
+    v += tmp                                  # v ← β₂ v + (1−β₂) g g
+    step_size = opt.lr / (1 - b1 ** opt.t)
+    np.sqrt(v, out=tmp)
+    tmp /= np.sqrt(1 - b2 ** opt.t)
+    tmp += opt.eps                            # denom = √v / √(1−β₂ᵗ) + ε
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    params -= tmp

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import DEFAULT as DEFAULT_BACKEND
+
 
 class UsageError(Exception):
     """A request that cannot be carried out as asked; the message says what to change."""
@@ -173,7 +175,7 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
     return (recon + kl) / n, recon / n, kl / n
 
 
-def load_model(path, backend="numba"):
+def load_model(path, backend=DEFAULT_BACKEND):
     """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
     fused importance-weighted log-likelihood). The checkpoint is validated in full first
     (numpyvae.checkpoint.load: every setting present and typed, a model for 28 × 28 images)."""

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable
 
 from .activations import ACTIVATIONS
+from .backend import BACKENDS
+from .backend import DEFAULT as DEFAULT_BACKEND
 from .cli import nonnegative_int, positive_float, positive_int
 from .data import BINARIZE_MODES, DATASETS
 from .model import INITS
 
-BACKENDS = ("numba", "numpy")                # numpyvae/backend.py: the fused path, the readable one
 DTYPES = ("float32", "float64")
 OUTPUT_BIASES = ("init", "data-mean")
 LR_SCHEDULES = ("constant", "burda")
@@ -95,7 +96,7 @@ SETTINGS = (
             "draw per batch; none: grey levels"),
     Setting("samples", 1, integer(1), "noise samples L per image per step (default {default})"),
     Setting("dtype", "float32", one_of(*DTYPES), "default {default}"),
-    Setting("backend", "numba", one_of(*BACKENDS),
+    Setting("backend", DEFAULT_BACKEND, one_of(*BACKENDS),
             "numba: fused kernels (default); numpy: the plain readable path"),
     Setting("limit", 0, integer(0),
             "use only the first N training and test images (quick runs; 0 = all)"),

@@ -4,7 +4,8 @@ Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable
 out for speed: every matrix product is one BLAS call writing into a workspace
 (`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
-The hidden activation f (LeakyReLU or tanh) is chosen once, in `activation_kernels`.
+The kernels (the hidden activation f, LeakyReLU or tanh, and float32 or float64) come from
+numpyvae.backend.numba_kernels, chosen once per model.
 After the first call at a given size a step allocates nothing: the workspaces are sized for
 the largest batch seen and smaller batches (the last, partial one) use their leading rows.
 
@@ -18,19 +19,6 @@ The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are li
 import numpy as np
 
 from . import kernels
-from .activations import SLOPE
-
-
-def activation_kernels(activation, dtype):
-    """(forward, backward) kernels of the hidden activation for arrays of `dtype`:
-    forward(a, b) does a ← f(a + b); backward(d, h, db) does d ← d ⊙ f'(·) from the output h
-    and db = Σ_rows d. Both in place (numpyvae/kernels.py)."""
-    if activation == "tanh":
-        fwd = kernels.bias_tanh_f32 if dtype == np.float32 else kernels.bias_tanh
-        return fwd, kernels.tanh_backward_bias
-    slope = dtype.type(SLOPE)
-    return (lambda a, b: kernels.bias_leaky_relu(a, b, slope),
-            lambda d, h, db: kernels.leaky_relu_backward_bias(d, h, slope, db))
 
 
 def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
@@ -50,13 +38,17 @@ def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
 class FusedStep:
     """Workspaces and the fused loss-and-gradients of one VAE (see VAE(backend="numba"))."""
 
-    def __init__(self, model):
+    def __init__(self, model, kern):
+        """kern: backend.numba_kernels(model.dtype, model.activation)."""
         self.model = model
         self.dtype = model.dtype
-        self.act, self.act_backward = activation_kernels(model.activation, self.dtype)
-        self.bernoulli = (kernels.bernoulli_logits_f32 if self.dtype == np.float32
-                          else kernels.bernoulli_logits)
+        self.act, self.act_backward = kern.act, kern.act_backward
+        self.bernoulli = kern.bernoulli_logits
         self.batch_cap = self.rows_cap = 0
+
+    def __call__(self, x, eps, grads):
+        """The batch's −ELBO sum (backend.training_step's interface); see loss_and_grads."""
+        return self.loss_and_grads(x, eps, grads)[0]
 
     def _ensure(self, B, N):
         """Workspaces for batch B and N = L·B decoder rows; grown, never shrunk."""
@@ -148,7 +140,8 @@ class LogWeights:
 
     LOG_2PI = np.log(2 * np.pi)
 
-    def __init__(self, model, x, rows):
+    def __init__(self, model, x, rows, kern):
+        """kern: backend.numba_kernels(model.dtype, model.activation)."""
         self.model, self.x = model, x
         self.mu, self.logvar = model.encode(x)                            # (B, Z)
         self.sigma = np.exp(0.5 * self.logvar)                            # (B, Z)
@@ -160,10 +153,10 @@ class LogWeights:
         self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
         self.row = np.empty(D, model.dtype)                               # (D,) scratch
-        self.act = activation_kernels(model.activation, model.dtype)[0]
+        self.act, self.loglik_rows = kern.act, kern.loglik_rows
 
     def __call__(self, model, x, eps):
-        p, mm, k = model.params, np.matmul, kernels
+        p, mm = model.params, np.matmul
         S, B, Z = eps.shape
         N = S * B
         z = self.mu + self.sigma * eps                                    # (S, B, Z)
@@ -174,10 +167,7 @@ class LogWeights:
         mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                     # (N, H)
         self.act(g2, p["Decoder.FC_dec2.bias"])
         mm(g2, p["Decoder.FC_output.weight"].T, out=logits)               # (N, D)
-        if model.dtype == np.float32:
-            k.bernoulli_loglik_rows_f32(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)
-        else:
-            k.bernoulli_loglik_rows(logits, p["Decoder.FC_output.bias"], x, log_px)
+        self.loglik_rows(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)
         # log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)
         log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI)   # (S, B)
         log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI

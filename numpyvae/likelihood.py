@@ -17,6 +17,7 @@ the variance over the data of its posterior mean μ_u(x), exceeds 10⁻².
 """
 import numpy as np
 
+from . import backend as backends
 from .loss import bernoulli_nll, gaussian_kl
 
 LOG_2PI = np.log(2 * np.pi)
@@ -51,8 +52,9 @@ def log_likelihood(model, x, k, rng, rows=5000):
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
     (samples × images per decoder call), combined with a running log-sum-exp.
-    With model.backend == "numba" the weights come from numpyvae.fused.LogWeights (the
-    decoder's bias+activation and the per-row Bernoulli sum fused), from the same draws.
+    The weights come from the model's backend (numpyvae/backend.py): `log_weights` below, or
+    with numba fused.LogWeights (the decoder's bias+activation and the per-row Bernoulli sum
+    fused), from the same draws.
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -60,10 +62,7 @@ def log_likelihood(model, x, k, rng, rows=5000):
     B, Z = x.shape[0], model.latent_dim
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)
-    weights = log_weights
-    if getattr(model, "backend", "numpy") == "numba":
-        from .fused import LogWeights                              # same w, fused kernels
-        weights = LogWeights(model, x, min(chunk, k) * B)
+    weights = backends.log_weights(model, x, min(chunk, k) * B)
     done = 0
     while done < k:
         S = min(chunk, k - done)

@@ -18,6 +18,7 @@ single pass and a checkpoint is one array.
 """
 import numpy as np
 
+from . import backend as backends
 from . import linear
 from .activations import ACTIVATIONS, check_name
 from .loss import bernoulli_nll, bernoulli_nll_grad, gaussian_kl, gaussian_kl_grad
@@ -172,22 +173,22 @@ class VAE:
     from numpy.random.default_rng(seed) layer by layer (weight, then bias).
     activation: the hidden layers' "leaky_relu" (slope 0.2, the notebook's) or "tanh".
 
-    backend: "numpy" (the functions above, the readable oracle) or "numba" (the fused step
-    of numpyvae/fused.py, the same numbers up to rounding) for `loss_and_grads`, and through
-    numpyvae.likelihood for the importance-weighted log-likelihood. `forward`, `backward`,
-    `encode` and `decode_logits` are NumPy with either.
+    backend: "numba" (default; the fused step of numpyvae/fused.py) or "numpy" (the functions
+    above, the readable oracle, the same numbers up to rounding) for `loss_and_grads`, and
+    through numpyvae.likelihood for the importance-weighted log-likelihood; numpyvae/backend.py
+    says which piece each path uses. `forward`, `backward`, `encode` and `decode_logits` are
+    NumPy with either.
     """
 
     def __init__(self, x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0,
-                 backend="numpy", activation="leaky_relu", init="torch"):
-        if backend not in ("numpy", "numba"):
-            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+                 backend=backends.DEFAULT, activation="leaky_relu", init="torch"):
+        backends.check(backend)
         if init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
         self.backend = backend
         self.activation = check_name(activation)
         self.init = init
-        self._fused = None                       # numpyvae.fused.FusedStep, made on first use
+        self._step = None                        # backend.training_step(self), made on first use
         self._step_grads = None                  # train_step's gradient buffer (flat, views)
         for name, value in (("x_dim", x_dim), ("hidden_dim", hidden_dim),
                             ("latent_dim", latent_dim)):
@@ -252,18 +253,13 @@ class VAE:
         grads is keyed exactly like `params`; pass `out` (e.g. `new_grads()[1]`) to reuse
         a buffer, else a new one is returned.
         """
-        if self.backend == "numba":
-            if self._fused is None:
-                from .fused import FusedStep
-                self._fused = FusedStep(self)
-            x = self.as_input(x)
-            eps = _as_eps3(eps, x.shape[0], self.latent_dim, self.dtype)   # (L, B, Z)
-            if out is None:
-                out = self.new_grads()[1]
-            loss = self._fused.loss_and_grads(x, eps, out)[0]
-            return float(loss), out
-        loss, cache = self.forward(x, eps)
-        return loss, self.backward(cache, out)
+        if self._step is None:
+            self._step = backends.training_step(self)
+        x = self.as_input(x)
+        eps = _as_eps3(eps, x.shape[0], self.latent_dim, self.dtype)       # (L, B, Z)
+        if out is None:
+            out = self.new_grads()[1]
+        return float(self._step(x, eps, out)), out
 
     def train_step(self, x, eps, opt):
         """One training step: `loss_and_grads` then `opt.step` (a numpyvae.Adam over

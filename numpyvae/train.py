@@ -35,6 +35,7 @@ try:
     import numpy as np
     from tqdm import tqdm
 
+    from . import backend as backends
     from . import checkpoint as ckpt_io
     from . import data
     from .adam import Adam
@@ -205,50 +206,6 @@ def write_metrics(path, history, mode, holdout=0):
     ckpt_io.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
-def batch_taker(images_flat, cfg, rng, dtype):
-    """idx -> the binarized batch (b, D), a view of one reused buffer.
-
-    With the numba backend the gather and binarization are one kernel; it draws the same
-    uniforms from `rng` as data.batch_into does, so both backends see the same batches.
-    """
-    B, D = min(cfg.batch_size, len(images_flat)), images_flat.shape[1]     # no batch is larger
-    out = np.empty((B, D), dtype)                             # (B, D), reused every step
-    if cfg.backend == "numba":
-        from .kernels import BINARIZE_CODES, gather_binarize
-        code = BINARIZE_CODES[cfg.binarize]
-        uniforms = np.empty((B, D), dtype) if cfg.binarize == "dynamic" else None
-
-        def take(idx):
-            u = None
-            if uniforms is not None:
-                u = rng.random(out=uniforms[:len(idx)], dtype=dtype)    # (b, D)
-            return gather_binarize(images_flat, idx, code, u, out)
-        return take
-    scratch = np.empty((B, D), np.uint8)                      # (B, D) gathered pixels
-
-    def take(idx):
-        return data.batch_into(images_flat, idx, cfg.binarize, rng, out, scratch=scratch)
-    return take
-
-
-def compile_kernels(model, cfg, images_flat):
-    """Compile (or load from numba's on-disk cache) the kernels of a training step before the
-    clock starts, so that epoch_seconds measures training alone. Numba specialises on dtypes
-    and layouts, not sizes, so a throwaway one-image model of the same kind compiles them all;
-    the real model, its workspaces and the training Generator are untouched.
-    """
-    from .kernels import BINARIZE_CODES, gather_binarize
-    D, Z, L, dtype = images_flat.shape[1], model.latent_dim, cfg.samples, model.dtype
-    tiny = VAE(D, 1, Z, dtype=dtype, backend="numba", activation=model.activation)
-    x = np.zeros((1, D), dtype)                                           # (1, D)
-    eps = np.zeros((L, 1, Z) if L > 1 else (1, Z), dtype)
-    gflat, grads = tiny.new_grads()
-    tiny.loss_and_grads(x, eps, out=grads)
-    Adam(tiny.num_params, dtype, backend="numba").step(tiny.flat, gflat)
-    u = np.zeros((1, D), dtype) if cfg.binarize == "dynamic" else None
-    gather_binarize(images_flat, np.zeros(1, np.int64), BINARIZE_CODES[cfg.binarize], u, x)
-
-
 class NonFinite(Exception):
     pass
 
@@ -306,9 +263,9 @@ def run(cfg, out, resume=None, log=print, stop=None):
                              lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
         write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
 
-    take_batch = batch_taker(train_flat, cfg, rng, model.dtype)
-    if cfg.backend == "numba":
-        compile_kernels(model, cfg, train_flat)
+    take_batch = backends.batch_taker(cfg.backend, train_flat, cfg.batch_size, cfg.binarize, rng,
+                                      model.dtype)
+    backends.warm_up(model, cfg.samples, cfg.binarize, train_flat)
     eps_bufs = {}                                       # batch size -> (L, b, Z) buffer
     steps = data.num_batches(N, B)
     ckpt_path = out / "checkpoint.npz"

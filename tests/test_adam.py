@@ -16,10 +16,11 @@ TOL = 1e-12
 
 
 def run_both(steps=200, lr=1e-3, seed=0):
-    model = nv.VAE(x_dim=30, hidden_dim=16, latent_dim=4, dtype="float64", seed=seed)
+    model = nv.VAE(x_dim=30, hidden_dim=16, latent_dim=4, dtype="float64", seed=seed,
+                   backend="numpy")
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in model.params.items()}
     topt = torch.optim.Adam(tparams.values(), lr=lr)
-    opt = nv.Adam(model.num_params, "float64", lr=lr)
+    opt = nv.Adam(model.num_params, "float64", lr=lr, backend="numpy")
     gflat, grads = model.new_grads()
     rng = np.random.default_rng(seed)
     for t in range(steps):

@@ -45,7 +45,7 @@ def check_same(ours, ref, x, eps, tol):
 def test_same_loss_and_gradients(dtype):
     """One numba model through growing, shrinking (the partial last batch) and L > 1."""
     ours = nv.VAE(dtype=dtype, seed=0, backend="numba")
-    ref = nv.VAE(dtype=dtype, seed=0)
+    ref = nv.VAE(dtype=dtype, seed=0, backend="numpy")
     rng = np.random.default_rng(0)
     for B, L, grey in [(128, 1, False), (96, 1, False), (128, 3, False), (50, 2, True),
                        (200, 1, False), (1, 1, True)]:
@@ -57,7 +57,8 @@ def test_tanh_same_loss_and_gradients(dtype):
     """The burda2015 preset's network (tanh, Glorot, latent 50) at batch 20 and a few others."""
     ours = nv.VAE(784, 200, 50, dtype=dtype, seed=0, backend="numba", activation="tanh",
                   init="glorot")
-    ref = nv.VAE(784, 200, 50, dtype=dtype, seed=0, activation="tanh", init="glorot")
+    ref = nv.VAE(784, 200, 50, dtype=dtype, seed=0, activation="tanh", init="glorot",
+                 backend="numpy")
     rng = np.random.default_rng(9)
     for B, L, grey in [(20, 1, False), (128, 2, False), (7, 1, True)]:
         check_same(ours, ref, *batch(rng, B, L, dtype, grey, Z=50), TOL[dtype])
@@ -75,7 +76,7 @@ def test_tanh_log_likelihood_backends_agree():
 
 def test_small_shapes_and_default_out():
     ours = nv.VAE(7, 5, 3, dtype="float64", seed=3, backend="numba")
-    ref = nv.VAE(7, 5, 3, dtype="float64", seed=3)
+    ref = nv.VAE(7, 5, 3, dtype="float64", seed=3, backend="numpy")
     x, eps = batch(np.random.default_rng(1), 9, 2, "float64", True, Z=3, D=7)
     loss, grads = ours.loss_and_grads(x, eps)                    # no out: a fresh dict
     ref_loss, ref_grads = ref.loss_and_grads(x, eps)
@@ -88,7 +89,7 @@ def test_backend_check_rejects_a_planted_error():
     ours = nv.VAE(dtype="float64", seed=0, backend="numba")
     x, eps = batch(np.random.default_rng(2), 64, 1, "float64")
     _, grads = ours.loss_and_grads(x, eps)
-    _, ref_grads = nv.VAE(dtype="float64", seed=0).loss_and_grads(x, eps)
+    _, ref_grads = nv.VAE(dtype="float64", seed=0, backend="numpy").loss_and_grads(x, eps)
     w = grads["Decoder.FC_dec2.weight"]
     w[5, 7] += 1e-6 * np.abs(w).max()
     assert rel_err(w, ref_grads["Decoder.FC_dec2.weight"]) > TOL["float64"]
@@ -101,7 +102,7 @@ def test_float32_backend_check_rejects_a_planted_error():
     ours = nv.VAE(dtype="float32", seed=0, backend="numba")
     x, eps = away_from_kinks(ours.params, *batch(np.random.default_rng(2), 128, 1, "float32"))
     _, grads = ours.loss_and_grads(x, eps)
-    _, ref_grads = nv.VAE(dtype="float32", seed=0).loss_and_grads(x, eps)
+    _, ref_grads = nv.VAE(dtype="float32", seed=0, backend="numpy").loss_and_grads(x, eps)
     assert_all_close(grads, ref_grads, TOL["float32"])
     w = grads["Encoder.FC_enc2.bias"]
     w[118] += 1e-4 * np.abs(ref_grads["Encoder.FC_enc2.bias"]).max()
@@ -159,7 +160,7 @@ def test_numba_training_step_allocates_nothing():
         opt.step(model.flat, gflat)
     for i in range(4):
         step(i)                                      # compile and size the workspaces
-    workspace = [id(a) for a in (model._fused.h1, model._fused.logits, model._fused.z)]
+    workspace = [id(a) for a in (model._step.h1, model._step.logits, model._step.z)]
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
@@ -170,12 +171,12 @@ def test_numba_training_step_allocates_nothing():
     finally:
         tracemalloc.stop()
     assert peak - before < 4096, f"a step allocated up to {peak - before} bytes"
-    assert workspace == [id(a) for a in (model._fused.h1, model._fused.logits, model._fused.z)]
+    assert workspace == [id(a) for a in (model._step.h1, model._step.logits, model._step.z)]
 
 
 def test_allocation_check_can_fail():
     """The same measurement sees the NumPy path's temporaries (it allocates per step)."""
-    model = nv.VAE(dtype="float32", seed=0)
+    model = nv.VAE(dtype="float32", seed=0, backend="numpy")
     x, eps = batch(np.random.default_rng(6), 96, 1, "float32")
     gflat, grads = model.new_grads()
     model.loss_and_grads(x, eps, out=grads)

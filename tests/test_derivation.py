@@ -20,7 +20,7 @@ MATH_MODULES = ("activations", "loss", "linear", "kernels", "model", "adam", "li
                 "fused")
 # Gradient code not found by name: the fused passes that also produce a gradient.
 ALSO_REQUIRED = [("kernels", "bernoulli_logits"), ("kernels", "adam_step"),
-                 ("kernels", "reparameterize"), ("model", "backward"), ("adam", "Adam.step"),
+                 ("kernels", "reparameterize"), ("model", "backward"), ("adam", "numpy_update"),
                  ("fused", "FusedStep.loss_and_grads")]
 
 

@@ -36,7 +36,7 @@ def numeric_grads(model, x, eps):
 def small_case(seed, L, grey, activation="leaky_relu"):
     rng = np.random.default_rng(seed)
     model = nv.VAE(x_dim=7, hidden_dim=5, latent_dim=3, dtype="float64", seed=seed,
-                   activation=activation)
+                   activation=activation, backend="numpy")
     x = rng.random((4, 7))
     if not grey:
         x = np.round(x)

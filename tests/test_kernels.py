@@ -215,7 +215,8 @@ def test_adam_kernel_equals_numpy_adam(dtype):
     rng = np.random.default_rng(4)
     P = 1001
     p0 = rng.standard_normal(P).astype(dtype)
-    ours, ref = Adam(P, dtype, lr=3e-3, backend="numba"), Adam(P, dtype, lr=3e-3)
+    ours, ref = Adam(P, dtype, lr=3e-3, backend="numba"), Adam(P, dtype, lr=3e-3,
+                                                                        backend="numpy")
     p_ours, p_ref = p0.copy(), p0.copy()
     for _ in range(50):
         g = rng.standard_normal(P).astype(dtype)

@@ -15,7 +15,8 @@ from numpyvae.loss import bernoulli_nll
 
 
 def tiny(seed=0):
-    model = nv.VAE(x_dim=6, hidden_dim=5, latent_dim=1, dtype="float64", seed=seed)
+    model = nv.VAE(x_dim=6, hidden_dim=5, latent_dim=1, dtype="float64", seed=seed,
+                   backend="numpy")
     model.params["Decoder.FC_output.weight"][...] *= 8      # make p(x|z) depend on z strongly
     model.params["Encoder.FC_std.bias"][...] = 2.0          # a wide proposal, σ² ≈ e²: L_k settles fast
     x = np.round(np.random.default_rng(seed).random((3, 6)))
@@ -60,7 +61,7 @@ def test_quadrature_check_rejects_a_wrong_proposal_density(monkeypatch):
 
 
 def test_per_image_elbo_sums_to_the_batch_loss():
-    model = nv.VAE(20, 8, 3, dtype="float64", seed=0)
+    model = nv.VAE(20, 8, 3, dtype="float64", seed=0, backend="numpy")
     rng = np.random.default_rng(0)
     x, eps = np.round(rng.random((7, 20))), rng.standard_normal((7, 3))
     recon, kl = likelihood.neg_elbo_per_image(model, x, eps)
@@ -71,7 +72,7 @@ def test_per_image_elbo_sums_to_the_batch_loss():
 
 
 def test_bound_properties():
-    model = nv.VAE(30, 10, 4, dtype="float64", seed=3)
+    model = nv.VAE(30, 10, 4, dtype="float64", seed=3, backend="numpy")
     x = np.round(np.random.default_rng(0).random((8, 30)))
     rng = np.random.default_rng(5)
     draws = 400

@@ -135,7 +135,8 @@ def test_planted_error_is_rejected(activation):
 def test_float32_planted_error_is_rejected(activation):
     """The float32 check keeps its teeth: one entry of any of the 14 gradients off by 1e-4 of
     that tensor's largest entry (10× the tolerance) fails it, naming the tensor."""
-    model = nv.VAE(784, 200, 20, dtype="float32", seed=0, activation=activation)
+    model = nv.VAE(784, 200, 20, dtype="float32", seed=0, activation=activation,
+                   backend="numpy")
     x, eps = make_batch(np.random.default_rng(11), 128, 784, 20, 1, False, np.float32)
     if activation == "leaky_relu":
         x, eps = away_from_kinks(model.params, x, eps)

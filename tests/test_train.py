@@ -127,7 +127,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     real, calls = VAE.loss_and_grads, [0]
 
     def interrupting(self, x, *a, **k):
-        calls[0] += len(x) > 1                      # not train.compile_kernels' 1-image warm-up
+        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
         if calls[0] == 12 + 4:                      # 12 steps per epoch: epoch 2, step 4
             signal.raise_signal(signal.SIGINT)
             signal.raise_signal(signal.SIGINT)      # a second Ctrl-C changes nothing
@@ -171,7 +171,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     real, calls = VAE.loss_and_grads, [0]
 
     def poisoned(self, x, eps, out=None):
-        calls[0] += len(x) > 1                      # not train.compile_kernels' 1-image warm-up
+        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
         loss, grads = real(self, x, eps, out)
         return (float("nan") if calls[0] == 12 + 3 else loss), grads
     monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
@@ -193,7 +193,7 @@ def test_non_finite_gradient_stops_before_any_checkpoint_holds_it(tmp_path, monk
     real, calls = VAE.loss_and_grads, [0]
 
     def poisoned(self, x, eps, out=None):
-        calls[0] += len(x) > 1                      # not train.compile_kernels' 1-image warm-up
+        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
         loss, grads = real(self, x, eps, out)
         if calls[0] == at_step:
             grads["Decoder.FC_dec2.weight"][5, 5] = np.nan

@@ -22,10 +22,11 @@ TOL = 1e-9
     ("tanh", "glorot", 50, 20, 1e-4),                # the burda2015 preset's
 ])
 def test_50_training_steps_equal_torch(activation, init, latent, batch, adam_eps):
-    model = nv.VAE(784, 200, latent, dtype="float64", seed=0, activation=activation, init=init)
+    model = nv.VAE(784, 200, latent, dtype="float64", seed=0, activation=activation, init=init,
+                   backend="numpy")
     tmodel = from_params(model.params, dtype=torch.float64, activation=activation)
     topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3, eps=adam_eps)
-    opt = nv.Adam(model.num_params, "float64", lr=1e-3, eps=adam_eps)
+    opt = nv.Adam(model.num_params, "float64", lr=1e-3, eps=adam_eps, backend="numpy")
     gflat, grads = model.new_grads()
     rng = np.random.default_rng(0)
     pool = (rng.random((1024, 784)) < rng.random(784)).astype(np.float64)  # digit-like sparsity
