@@ -4,24 +4,27 @@
     model = nv.VAE(x_dim=784, hidden_dim=200, latent_dim=20, dtype="float32", seed=0)
     loss, grads = model.loss_and_grads(x, eps)
 
-Never imports torch; the PyTorch reference lives in the separate `reference` package.
+Every module of the library is an attribute (nv.model, nv.data, nv.kernels, …); the commands
+(numpyvae.train, .evaluate, .sample) are run with `python -m`. Never imports torch; the
+PyTorch reference lives in the separate `reference` package.
 """
+import sys as _sys
+
 __all__ = ["VAE", "Adam", "param_shapes"]
 __version__ = "0.1.0"
 
-# Loaded on first use (PEP 562), so that `python -m numpyvae.train` reaches its own code —
-# where a Ctrl-C while numpy loads is one line, not a traceback — before any library loads.
-_WHERE = {"VAE": ".model", "param_shapes": ".model", "Adam": ".adam"}
-
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-    value = getattr(import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+try:
+    from . import (activations, adam, backend, checkpoint, cli, config, data, fused, idx,
+                   kernels, likelihood, linear, loss, model, plots, runlock)
+    from .adam import Adam
+    from .model import VAE, param_shapes
+    import tqdm as _tqdm                      # the commands' progress bars  # noqa: F401
+except KeyboardInterrupt:
+    # `python -m numpyvae.<command>` imports this package, and with it numpy, scipy, numba,
+    # matplotlib and tqdm, before the command's own code runs: a Ctrl-C meanwhile ends the
+    # command with one line and the shell's 130, not a traceback. (While -m locates its module, sys.argv[0]
+    # is "-m"; an `import numpyvae` of a program of its own raises as usual.)
+    if _sys.argv[:1] != ["-m"]:
+        raise
+    print("interrupted", file=_sys.stderr)
+    _sys.exit(130)

@@ -111,11 +111,11 @@ def batch_taker(backend, images_flat, batch_size, mode, rng, dtype):
     if check(backend) == "numba":
         from .kernels import BINARIZE_CODES, gather_binarize
         code = BINARIZE_CODES[mode]
-        uniforms = np.empty((B, D), dtype) if mode == "dynamic" else None
+        uniforms = np.empty((B if mode == "dynamic" else 0, D), dtype)    # (B, D) or (0, D)
 
         def take(idx):
-            u = None
-            if uniforms is not None:
+            u = uniforms
+            if mode == "dynamic":
                 u = rng.random(out=uniforms[:len(idx)], dtype=dtype)    # (b, D)
             return gather_binarize(images_flat, idx, code, u, out)
         return take

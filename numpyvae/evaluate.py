@@ -13,22 +13,16 @@ import logging
 import sys
 import time
 
-try:
-    import numpy as np
-    from tqdm import tqdm
+import numpy as np
+from tqdm import tqdm
 
-    from . import checkpoint as ckpt_io
-    from . import data
-    from .cli import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, UsageError, check_memory,
-                      check_json_path, eval_inputs, evaluate_test, likelihood_bytes, load_model,
-                      nonnegative_int, positive_int, write_json)
-    from .likelihood import active_units, log_likelihood
-    from .runlock import RunLocked
-except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
-    if __name__ != "__main__":
-        raise
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
+from . import checkpoint as ckpt_io
+from . import data
+from .cli import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, UsageError, check_memory,
+                  check_json_path, eval_inputs, evaluate_test, likelihood_bytes, load_model,
+                  nonnegative_int, positive_int, write_json)
+from .likelihood import active_units, log_likelihood
+from .runlock import RunLocked
 
 
 def split_images(cfg, split, data_dir=None):

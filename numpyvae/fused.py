@@ -19,6 +19,7 @@ The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are li
 import numpy as np
 
 from . import kernels
+from .likelihood import LOG_2PI
 
 
 def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
@@ -138,8 +139,6 @@ class LogWeights:
     The encoder runs once; each chunk costs the decoder's three products, two bias+activation
     passes and one fused pass for the per-row Bernoulli log-likelihood."""
 
-    LOG_2PI = np.log(2 * np.pi)
-
     def __init__(self, model, x, rows, kern):
         """kern: backend.numba_kernels(model.dtype, model.activation)."""
         self.model, self.x = model, x
@@ -169,7 +168,7 @@ class LogWeights:
         mm(g2, p["Decoder.FC_output.weight"].T, out=logits)               # (N, D)
         self.loglik_rows(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)
         # log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)
-        log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI)   # (S, B)
-        log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * self.LOG_2PI
+        log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * LOG_2PI)   # (S, B)
+        log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * LOG_2PI
                          + self.sum_logvar)                                              # (S, B)
         return log_px.reshape(S, B) + log_pz - log_qz

@@ -193,10 +193,6 @@ def parse_idx(data, source="<bytes>", expected_ndim=None):
     return out
 
 
-def read_idx(path, expected_ndim=None):
-    """The IDX file at `path` (raw or gzip) as a writable uint8 array of its shape."""
-    return parse_idx(read_idx_bytes(path, expected_ndim), os.fspath(path), expected_ndim)
-
 
 def check_images(images, source, rows=28, cols=28):
     """Raise IDXError unless `images` is (N, rows, cols); returns it."""

@@ -374,39 +374,28 @@ def gather_binarize(images, idx, mode, uniforms, out):
     """out[i] = binarize(images[idx[i]]) for i < B; returns out[:B].
 
     images: uint8 (N, D); idx: integer (B,); out: float (≥ B, D).
-    mode THRESHOLD: [x ≥ 128] = round(x/255);  DYNAMIC: [255·u < x] with u = uniforms (B, D)
+    mode THRESHOLD: [x ≥ 128] = round(x/255);  DYNAMIC: [255·u < x] with u = uniforms (≥ B, D)
     in out's dtype, drawn by the caller (rng.random(out=..., dtype=...)), i.e. x̃ ~
-    Bernoulli(x/255);  NONE: x/255. uniforms may be None unless mode is DYNAMIC."""
+    Bernoulli(x/255);  NONE: x/255. uniforms is read only for DYNAMIC (pass an empty (0, D)
+    array of out's dtype otherwise: one array type, one compiled kernel)."""
     N, D = images.shape
     B = idx.shape[0]
     for i in range(B):
         if idx[i] < 0 or idx[i] >= N:
             raise IndexError("gather_binarize: an index is outside 0 … N-1")
-    if uniforms is None:
-        if mode == DYNAMIC:
-            raise ValueError("gather_binarize: mode 'dynamic' needs uniforms")
-        for i in range(B):
-            row = idx[i]
-            for j in range(D):
-                p = images[row, j]
-                if mode == THRESHOLD:
-                    out[i, j] = 1 if p >= 128 else 0
-                else:
-                    out[i, j] = p / 255            # float64 quotient, rounded once to out's dtype
-    else:
-        if uniforms.shape[0] < B or uniforms.shape[1] != D:
-            raise ValueError("gather_binarize: uniforms must be at least (B, D)")
-        for i in range(B):
-            row = idx[i]
-            for j in range(D):
-                p = images[row, j]
-                if mode == THRESHOLD:
-                    out[i, j] = 1 if p >= 128 else 0
-                elif mode == DYNAMIC:
-                    out[i, j] = uniforms[i, j] * 255       # rounded to out's dtype, as NumPy's
-                    out[i, j] = 1 if out[i, j] < p else 0
-                else:
-                    out[i, j] = p / 255
+    if mode == DYNAMIC and (uniforms.shape[0] < B or uniforms.shape[1] != D):
+        raise ValueError("gather_binarize: mode 'dynamic' needs uniforms of at least (B, D)")
+    for i in range(B):
+        row = idx[i]
+        for j in range(D):
+            p = images[row, j]
+            if mode == THRESHOLD:
+                out[i, j] = 1 if p >= 128 else 0
+            elif mode == DYNAMIC:
+                out[i, j] = uniforms[i, j] * 255       # rounded to out's dtype, as NumPy's
+                out[i, j] = 1 if out[i, j] < p else 0
+            else:
+                out[i, j] = p / 255                    # float64 quotient, rounded once to out's dtype
     return out[:B]
 
 

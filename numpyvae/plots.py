@@ -77,11 +77,6 @@ def samples(path, theta, side=28, dataset="mnist"):
            f"{n} {NOUNS[dataset]} generated from z ~ N(0, I)")
 
 
-def interpolation(path, theta, side=28):
-    n = len(theta)
-    _image(path, tile(theta.reshape(n, side, side), n), "decoded along a straight line in z")
-
-
 def grid_bytes(n, cols, side=28):
     """The memory grid() needs beyond one block: the pixel mosaic when n > FIGURE_MAX_IMAGES."""
     return -(-n // cols) * cols * side * side if n > FIGURE_MAX_IMAGES else 0

@@ -10,19 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    import numpy as np
+import numpy as np
 
-    from . import checkpoint as ckpt_io
-    from . import data, plots
-    from .cli import (UsageError, check_memory, eval_inputs, gigabytes, load_model,
-                      nonnegative_int, positive_int)
-    from .runlock import RunLocked, lock_if_run_folder
-except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
-    if __name__ != "__main__":
-        raise
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
+from . import checkpoint as ckpt_io
+from . import data, plots
+from .cli import (UsageError, check_memory, eval_inputs, gigabytes, load_model,
+                  nonnegative_int, positive_int)
+from .runlock import RunLocked, lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call
 LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many

@@ -31,23 +31,17 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
 
-try:
-    import numpy as np
-    from tqdm import tqdm
+import numpy as np
+from tqdm import tqdm
 
-    from . import backend as backends
-    from . import checkpoint as ckpt_io
-    from . import data
-    from .adam import Adam
-    from .cli import HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, training_bytes
-    from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
-    from .model import VAE
-    from .runlock import RunLock, RunLocked
-except KeyboardInterrupt:                 # Ctrl-C while the libraries load: one line, no trace
-    if __name__ != "__main__":
-        raise
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
+from . import backend as backends
+from . import checkpoint as ckpt_io
+from . import data
+from .adam import Adam
+from .cli import HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, training_bytes
+from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
+from .model import VAE
+from .runlock import RunLock, RunLocked
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3

@@ -83,6 +83,11 @@ def test_rejects_bad_bytes(case):
     assert phrase in str(err.value), str(err.value)
 
 
+def read_file(path, ndim=None):
+    """An IDX file from disk as data.py reads one: its size checked before its bytes are read."""
+    return idx.parse_idx(idx.read_idx_bytes(path, ndim), str(path), ndim)
+
+
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_rejects_bad_files(tmp_path, case):
     """Oracle: the defect we put in, now as a file on disk (the size-before-read path)."""
@@ -91,7 +96,7 @@ def test_rejects_bad_files(tmp_path, case):
     path.write_bytes(data)
     ndim = idx.IMAGES_NDIM if kind == "images" else idx.LABELS_NDIM
     with pytest.raises(IDXError) as err:
-        arr = idx.read_idx(path, ndim)
+        arr = read_file(path, ndim)
         (idx.check_images if kind == "images" else idx.check_labels)(arr, str(path))
     assert str(path) in str(err.value)
     assert phrase in str(err.value), str(err.value)
@@ -116,7 +121,7 @@ def test_good_files_parse_to_the_arrays_written(tmp_path, compress):
         assert got.flags.writeable and got.flags.c_contiguous
         path = tmp_path / kind
         path.write_bytes(blobs[kind])
-        np.testing.assert_array_equal(idx.read_idx(path), expected)
+        np.testing.assert_array_equal(read_file(path), expected)
     idx.check_same_count(images, labels, "images", "labels")
 
 
@@ -149,7 +154,7 @@ def test_huge_declared_size_does_not_allocate(tmp_path, compress):
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        for attempt in (lambda: idx.parse_images(data), lambda: idx.read_idx(path)):
+        for attempt in (lambda: idx.parse_images(data), lambda: read_file(path)):
             with pytest.raises(IDXError, match="header is corrupt|bytes short"):
                 attempt()
         peak = tracemalloc.get_traced_memory()[1]

@@ -238,7 +238,7 @@ def test_gather_binarize_equals_data_batch_into(mode, dtype):
     images[0, :4] = [0, 127, 128, 255]
     idx = rng.permutation(300)[:96]
     ref = data.batch_into(images, idx, mode, np.random.default_rng(6), np.empty((128, 784), dtype))
-    u = None
+    u = np.empty((0, 784), dtype)                              # read only when dynamic
     if mode == "dynamic":
         u = np.empty((96, 784), dtype)
         np.random.default_rng(6).random(out=u, dtype=dtype)    # the draw batch_into makes
@@ -255,9 +255,9 @@ def test_gather_binarize_rejects_bad_input():
     images = np.zeros((10, 784), np.uint8)
     out = np.empty((4, 784), np.float32)
     with pytest.raises(IndexError):
-        kernels.gather_binarize(images, np.array([0, 10]), kernels.THRESHOLD, None, out)
+        kernels.gather_binarize(images, np.array([0, 10]), kernels.THRESHOLD, out[:0], out)
     with pytest.raises(ValueError):
-        kernels.gather_binarize(images, np.array([0, 1]), kernels.DYNAMIC, None, out)
+        kernels.gather_binarize(images, np.array([0, 1]), kernels.DYNAMIC, out[:1], out)
 
 
 def test_kernel_check_rejects_a_planted_error():

@@ -242,7 +242,8 @@ def test_sigterm_during_the_final_pictures_is_a_clean_stop(tmp_path):
 @pytest.mark.parametrize("module", ["numpy", "tqdm"])
 def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
     """KeyboardInterrupt raised by an import hook the moment `module` is first imported, as
-    `python -m numpyvae.train` loads its libraries: deterministic, no timing."""
+    `python -m numpyvae.train` loads its libraries: deterministic, no timing. sys.argv[0] is
+    "-m" while -m locates the module (and imports its package), as CPython sets it."""
     code = textwrap.dedent(f"""
         import runpy, sys
         class Hook:
@@ -250,7 +251,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
                 if name == {module!r}:
                     raise KeyboardInterrupt
         sys.meta_path.insert(0, Hook())
-        sys.argv = ["numpyvae.train", "--out", {str(tmp_path / "run")!r}]
+        sys.argv = ["-m", "--out", {str(tmp_path / "run")!r}]
         runpy.run_module("numpyvae.train", run_name="__main__", alter_sys=True)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
