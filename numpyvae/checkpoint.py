@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as settings
+from .backend import DEFAULT as DEFAULT_BACKEND
 from .model import param_shapes
 
 FORMAT_VERSION = 2
@@ -327,3 +328,17 @@ def _load(path, entries):
                       rng_state=_unpack_rng(rng), epoch=epoch, step_in_epoch=step,
                       order=order.astype(np.int64), running_loss=running,
                       epoch_elapsed=elapsed, history=history)
+
+
+def load_model(path, backend=DEFAULT_BACKEND):
+    """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
+    fused importance-weighted log-likelihood). The checkpoint is validated in full first
+    (`load`: every setting present and typed, a model for 28 × 28 images)."""
+    from .model import VAE
+
+    ck = load(path)
+    c = ck.config
+    model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend,
+                activation=c["activation"])
+    model.load_params(ck.params)
+    return model, c

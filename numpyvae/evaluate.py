@@ -9,21 +9,109 @@ evaluates a `--holdout` run's held-out training images — where its choices are
 never on the test set.
 """
 import argparse
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from . import data
-from .cli import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, UsageError, check_memory,
-                  check_json_path, eval_inputs, evaluate_test, likelihood_bytes, load_model,
-                  nonnegative_int, positive_int, write_json)
-from .likelihood import active_units, log_likelihood
-from .runlock import RunLocked
+from .checkpoint import atomic_write, load_model
+from .cli import UsageError, nonnegative_int, positive_int
+from .likelihood import active_units, log_likelihood, neg_elbo_per_image
+from .memory import check_memory, likelihood_bytes
+from .runlock import RunLocked, lock_if_run_folder
 
+
+# ------------------------------------------------- evaluation helpers (train's per-epoch −ELBO too)
+
+# The random streams: each is np.random.default_rng([seed, purpose]) (or the same SeedSequence),
+# so no part of a run shifts another's draws.
+#   1     training: the epoch order, dynamic binarization and ε   train.train_generator
+#   2, 3  the test set's ε and its one binarization draw          evaluate_test, eval_inputs
+#   4     the pictures                                            plots.py
+#   5     evaluate's importance samples (seed: evaluate --seed)   evaluate.py, reference/evaluate.py
+#   6, 7  the held-out images' ε and binarization (--holdout)     evaluate_test, eval_inputs
+# The model's initialisation draws from default_rng(seed) itself (model.VAE).
+TEST_STREAMS, HOLDOUT_STREAMS, IMPORTANCE_STREAM = (2, 3), (6, 7), 5
+
+
+def eval_generator(seed, purpose):
+    """A separate, fixed stream for evaluation (`purpose`: the table above)."""
+    return np.random.default_rng([seed, purpose])
+
+
+def eval_inputs(images, seed, mode, dtype, stream=TEST_STREAMS[1]):
+    """The images as the run's evaluation sees them, (N, D) of `dtype`: binarized by one draw
+    of its fixed binarization stream — image i gets the same draw here as in evaluate_test's
+    chunks (the stream is consumed image by image, in order)."""
+    flat = images.reshape(len(images), -1)                                      # (N, D)
+    return data.batch_into(flat, np.arange(len(flat)), mode, eval_generator(seed, stream),
+                           np.empty(flat.shape, dtype))
+
+
+def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
+    """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
+    evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):
+    a dynamically binarized image is one fixed draw, the same at every evaluation."""
+    rng_eps, rng_bin = eval_generator(seed, streams[0]), eval_generator(seed, streams[1])
+    flat = images.reshape(len(images), -1)
+    buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
+    recon = kl = 0.0
+    for start in range(0, len(flat), batch):
+        idx = np.arange(start, min(start + batch, len(flat)))
+        x = data.batch_into(flat, idx, mode, rng_bin, buf)
+        eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
+        r, d = neg_elbo_per_image(model, x, eps)              # (B,) reconstruction, (B,) KL
+        recon += r.sum()
+        kl += d.sum()
+    n = len(flat)
+    return (recon + kl) / n, recon / n, kl / n
+
+
+# ---------------------------------------------------------------------------- --json
+
+def check_json_path(path):
+    """Check a --json PATH before an evaluation, not minutes later when the file is written: its
+    folder must exist, and a run folder must not be in use by a training (its lock is taken and
+    given back at once; write_json takes it again to write)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or "
+                         f"write elsewhere")
+    lock = lock_if_run_folder(folder)
+    if lock is not None:
+        lock.release()
+
+
+def write_json(path, result, wait=10.0):
+    """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
+    folder while it writes there. A folder held by another command is waited for up to `wait`
+    seconds — long enough for another short writer (two evaluations of one run finishing
+    together), while a training, which holds its folder for hours, is still refused."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock = lock_if_run_folder(Path(path).parent)
+            break
+        except RunLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode() + b"\n"))
+    except OSError as e:
+        raise UsageError(f"cannot write --json {path}: {e.strerror or e}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# ---------------------------------------------------------------------------- the command
 
 def split_images(cfg, split, data_dir=None):
     """The images of `split` as the run drew them: its --limit, then its --holdout (the last
@@ -75,10 +163,8 @@ def main(argv=None):
         mode = cfg["binarize"]
         n = len(images)
         batch = min(args.batch, n)                 # no importance-sampling batch is larger
-        item = np.dtype(cfg["dtype"]).itemsize
-        check_memory(likelihood_bytes(batch, args.k, cfg["x_dim"], cfg["hidden_dim"],
-                                      cfg["latent_dim"], cfg["dtype"])
-                     + n * (cfg["x_dim"] + 2 * cfg["hidden_dim"] + 2 * cfg["latent_dim"]) * item,
+        check_memory(likelihood_bytes(n, batch, args.k, cfg["x_dim"], cfg["hidden_dim"],
+                                      cfg["latent_dim"], cfg["dtype"]),
                      f"--batch {args.batch} with --k {args.k} on {n:,} images",
                      "use a smaller --batch (or --limit)")
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)

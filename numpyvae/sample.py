@@ -14,8 +14,10 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import data, plots
-from .cli import (UsageError, check_memory, eval_inputs, gigabytes, load_model,
-                  nonnegative_int, positive_int)
+from .checkpoint import load_model
+from .cli import UsageError, nonnegative_int, positive_int
+from .evaluate import eval_inputs
+from .memory import check_memory, gigabytes
 from .runlock import RunLocked, lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call

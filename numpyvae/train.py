@@ -38,7 +38,9 @@ from . import backend as backends
 from . import checkpoint as ckpt_io
 from . import data
 from .adam import Adam
-from .cli import HOLDOUT_STREAMS, UsageError, check_memory, evaluate_test, training_bytes
+from .cli import UsageError
+from .evaluate import HOLDOUT_STREAMS, evaluate_test
+from .memory import check_memory, training_bytes
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .model import VAE
 from .runlock import RunLock, RunLocked

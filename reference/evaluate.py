@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import (IMPORTANCE_STREAM, UsageError, check_json_path, eval_generator,
-                          eval_inputs, nonnegative_int, positive_int, write_json)
+from numpyvae.cli import UsageError, nonnegative_int, positive_int
+from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, eval_generator, eval_inputs,
+                               write_json)
 from numpyvae.runlock import RunLocked
 from reference.model import from_params, pick_device
 

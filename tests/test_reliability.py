@@ -21,7 +21,7 @@ import pytest
 import fake_mnist
 from numpyvae import checkpoint as ck
 from numpyvae.config import FORMAT_1_DEFAULTS
-from numpyvae import cli, evaluate, sample, train
+from numpyvae import evaluate, memory, sample, train
 from numpyvae.model import VAE
 from numpyvae.runlock import LOCK_NAME
 from test_train import QUICK, TESTS, assert_same_run, run
@@ -193,7 +193,7 @@ def test_a_batch_larger_than_the_training_set_is_one_batch(tmp_path):
 
 def test_the_training_estimate_bounds_what_a_run_allocates(tmp_path, monkeypatch):
     """tracemalloc's peak over a whole run (numpy backend: every buffer is numpy's) stays under
-    cli.training_bytes for the same sizes; the pictures are left out (matplotlib's own)."""
+    memory.training_bytes for the same sizes; the pictures are left out (matplotlib's own)."""
     monkeypatch.setattr("numpyvae.plots.draw_run", lambda *a, **k: True)
     sizes = dict(hidden_dim=64, latent_dim=8, batch_size=600, samples=3)
     tracemalloc.start()
@@ -204,7 +204,7 @@ def test_the_training_estimate_bounds_what_a_run_allocates(tmp_path, monkeypatch
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    estimate = cli.training_bytes(1200, 300, 784, dtype="float32", **sizes)
+    estimate = memory.training_bytes(1200, 300, 784, dtype="float32", **sizes)
     assert peak <= estimate, (peak, estimate)
 
 

@@ -166,7 +166,7 @@ def test_write_json_waits_for_a_short_writer_not_a_long_one(tmp_path):
     import json
     import threading
 
-    from numpyvae.cli import write_json
+    from numpyvae.evaluate import write_json
     (tmp_path / "checkpoint.npz").write_bytes(b"")         # a run folder
     holder = RunLock(tmp_path).acquire()
     threading.Timer(0.5, holder.release).start()
