@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpyvae as nv
-from numpyvae.checkpoint import atomic_write
+from numpyvae.runfolder import atomic_write
 
 from . import machine, peers, throughput
 

@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 try:
     from . import (activations, adam, backend, checkpoint, cli, config, data, fused, idx,
-                   kernels, likelihood, linear, loss, memory, model, plots, runlock)
+                   kernels, likelihood, linear, loss, memory, model, plots, runfolder,
+                   runlock)
     from .adam import Adam
     from .model import VAE, param_shapes
     import tqdm as _tqdm                      # the commands' progress bars  # noqa: F401

@@ -18,9 +18,9 @@ never run code):
     history.<column> (epoch,)                         one value per completed epoch (metrics.csv;
                                                       holdout_neg_elbo is NaN without --holdout)
 
-Writing: temp file in the same folder (.<name>.<pid>.tmp), flush, fsync, os.replace, fsync
-the folder — a crash mid-write leaves the previous checkpoint as it was; a temp file left by a
-killed process is removed by the next run in that folder (remove_stale_temp_files).
+Writing: numpyvae.runfolder.atomic_write — a temp file in the same folder, flush, fsync,
+os.replace, fsync the folder — so a crash mid-write leaves the previous checkpoint as it was; a
+temp file left by a killed process is removed by the next run in that folder.
 
 Reading opens the zip itself and reads only the entries listed above, each one's .npy header
 (dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
@@ -31,8 +31,6 @@ it was trained with.
 """
 import json
 import math
-import os
-import re
 import struct
 import zipfile
 import zlib
@@ -43,6 +41,7 @@ import numpy as np
 
 from . import config as settings
 from .backend import DEFAULT as DEFAULT_BACKEND
+from .runfolder import atomic_write
 from .model import param_shapes
 
 FORMAT_VERSION = 2
@@ -88,52 +87,6 @@ def _unpack_rng(a):
     return {"bit_generator": "PCG64",
             "state": {"state": (a[0] << 64) | a[1], "inc": (a[2] << 64) | a[3]},
             "has_uint32": a[4], "uinteger": a[5]}
-
-
-def atomic_write(path, write):
-    """Call write(file) on a temp file beside `path`, then fsync and rename it into place.
-
-    If anything fails (or the process is interrupted), the temp file is removed and an
-    existing `path` is left untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp")
-
-
-def remove_stale_temp_files(folder, names):
-    """Remove the temp files atomic_write left in `folder` for any of `names` when its process
-    was killed mid-write (.<name>.<pid>.tmp of another process). Only for a caller that holds
-    the folder's run lock: then no other process is writing them. Returns the removed paths."""
-    removed = []
-    for p in Path(folder).iterdir():
-        m = _TEMP_NAME.fullmatch(p.name)
-        if m and m["name"] in names and int(m["pid"]) != os.getpid() and p.is_file() \
-                and not p.is_symlink():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
 
 
 def save(path, ckpt):

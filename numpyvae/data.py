@@ -75,6 +75,7 @@ import numpy as np
 
 from . import idx as idxfile
 from .idx import IDXError
+from .runfolder import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -345,51 +346,11 @@ def _verify_fetched(name, file_name, data, where):
     return raw
 
 
-def _fsync_folder(folder):
-    with contextlib.suppress(OSError):                   # not possible on every platform
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path, data):
-    """Write `data` to `path` through a temporary file in the same folder, fsync, then os.link
-    (os.replace on a file system without hard links, after checking the path is still free).
-
-    Returns False, writing nothing, if `path` already exists. Whatever happens, including
-    KeyboardInterrupt, no temporary file is left behind.
-    """
-    path = Path(path)
-    if os.path.lexists(path):            # anything at all, a broken or looping link included
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)           # fails if anything appeared meanwhile: never replaces
-        except FileExistsError:
-            return False
-        except OSError:                  # a file system without hard links
-            if os.path.lexists(path):
-                return False
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_folder(path.parent)
-    return True
-
-
 def _save(path, raw):
+    """Publish a verified file into the cache: never over anything already there."""
     try:
-        if write_atomic(path, raw):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if atomic_write(path, lambda f: f.write(raw), replace=False):
             log.info("saved %s", path)
     except OSError as err:                               # read-only or full: still usable now
         log.warning("could not save %s (%s); it will be fetched again next time", path, err)

@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from . import data
-from .checkpoint import atomic_write, load_model
+from .checkpoint import load_model
 from .cli import UsageError, nonnegative_int, positive_int
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
+from .runfolder import atomic_write
 from .runlock import RunLocked, lock_if_run_folder
 
 

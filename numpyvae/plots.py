@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.special import ndtri          # the standard normal's quantile function
 
-from .checkpoint import atomic_write
+from .runfolder import atomic_write
 
 # What a dataset's images are called in titles, and its ten classes' names.
 NOUNS = {"mnist": "digits", "fashion-mnist": "Fashion-MNIST images"}

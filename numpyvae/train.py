@@ -7,12 +7,15 @@ the VAE of Burda, Grosse & Salakhutdinov (2015), Table 1 (see PRESETS). Writes i
 (default runs/<timestamp>): config.json, metrics.csv, checkpoint.npz (every epoch, atomically)
 and the pictures of numpyvae/plots.py.
 
-The run folder as a transaction: one command at a time holds its lock (numpyvae.runlock); the
-run's files appear with its first checkpoint, so a run stopped before it (Ctrl-C or a kill
+The run folder is a transaction (numpyvae/runfolder.py): one command at a time holds its lock;
+the run's files appear with its first checkpoint, so a run stopped before it (Ctrl-C or a kill
 during start-up, a non-finite first epoch, a full disk) leaves nothing, and the same command
-starts it again; temp files of a killed writer are removed when the next command takes the
-folder. A request the machine cannot hold is refused before anything is allocated.
+starts it again. A request the machine cannot hold is refused before anything is allocated.
 SIGINT, SIGTERM and SIGHUP all stop a run the same way: a checkpoint, then exit 128 + signal.
+
+Read top to bottom: the settings (flags, or the checkpoint's on --resume) → the images → the
+model, Adam and the training Generator (`Training`) → the loop (`run`: `Training.train_epoch`,
+then `Training.end_epoch`'s evaluation and checkpoint) → the pictures; `main` is the command.
 
 Determinism: the model is initialised from default_rng(seed); shuffling, ε and dynamic
 binarization all come from one training Generator whose state is checkpointed, so a run
@@ -20,14 +23,11 @@ resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continue
 the uninterrupted run would have.
 """
 import argparse
-import csv
-import io
-import json
 import logging
 import signal
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -39,55 +39,23 @@ from . import checkpoint as ckpt_io
 from . import data
 from .adam import Adam
 from .cli import UsageError
+from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .memory import check_memory, training_bytes
-from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .model import VAE
+from .runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken, remove_if_empty,
+                        remove_stale_temp_files, say, write_config, write_metrics)
 from .runlock import RunLock, RunLocked
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
 
 
-# The files a run writes into its folder; a new run never overwrites any of them.
-RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
-             "samples.png", "latent.png")
+class NonFinite(Exception):
+    """A loss or parameter stopped being finite: training stops, the last checkpoint is kept."""
 
 
-def train_generator(seed):
-    """The one Generator behind shuffling, ε and dynamic binarization."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 1])))
-
-
-def learning_rate(cfg, epoch):
-    """Adam's learning rate in epoch `epoch` (0-based).
-
-    burda (Burda et al. 2015, §5): stage i = 0, 1, …, 7 lasts 3^i epochs at lr·10^(−i/7)
-    (3,280 epochs in all; later epochs stay at stage 7). Their code rounds the rate to one
-    decimal of 1e-4 units; this is the paper's formula."""
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    stage, end = 0, 1
-    while epoch >= end and stage < 7:
-        stage += 1
-        end += 3 ** stage
-    return cfg.lr * 10 ** (-stage / 7)
-
-
-def data_mean_bias(images_flat, mode, dtype):
-    """The decoder's output bias that makes θ the mean training pixel: logit(clip(p̄, 0.001,
-    0.999)) (Burda et al.'s code). p̄ is the mean of what the model is fed: the thresholded
-    pixel for "threshold", the intensity x/255 (a dynamic draw's expectation) otherwise.
-    images_flat: uint8 (N, D) -> (D,)."""
-    if mode == "threshold":
-        p = (images_flat >= 128).mean(axis=0)                          # (D,)
-    else:
-        p = images_flat.mean(axis=0, dtype=np.float64) / 255           # (D,)
-    p = np.clip(p, 0.001, 0.999)
-    return np.log(p / (1 - p)).astype(dtype)
-
-
-# ---------------------------------------------------------------------------- arguments
+# ---------------------------------------------------------------------------- settings
 
 def build_parser():
     p = argparse.ArgumentParser(
@@ -138,90 +106,66 @@ def no_checkpoint(path):
             "left nothing to continue: start it again with the same command, without --resume")
 
 
-# ---------------------------------------------------------------------------- training
-
-class Stopped(KeyboardInterrupt):
-    """A signal before training began (start-up: data, model, kernels): nothing to save."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class StopRequest:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) stop a run the same way.
-
-    During start-up (`starting`, until the training loop begins) a signal raises Stopped: there
-    is nothing to save yet. From then on it sets a flag: the loop finishes its step, writes the
-    checkpoint, then exits; during the final pictures, the picture being drawn is finished and
-    the rest are left for `--resume` to redraw.
-
-    ignore_after: once stopping, ignore further signals for the rest of the process instead
-    of restoring the old handlers (for the CLI: at interpreter shutdown CPython resets Python
-    handlers to the default action, so a second Ctrl-C then would kill the exiting process;
-    SIG_IGN is left alone).
-    """
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self, ignore_after=False):
-        self.signum = None
-        self.ignore_after = ignore_after
-        self.starting = True
-
-    def __call__(self, signum, frame):
-        first = self.signum is None
-        self.signum = self.signum or signum
-        if first and self.starting:
-            raise Stopped(signum)
-        try:                             # after SIGHUP the terminal may be gone
-            tqdm.write(f"\n{signal.Signals(signum).name}: finishing this step and writing a "
-                       "checkpoint…" if first else "already stopping; the checkpoint is being "
-                       "written", file=sys.stderr)
-        except (OSError, ValueError):
-            pass
-
-    def __enter__(self):
-        self._old = {s: signal.signal(s, self) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
+def memory_check(cfg):
+    """Refuse, before anything is loaded or allocated, a run this machine cannot hold."""
+    limit = min(cfg.limit or ckpt_io.MAX_TRAIN_IMAGES, ckpt_io.MAX_TRAIN_IMAGES)
+    n_train, n_test = max(limit - cfg.holdout, 1), min(cfg.limit or 10_000, 10_000)
+    need = training_bytes(n_train, n_test, cfg.x_dim, cfg.hidden_dim, cfg.latent_dim,
+                          cfg.batch_size, cfg.samples, cfg.dtype)
+    check_memory(need, f"this run (--batch-size {cfg.batch_size}, --samples {cfg.samples}, "
+                       f"--hidden-dim {cfg.hidden_dim}, --latent-dim {cfg.latent_dim}, "
+                       f"{cfg.dtype})",
+                 "use a smaller --batch-size, --samples or --hidden-dim")
 
 
+# ---------------------------------------------------------------------------- schedule, output bias
 
-def write_metrics(path, history, mode, holdout=0):
-    """metrics.csv: one row per epoch; the held-out −ELBO column only when a run holds out."""
-    columns = [c for c in ckpt_io.HISTORY_COLUMNS if holdout or c != "holdout_neg_elbo"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns + ["binarize"])
-    for i in range(len(history["epoch"])):
-        row = [int(history["epoch"][i])] + [repr(float(history[c][i])) for c in columns[1:]]
-        w.writerow(row + [mode])
-    ckpt_io.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+def train_generator(seed):
+    """The one Generator behind shuffling, ε and dynamic binarization."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 1])))
 
 
-class NonFinite(Exception):
-    pass
+def learning_rate(cfg, epoch):
+    """Adam's learning rate in epoch `epoch` (0-based).
+
+    burda (Burda et al. 2015, §5): stage i = 0, 1, …, 7 lasts 3^i epochs at lr·10^(−i/7)
+    (3,280 epochs in all; later epochs stay at stage 7). Their code rounds the rate to one
+    decimal of 1e-4 units; this is the paper's formula."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    stage, end = 0, 1
+    while epoch >= end and stage < 7:
+        stage += 1
+        end += 3 ** stage
+    return cfg.lr * 10 ** (-stage / 7)
 
 
-def run(cfg, out, resume=None, log=print, stop=None):
-    """Train according to cfg into the folder `out`; returns the final history dict.
+def data_mean_bias(images_flat, mode, dtype):
+    """The decoder's output bias that makes θ the mean training pixel: logit(clip(p̄, 0.001,
+    0.999)) (Burda et al.'s code). p̄ is the mean of what the model is fed: the thresholded
+    pixel for "threshold", the intensity x/255 (a dynamic draw's expectation) otherwise.
+    images_flat: uint8 (N, D) -> (D,)."""
+    if mode == "threshold":
+        p = (images_flat >= 128).mean(axis=0)                          # (D,)
+    else:
+        p = images_flat.mean(axis=0, dtype=np.float64) / 255           # (D,)
+    p = np.clip(p, 0.001, 0.999)
+    return np.log(p / (1 - p)).astype(dtype)
 
-    resume: a checkpoint.Checkpoint to continue from, or None for a fresh run.
-    stop: the StopRequest installed by the caller (main), or None to install one here.
-    Returns (history, signal number or None when not stopped by a signal); raises NonFinite
-    when a loss or gradient stops being finite. A resumed run with no epochs left to train
-    only redraws the pictures.
 
-    The run's files appear with its first checkpoint: config.json and metrics.csv are written
-    after each checkpoint (and, resuming, at the start), so a run stopped before its first
-    checkpoint leaves nothing behind and the same command starts it again.
-    """
-    if stop is None:
-        with StopRequest() as stop:
-            return run(cfg, out, resume, log, stop)
+# ---------------------------------------------------------------------------- images
+
+@dataclass
+class Images:
+    train: np.ndarray        # (N, D) uint8, the training images less the held-out ones
+    held: np.ndarray         # (n_held, 28, 28) uint8, the last --holdout training images
+    test: np.ndarray         # (n_test, 28, 28) uint8
+    test_labels: np.ndarray  # (n_test,) uint8
+
+
+def load_images(cfg):
+    """The run's images: its dataset's two splits cut to --limit, the last --holdout training
+    images held out. Sets cfg.x_dim to the images' pixel count."""
     train_x, _ = data.load(cfg.dataset, "train", cfg.data_dir)
     test_x, test_y = data.load(cfg.dataset, "test", cfg.data_dir)
     if cfg.limit:
@@ -232,116 +176,170 @@ def run(cfg, out, resume=None, log=print, stop=None):
     train_x, held_x = data.hold_out(train_x, cfg.holdout)
     train_flat = train_x.reshape(len(train_x), -1)                  # (N, 784) uint8
     cfg.x_dim = train_flat.shape[1]
-    N, B, L = len(train_flat), cfg.batch_size, cfg.samples
+    return Images(train_flat, held_x, test_x, test_y)
 
-    model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
-                backend=cfg.backend, activation=cfg.activation, init=cfg.init)
-    if cfg.output_bias == "data-mean":
-        model.params["Decoder.FC_output.bias"][...] = data_mean_bias(train_flat, cfg.binarize,
-                                                                     model.dtype)
-    opt = Adam(model.num_params, cfg.dtype, lr=cfg.lr, eps=cfg.adam_eps, backend=cfg.backend)
-    rng = train_generator(cfg.seed)
-    history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
-    start_epoch, start_step, order, running, elapsed = 0, 0, None, 0.0, 0.0
-    if resume is not None:
-        model.load_params(resume.params)
-        opt.m[...], opt.v[...], opt.t = resume.adam_m, resume.adam_v, resume.adam_t
-        rng.bit_generator.state = resume.rng_state
-        history = {c: list(v) for c, v in resume.history.items()}
-        start_epoch, start_step = resume.epoch, resume.step_in_epoch
-        if start_step:
-            order, running, elapsed = resume.order, resume.running_loss, resume.epoch_elapsed
-    # never a smaller --epochs than the run has (a resume with nothing left to train)
-    config = dict(asdict(cfg), epochs=max(cfg.epochs, start_epoch), num_params=model.num_params)
 
-    def record():
-        ckpt_io.atomic_write(out / "config.json",
-                             lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
-        write_metrics(out / "metrics.csv", history, cfg.binarize, cfg.holdout)
+# ---------------------------------------------------------------------------- training
 
-    take_batch = backends.batch_taker(cfg.backend, train_flat, cfg.batch_size, cfg.binarize, rng,
-                                      model.dtype)
-    backends.warm_up(model, cfg.samples, cfg.binarize, train_flat)
-    eps_bufs = {}                                       # batch size -> (L, b, Z) buffer
-    steps = data.num_batches(N, B)
-    ckpt_path = out / "checkpoint.npz"
-    if resume is not None:
-        check_position(resume, N, steps, ckpt_path)
-        record()                          # restores config.json and metrics.csv if lost
+class Training:
+    """One run's model, Adam, training Generator and history, and where it stands: `epoch`
+    epochs done, `step` steps of the next one (0 at an epoch's end), that epoch's `order`, loss
+    sum `running` and training seconds `elapsed`. New from cfg, or restored from `resume` (a
+    checkpoint.Checkpoint) exactly as it was saved."""
 
-    def snapshot(epoch, step, order, running, elapsed):
-        # A non-finite gradient turns its parameter NaN (model.train_step); the step after
-        # would stop on its loss, but a checkpoint may come first: it never stores one.
-        if not np.isfinite(model.flat).all():
-            where = (f"at the end of epoch {epoch}" if step == 0 else
-                     f"after step {step} of {steps} of epoch {epoch + 1}")
+    def __init__(self, cfg, out, images, resume=None):
+        self.cfg, self.out, self.images = cfg, out, images
+        self.model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype,
+                         seed=cfg.seed, backend=cfg.backend, activation=cfg.activation,
+                         init=cfg.init)
+        if cfg.output_bias == "data-mean":
+            self.model.params["Decoder.FC_output.bias"][...] = data_mean_bias(
+                images.train, cfg.binarize, self.model.dtype)
+        self.opt = Adam(self.model.num_params, cfg.dtype, lr=cfg.lr, eps=cfg.adam_eps,
+                        backend=cfg.backend)
+        self.rng = train_generator(cfg.seed)
+        self.history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
+        self.epoch, self.step, self.order, self.running, self.elapsed = 0, 0, None, 0.0, 0.0
+        self.steps = data.num_batches(len(images.train), cfg.batch_size)
+        self.ckpt_path = out / "checkpoint.npz"
+        if resume is not None:
+            self._restore(resume)
+        # never a smaller --epochs than the run has (a resume with nothing left to train)
+        self.config = dict(asdict(cfg), epochs=max(cfg.epochs, self.epoch),
+                           num_params=self.model.num_params)
+        self.take_batch = backends.batch_taker(cfg.backend, images.train, cfg.batch_size,
+                                               cfg.binarize, self.rng, self.model.dtype)
+        backends.warm_up(self.model, cfg.samples, cfg.binarize, images.train)
+        self.eps_bufs = {}                                  # batch size -> (L, b, Z) buffer
+        if resume is not None:
+            self.record()                 # restores config.json and metrics.csv if lost
+
+    def _restore(self, ck):
+        check_position(ck, len(self.images.train), self.steps, self.ckpt_path)
+        self.model.load_params(ck.params)
+        self.opt.m[...], self.opt.v[...], self.opt.t = ck.adam_m, ck.adam_v, ck.adam_t
+        self.rng.bit_generator.state = ck.rng_state
+        self.history = {c: list(v) for c, v in ck.history.items()}
+        self.epoch, self.step = ck.epoch, ck.step_in_epoch
+        if self.step:
+            self.order, self.running, self.elapsed = ck.order, ck.running_loss, ck.epoch_elapsed
+
+    def record(self):
+        """config.json and metrics.csv, as of the last checkpoint."""
+        write_config(self.out, self.config)
+        columns = [c for c in ckpt_io.HISTORY_COLUMNS
+                   if self.cfg.holdout or c != "holdout_neg_elbo"]   # held-out −ELBO if any
+        write_metrics(self.out, self.history, columns, self.cfg.binarize)
+
+    def save(self):
+        """The checkpoint of where training stands, then config.json and metrics.csv. A
+        non-finite gradient turns its parameter NaN (model.train_step); the step after would
+        stop on its loss, but a checkpoint may come first: it never stores one."""
+        if not np.isfinite(self.model.flat).all():
+            where = (f"at the end of epoch {self.epoch}" if self.step == 0 else
+                     f"after step {self.step} of {self.steps} of epoch {self.epoch + 1}")
             raise NonFinite(f"non-finite parameters {where} (a gradient was not finite); "
                             f"training stopped")
-        return ckpt_io.Checkpoint(
-            params={k: v.copy() for k, v in model.params.items()}, config=config,
-            adam_m=opt.m.copy(), adam_v=opt.v.copy(), adam_t=opt.t,
-            rng_state=rng.bit_generator.state, epoch=epoch, step_in_epoch=step,
-            order=order if step else np.zeros(0, np.int64), running_loss=running,
-            epoch_elapsed=elapsed, history=history)
+        ckpt_io.save(self.ckpt_path, ckpt_io.Checkpoint(
+            params={k: v.copy() for k, v in self.model.params.items()}, config=self.config,
+            adam_m=self.opt.m.copy(), adam_v=self.opt.v.copy(), adam_t=self.opt.t,
+            rng_state=self.rng.bit_generator.state, epoch=self.epoch, step_in_epoch=self.step,
+            order=self.order if self.step else np.zeros(0, np.int64), running_loss=self.running,
+            epoch_elapsed=self.elapsed, history=self.history))
+        self.record()
 
+    # ------------------------------------------------------------------------ the loop
+
+    def train_epoch(self, stop):
+        """Train epoch `self.epoch` from step `self.step` to its end. Returns False when a
+        signal stopped it before the end (a checkpoint of that step is written), else True."""
+        cfg, model, rng = self.cfg, self.model, self.rng
+        N, B, L = len(self.images.train), cfg.batch_size, cfg.samples
+        if self.order is None or self.step == 0:                  # a new epoch: a new order
+            self.order, self.running, self.elapsed = data.epoch_order(N, rng), 0.0, 0.0
+            self.step = 0
+        self.opt.lr = learning_rate(cfg, self.epoch)
+        bar = tqdm(total=self.steps, initial=self.step, unit="batch", leave=False,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", dynamic_ncols=True,
+                   mininterval=0.5)
+        t0 = time.perf_counter()
+        for step in range(self.step, self.steps):
+            x = self.take_batch(self.order[step * B:(step + 1) * B])    # (b, D)
+            b = len(x)
+            if b not in self.eps_bufs:
+                self.eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
+            eps = rng.standard_normal(dtype=model.dtype, out=self.eps_bufs[b])
+            try:
+                self.running += model.train_step(x, eps if L > 1 else eps[0], self.opt)
+            except FloatingPointError as err:        # the model is spoilt; the checkpoint is not
+                bar.close()
+                raise NonFinite(f"{err} at epoch {self.epoch + 1}, step {step + 1} of "
+                                f"{self.steps}; training stopped") from None
+            bar.update()
+            if step % 20 == 0 or step == self.steps - 1:
+                bar.set_postfix_str(f"−ELBO/image {self.running / min(N, (step + 1) * B):.2f}",
+                                    refresh=False)
+            if stop.signum is not None and step < self.steps - 1:
+                self.elapsed += time.perf_counter() - t0
+                bar.close()
+                self.step = step + 1
+                self.save()
+                return False
+        self.elapsed += time.perf_counter() - t0
+        bar.close()
+        return True
+
+    def end_epoch(self, log):
+        """After epoch `self.epoch`'s last step: its test (and held-out) −ELBO, a row of the
+        history, the checkpoint, and the line printed."""
+        cfg, images, model = self.cfg, self.images, self.model
+        test, recon, kl = evaluate_test(model, images.test, cfg.seed, cfg.binarize)
+        held = (evaluate_test(model, images.held, cfg.seed, cfg.binarize,
+                              streams=HOLDOUT_STREAMS)[0] if cfg.holdout else float("nan"))
+        row = dict(epoch=self.epoch + 1, train_neg_elbo=self.running / len(images.train),
+                   test_neg_elbo=test, test_recon=recon, test_kl=kl,
+                   epoch_seconds=self.elapsed, holdout_neg_elbo=held)
+        for c in ckpt_io.HISTORY_COLUMNS:
+            self.history[c].append(float(row[c]))
+        self.epoch, self.step, self.order, self.running, self.elapsed = (
+            self.epoch + 1, 0, None, 0.0, 0.0)
+        self.save()
+        log(f"epoch {row['epoch']:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
+            f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
+            + (f"held-out {held:8.3f} " if cfg.holdout else "")
+            + f"[{cfg.binarize}]  {row['epoch_seconds']:.2f} s")
+
+
+def run(cfg, out, resume=None, log=print, stop=None):
+    """Train according to cfg into the folder `out`, from scratch or from `resume` (a
+    checkpoint.Checkpoint), up to cfg.epochs, then draw the pictures.
+
+    stop: the StopRequest installed by the caller (main), or None to install one here.
+    Returns (history, the signal number that stopped it, or None); raises NonFinite when a loss
+    or gradient stops being finite. A resumed run with no epochs left only redraws the pictures.
+    The run's files appear with its first checkpoint: config.json and metrics.csv are written
+    after each checkpoint (and, resuming, at the start), so a run stopped before its first
+    checkpoint leaves nothing behind and the same command starts it again.
+    """
+    if stop is None:
+        with StopRequest() as stop:
+            return run(cfg, out, resume, log, stop)
+    images = load_images(cfg)
+    t = Training(cfg, out, images, resume)
     from . import plots                   # imported before the loop: no signal lands in it
 
     stop.starting = False                 # from here a signal is a checkpoint, not an exception
     if stop.signum is not None:           # one arrived between the last check and here
-        return history, stop.signum
-    for epoch in range(start_epoch, cfg.epochs):
-        if order is None or start_step == 0:
-            order, running, elapsed, start_step = data.epoch_order(N, rng), 0.0, 0.0, 0
-        opt.lr = learning_rate(cfg, epoch)
-        bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
-        t0 = time.perf_counter()
-        for step in range(start_step, steps):
-            idx = order[step * B:(step + 1) * B]
-            b = len(idx)
-            x = take_batch(idx)                                  # (b, D)
-            if b not in eps_bufs:
-                eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
-            eps = rng.standard_normal(dtype=model.dtype, out=eps_bufs[b])
-            try:
-                loss = model.train_step(x, eps if L > 1 else eps[0], opt)
-            except FloatingPointError as err:        # the model is spoilt; the checkpoint is not
-                bar.close()
-                raise NonFinite(f"{err} at epoch {epoch + 1}, step {step + 1} of {steps}; "
-                                f"training stopped") from None
-            running += loss
-            bar.update()
-            if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix_str(f"−ELBO/image {running / min(N, (step + 1) * B):.2f}",
-                                    refresh=False)
-            if stop.signum is not None and step < steps - 1:
-                elapsed += time.perf_counter() - t0
-                bar.close()
-                ckpt_io.save(ckpt_path, snapshot(epoch, step + 1, order, running, elapsed))
-                record()
-                return history, stop.signum
-        elapsed += time.perf_counter() - t0
-        bar.close()
-        test, recon, kl = evaluate_test(model, test_x, cfg.seed, cfg.binarize)
-        held = (evaluate_test(model, held_x, cfg.seed, cfg.binarize,
-                              streams=HOLDOUT_STREAMS)[0] if cfg.holdout else float("nan"))
-        row = dict(epoch=epoch + 1, train_neg_elbo=running / N, test_neg_elbo=test,
-                   test_recon=recon, test_kl=kl, epoch_seconds=elapsed,
-                   holdout_neg_elbo=held)
-        for c in ckpt_io.HISTORY_COLUMNS:
-            history[c].append(float(row[c]))
-        ckpt_io.save(ckpt_path, snapshot(epoch + 1, 0, None, 0.0, 0.0))
-        record()
-        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
-            f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
-            + (f"held-out {held:8.3f} " if cfg.holdout else "")
-            + f"[{cfg.binarize}]  {elapsed:.2f} s")
-        order, start_step = None, 0
+        return t.history, stop.signum
+    while t.epoch < cfg.epochs:
+        if not t.train_epoch(stop):
+            return t.history, stop.signum
+        t.end_epoch(log)
         if stop.signum is not None:
-            return history, stop.signum
-    plots.draw_run(out, model, history, test_x, test_y, cfg,
+            return t.history, stop.signum
+    plots.draw_run(out, t.model, t.history, images.test, images.test_labels, cfg,
                    stop=lambda: stop.signum is not None)
-    return history, stop.signum
+    return t.history, stop.signum
 
 
 def check_position(ck, n, steps, path):
@@ -359,57 +357,7 @@ def check_position(ck, n, steps, path):
                                       f"epoch means {ck.epoch * steps + ck.step_in_epoch}")
 
 
-def _folders_to_make(folder):
-    """The folders that `folder.mkdir(parents=True)` will create, deepest first."""
-    made = []
-    while not folder.exists() and folder != folder.parent:
-        made.append(folder)
-        folder = folder.parent
-    return made
-
-
-def _remove_if_empty(folders):
-    """Folders this command made and then wrote nothing into (the data could not be loaded,
-    Ctrl-C during a download) are removed again, deepest first, so a failed start leaves no
-    trace; a folder holding anything stays."""
-    for folder in folders:
-        try:
-            folder.rmdir()               # only ever succeeds on an empty folder
-        except OSError:
-            return
-
-
-def memory_check(cfg):
-    """Refuse, before anything is loaded or allocated, a run this machine cannot hold."""
-    limit = min(cfg.limit or ckpt_io.MAX_TRAIN_IMAGES, ckpt_io.MAX_TRAIN_IMAGES)
-    n_train, n_test = max(limit - cfg.holdout, 1), min(cfg.limit or 10_000, 10_000)
-    need = training_bytes(n_train, n_test, cfg.x_dim, cfg.hidden_dim, cfg.latent_dim,
-                          cfg.batch_size, cfg.samples, cfg.dtype)
-    check_memory(need, f"this run (--batch-size {cfg.batch_size}, --samples {cfg.samples}, "
-                       f"--hidden-dim {cfg.hidden_dim}, --latent-dim {cfg.latent_dim}, "
-                       f"{cfg.dtype})",
-                 "use a smaller --batch-size, --samples or --hidden-dim")
-
-
-def _taken(out):
-    taken = [f for f in RUN_FILES if (out / f).exists()]
-    if not taken:
-        return
-    hint = ""
-    if "checkpoint.npz" not in taken:
-        hint = (" It has no checkpoint.npz: if those are from a run that never reached its first "
-                "checkpoint (older numpyvae wrote config.json first), move them away and run "
-                "this command again.")
-    raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
-                     f"--resume --out {out}, or choose another --out.{hint}")
-
-
-def _say(message):
-    try:                                 # after SIGHUP the terminal may be gone
-        print(message, file=sys.stderr)
-    except (OSError, ValueError):
-        pass
-
+# ---------------------------------------------------------------------------- the command
 
 def main(argv=None, cli=False):
     """The command: parse argv, train, report. Returns the exit status.
@@ -435,14 +383,14 @@ def main(argv=None, cli=False):
                     raise UsageError(no_checkpoint(out / "checkpoint.npz"))
             else:
                 resolve_config(args)                             # flag errors before mkdir
-                made = _folders_to_make(out)
+                made = folders_to_make(out)
                 out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
             lock.acquire()
-            ckpt_io.remove_stale_temp_files(out, RUN_FILES)
+            remove_stale_temp_files(out, RUN_FILES)
             cfg, resume = resolve_config(args)
             if resume is None:
-                _taken(out)
+                refuse_taken(out)
             if resume is not None and resume.step_in_epoch and cfg.epochs <= resume.epoch:
                 raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
                                  f"--epochs must be at least {resume.epoch + 1}")
@@ -456,28 +404,28 @@ def main(argv=None, cli=False):
                   f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
             _, stopped = run(cfg, out, resume, stop=stop)
     except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
-        _say(f"error: {e}")
+        say(f"error: {e}")
         return 2 if isinstance(e, UsageError) else 1
     except OSError as e:                  # the run folder cannot be made or written
-        _say(f"error: cannot write the run into {out}: {e.strerror or e} ({e.filename or out})")
+        say(f"error: cannot write the run into {out}: {e.strerror or e} ({e.filename or out})")
         return 1
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)
-        _say(f"interrupted ({signal.Signals(signum).name}) before training began; nothing was "
+        say(f"interrupted ({signal.Signals(signum).name}) before training began; nothing was "
              "written — run the same command to start again")
         return 128 + signum
     except NonFinite as e:
         kept = out / "checkpoint.npz"
-        _say(f"error: {e}. The last good checkpoint is kept"
+        say(f"error: {e}. The last good checkpoint is kept"
              + (f": {kept}" if kept.exists() else
                 " (none was written yet: the same command starts the run again)"))
         return EXIT_NONFINITE
     finally:
         if lock is not None:
             lock.release()
-        _remove_if_empty(made)
+        remove_if_empty(made)
     if stopped is not None:
-        _say(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
+        say(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
              f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
              f"--out {out}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae import data
+from numpyvae import data, runfolder
 from numpyvae.data import DataError, Source, SourceError
 from test_idx import make_idx
 
@@ -168,12 +168,17 @@ def test_something_else_where_a_file_should_be_is_an_error_and_stays(tmp_path, f
     assert calls == [] and _describe(path) == before
 
 
+def publish(path, raw):
+    """How the cache publishes a verified file: atomically, never over anything there."""
+    return runfolder.atomic_write(path, lambda f: f.write(raw), replace=False)
+
+
 @pytest.mark.parametrize("kind", ["looping link", "broken link", "fifo"])
 def test_write_atomic_never_replaces_a_link_or_special_file(tmp_path, kind):
     path = tmp_path / "f"
     _put(kind, path)
     before = _describe(path)
-    assert data.write_atomic(path, b"ours") is False
+    assert publish(path, b"ours") is False
     assert _describe(path) == before and os.listdir(tmp_path) == ["f"]
 
 
@@ -187,7 +192,7 @@ def test_write_atomic_never_replaces_what_appears_during_the_write(tmp_path, mon
         if not path.exists():
             path.write_bytes(b"theirs")
     monkeypatch.setattr(os, "fsync", appear)
-    assert data.write_atomic(path, b"ours") is False
+    assert publish(path, b"ours") is False
     assert path.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["f"]
 
 
@@ -297,10 +302,10 @@ def test_write_atomic_never_overwrites(tmp_path):
     """Oracle: the file we wrote stays as it was."""
     path = tmp_path / "f"
     path.write_bytes(b"user's")
-    assert data.write_atomic(path, b"ours") is False
+    assert publish(path, b"ours") is False
     assert path.read_bytes() == b"user's" and all_files(tmp_path) == ["f"]
-    assert data.write_atomic(tmp_path / "sub" / "g", b"ours") is True
-    assert (tmp_path / "sub" / "g").read_bytes() == b"ours"
+    assert publish(tmp_path / "g", b"ours") is True
+    assert (tmp_path / "g").read_bytes() == b"ours"
 
 
 def test_all_sources_failing_lists_each_one_and_the_manual_steps(tmp_path, fake):
