@@ -14,7 +14,7 @@ __all__ = ["VAE", "Adam", "param_shapes"]
 __version__ = "0.1.0"
 
 try:
-    from . import (activations, adam, backend, checkpoint, cli, config, data, fused, idx,
+    from . import (activations, adam, backend, checkpoint, cli, config, data, fetch, fused, idx,
                    kernels, likelihood, linear, loss, memory, model, plots, runfolder,
                    runlock)
     from .adam import Adam

@@ -104,8 +104,9 @@ def log_weights(model, x, rows):
 
 
 def batch_taker(backend, images_flat, batch_size, mode, rng, dtype):
-    """idx -> the binarized batch (b, D), a view of one reused buffer. Both paths draw the same
-    uniforms from `rng` (for mode "dynamic"), so they see the same batches."""
+    """take(idx) -> the binarized batch (b, D) of images_flat[idx], a view of one reused buffer,
+    `take.buffer`. Both paths draw the same uniforms from `rng` (for mode "dynamic"), so they
+    see the same batches; the training CLI and data.Batches both take theirs here."""
     B, D = min(batch_size, len(images_flat)), images_flat.shape[1]     # no batch is larger
     out = np.empty((B, D), dtype)                                     # (B, D), reused
     if check(backend) == "numba":
@@ -118,12 +119,14 @@ def batch_taker(backend, images_flat, batch_size, mode, rng, dtype):
             if mode == "dynamic":
                 u = rng.random(out=uniforms[:len(idx)], dtype=dtype)    # (b, D)
             return gather_binarize(images_flat, idx, code, u, out)
+        take.buffer = out
         return take
     from .data import batch_into
     scratch = np.empty((B, D), np.uint8)                              # (B, D) gathered pixels
 
     def take(idx):
         return batch_into(images_flat, idx, mode, rng, out, scratch=scratch)
+    take.buffer = out
     return take
 
 

