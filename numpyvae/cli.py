@@ -1,8 +1,10 @@
 """What the command-line entry points (train, evaluate, sample, and the reference's) share:
-the usage error and the flag types. The memory check is numpyvae/memory.py; the evaluation
+the usage error, the flag types, and `run_command`, which turns every error a command reports
+into one line and its exit status. The memory check is numpyvae/memory.py; the evaluation
 helpers and --json output live with evaluation (numpyvae/evaluate.py).
 """
 import argparse
+import sys
 
 import numpy as np
 
@@ -29,3 +31,45 @@ def flag_type(convert, accept, expected):
 positive_int = flag_type(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = flag_type(int, lambda v: v >= 0, "an integer ≥ 0")
 positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
+
+
+# ---------------------------------------------------------------------------- running a command
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def say(message):
+    """A line on stderr, unless the terminal is gone (after SIGHUP)."""
+    try:
+        print(message, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def run_command(work, os_error=None):
+    """Run a command's work() — which returns its exit status — and turn what any command may
+    meet into one line on stderr and the exit status:
+        UsageError                            2    what to change in the request
+        DataError, CheckpointError, RunLocked 1    the data, the checkpoint, a busy run folder
+        OSError                               1    worded by os_error(e), else str(e)
+        KeyboardInterrupt (Ctrl-C)            130  "interrupted"
+    What is a command's own (train: a stop with a checkpoint, a non-finite loss) it handles
+    inside work."""
+    from .checkpoint import CheckpointError     # imported here: these modules import this one
+    from .fetch import DataError
+    from .runlock import RunLocked
+
+    try:
+        return work()
+    except UsageError as e:
+        say(f"error: {e}")
+        return EXIT_USAGE
+    except (DataError, CheckpointError, RunLocked) as e:
+        say(f"error: {e}")
+        return EXIT_ERROR
+    except OSError as e:
+        say(f"error: {os_error(e) if os_error else e}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        say("interrupted")
+        return EXIT_INTERRUPTED

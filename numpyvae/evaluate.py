@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint as ckpt_io
 from . import data
 from .checkpoint import load_model
-from .cli import UsageError, nonnegative_int, positive_int
+from .cli import UsageError, nonnegative_int, positive_int, run_command
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import atomic_write
@@ -152,57 +151,53 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    try:
-        model, cfg = load_model(args.checkpoint)
-        if args.json:
-            check_json_path(args.json)
-        data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
-        images = split_images(cfg, args.split, data_dir)
-        streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
-        if args.limit:
-            images = images[:args.limit]
-        mode = cfg["binarize"]
-        n = len(images)
-        batch = min(args.batch, n)                 # no importance-sampling batch is larger
-        check_memory(likelihood_bytes(n, batch, args.k, cfg["x_dim"], cfg["hidden_dim"],
-                                      cfg["latent_dim"], cfg["dtype"]),
-                     f"--batch {args.batch} with --k {args.k} on {n:,} images",
-                     "use a smaller --batch (or --limit)")
-        neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
-        xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
-        active, _ = active_units(model.encode(xs)[0])
-        rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
-        total = 0.0
-        t0 = time.perf_counter()
-        with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
-            for start in range(0, n, batch):
-                x = xs[start:start + batch]
-                ll = log_likelihood(model, x, args.k, rng)
-                total += ll.sum()
-                bar.update(len(x))
-                bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
-        seconds = time.perf_counter() - t0
-        result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
-                      neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
-                      latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
-        print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
-        print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
-        print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
-              f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
-        print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  "
-              f"(Var_x E_q[z_u|x] > 0.01)", flush=True)      # shown before --json can fail
-        if args.json:
-            write_json(args.json, result)
-            print(f"wrote {args.json}")
-    except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
-    except OSError as e:
-        print(f"error: {e.filename or args.checkpoint}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: _evaluate(args),
+                       os_error=lambda e: f"{e.filename or args.checkpoint}: {e.strerror or e}")
+
+
+def _evaluate(args):
+    """main's work: returns 0 once the numbers are printed (and --json written)."""
+    model, cfg = load_model(args.checkpoint)
+    if args.json:
+        check_json_path(args.json)
+    data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
+    images = split_images(cfg, args.split, data_dir)
+    streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
+    if args.limit:
+        images = images[:args.limit]
+    mode = cfg["binarize"]
+    n = len(images)
+    batch = min(args.batch, n)                 # no importance-sampling batch is larger
+    check_memory(likelihood_bytes(n, batch, args.k, cfg["x_dim"], cfg["hidden_dim"],
+                                  cfg["latent_dim"], cfg["dtype"]),
+                 f"--batch {args.batch} with --k {args.k} on {n:,} images",
+                 "use a smaller --batch (or --limit)")
+    neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
+    xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
+    active, _ = active_units(model.encode(xs)[0])
+    rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
+    total = 0.0
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
+        for start in range(0, n, batch):
+            x = xs[start:start + batch]
+            ll = log_likelihood(model, x, args.k, rng)
+            total += ll.sum()
+            bar.update(len(x))
+            bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
+    seconds = time.perf_counter() - t0
+    result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
+                  neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
+                  latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
+    print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
+    print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
+    print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
+          f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
+    print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  "
+          f"(Var_x E_q[z_u|x] > 0.01)", flush=True)      # shown before --json can fail
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -154,14 +154,6 @@ def refuse_taken(out):
                      f"--resume --out {out}, or choose another --out.{hint}")
 
 
-def say(message):
-    """A line on stderr, unless the terminal is gone (after SIGHUP)."""
-    try:
-        print(message, file=sys.stderr)
-    except (OSError, ValueError):
-        pass
-
-
 # ---------------------------------------------------------------------------- signals
 
 class Stopped(KeyboardInterrupt):

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
 from . import data, plots
 from .checkpoint import load_model
-from .cli import UsageError, nonnegative_int, positive_int
+from .cli import UsageError, nonnegative_int, positive_int, run_command
 from .evaluate import eval_inputs
 from .memory import check_memory, gigabytes
-from .runlock import RunLocked, lock_if_run_folder
+from .runlock import lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call
 LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many
@@ -67,23 +66,25 @@ def line(mu0, mu1, steps):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    return run_command(lambda: _sample(args))
+
+
+def _sample(args):
+    """main's work: returns 0 once the picture is written."""
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        print(f"error: --out {out}: expected a .png file name", file=sys.stderr)
-        return 2
+        raise UsageError(f"--out {out}: expected a .png file name")
     if not out.parent.is_dir():
-        print(f"error: --out {out}: the folder {out.parent} does not exist", file=sys.stderr)
-        return 2
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
     n = max(args.steps, 2) if args.interpolate else args.n
     cols = min(n, LINE_COLUMNS) if args.interpolate else int(np.ceil(np.sqrt(n)))
     flag = f"--steps {args.steps}" if args.interpolate else f"--n {args.n}"
-    lock = None
+    check_memory(plots.grid_bytes(n, cols) + 64 * 2**20, flag,
+                 f"ask for fewer (a picture of {n:,} images is "
+                 f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
+    model, cfg = load_model(args.checkpoint)
+    lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
     try:
-        check_memory(plots.grid_bytes(n, cols) + 64 * 2**20, flag,
-                     f"ask for fewer (a picture of {n:,} images is "
-                     f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
-        model, cfg = load_model(args.checkpoint)
-        lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
         if args.interpolate:
             images, _ = data.load(cfg["dataset"], "test", args.data_dir)
             i, j = args.between
@@ -97,15 +98,6 @@ def main(argv=None):
             rng = np.random.default_rng(args.seed)
             plots.grid(out, decoded(model, prior(rng, model.latent_dim), n), n, cols,
                        f"{n} {plots.NOUNS[cfg['dataset']]} generated from z ~ N(0, I)")
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (data.DataError, ckpt_io.CheckpointError, RunLocked, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     finally:
         if lock is not None:
             lock.release()

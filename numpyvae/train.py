@@ -38,14 +38,14 @@ from . import backend as backends
 from . import checkpoint as ckpt_io
 from . import data
 from .adam import Adam
-from .cli import UsageError
+from .cli import UsageError, run_command, say
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .memory import check_memory, training_bytes
 from .model import VAE
 from .runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken, remove_if_empty,
-                        remove_stale_temp_files, say, write_config, write_metrics)
-from .runlock import RunLock, RunLocked
+                        remove_stale_temp_files, write_config, write_metrics)
+from .runlock import RunLock
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
@@ -360,21 +360,30 @@ def check_position(ck, n, steps, path):
 # ---------------------------------------------------------------------------- the command
 
 def main(argv=None, cli=False):
-    """The command: parse argv, train, report. Returns the exit status.
+    """The command: parse argv, train, report. Returns the exit status (numpyvae.cli.run_command:
+    2 for a usage error, 1 for bad data, a bad checkpoint, a busy folder or a failed write; a
+    stop by a signal 128 + its number, a non-finite loss EXIT_NONFINITE).
 
     cli=True when this is the whole process (python -m numpyvae.train): then a stopped run
     ignores further signals while it exits.
-
-    The run folder is locked (numpyvae.runlock) from before anything is read or written in it
-    until the command ends: a second command on the same folder is refused at once.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    out, made, lock, stopped = args.out, [], None, None
+    where = {"out": args.out}             # the run folder, once known: for a failed write's line
+    return run_command(lambda: _train(args, cli, where),
+                       os_error=lambda e: f"cannot write the run into {where['out']}: "
+                                          f"{e.strerror or e} ({e.filename or where['out']})")
+
+
+def _train(args, cli, where):
+    """main's work. The run folder is locked (numpyvae.runlock) from before anything is read or
+    written in it until the command ends: a second command on the same folder is refused at
+    once. Folders made for a run that never started are removed again."""
+    made, lock, stopped = [], None, None
     try:
         with StopRequest(ignore_after=cli) as stop:
-            out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(
-                "%Y-%m-%d_%H-%M-%S")
+            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            out = where["out"] = Path(args.out) if args.out else Path("runs") / stamp
             if args.resume:
                 if args.out is None:
                     raise UsageError("--resume needs --out RUN_DIR, the folder of the run to "
@@ -403,22 +412,16 @@ def main(argv=None, cli=False):
                   f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
                   f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
             _, stopped = run(cfg, out, resume, stop=stop)
-    except (UsageError, data.DataError, ckpt_io.CheckpointError, RunLocked) as e:
-        say(f"error: {e}")
-        return 2 if isinstance(e, UsageError) else 1
-    except OSError as e:                  # the run folder cannot be made or written
-        say(f"error: cannot write the run into {out}: {e.strerror or e} ({e.filename or out})")
-        return 1
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)
         say(f"interrupted ({signal.Signals(signum).name}) before training began; nothing was "
-             "written — run the same command to start again")
+            "written — run the same command to start again")
         return 128 + signum
     except NonFinite as e:
-        kept = out / "checkpoint.npz"
+        kept = where["out"] / "checkpoint.npz"
         say(f"error: {e}. The last good checkpoint is kept"
-             + (f": {kept}" if kept.exists() else
-                " (none was written yet: the same command starts the run again)"))
+            + (f": {kept}" if kept.exists() else
+               " (none was written yet: the same command starts the run again)"))
         return EXIT_NONFINITE
     finally:
         if lock is not None:
@@ -426,8 +429,8 @@ def main(argv=None, cli=False):
         remove_if_empty(made)
     if stopped is not None:
         say(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
-             f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
-             f"--out {out}")
+            f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
+            f"--out {out}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT
     print(f"done: {out}")
     return 0

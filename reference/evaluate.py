@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import UsageError, nonnegative_int, positive_int
+from numpyvae.cli import UsageError, nonnegative_int, positive_int, run_command
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, eval_generator, eval_inputs,
                                write_json)
-from numpyvae.runlock import RunLocked
 from reference.model import from_params, pick_device
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
@@ -82,23 +81,21 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
+    return run_command(lambda: _evaluate(args))
+
+
+def _evaluate(args):
+    """main's work: returns 0 once the numbers are printed (and --json written)."""
     try:
-        try:
-            device = pick_device(args.device)
-        except ValueError as e:
-            raise UsageError(f"--device {args.device}: {e}") from None
-        ck = checkpoint.load(args.checkpoint)
-        if args.json:
-            check_json_path(args.json)
-        data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
-        images, _ = data.load(ck.config["dataset"], "test", data_dir)
-        return evaluate(ck, images, device, args)
-    except (UsageError, checkpoint.CheckpointError, data.DataError, RunLocked) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        device = pick_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device {args.device}: {e}") from None
+    ck = checkpoint.load(args.checkpoint)
+    if args.json:
+        check_json_path(args.json)
+    data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
+    images, _ = data.load(ck.config["dataset"], "test", data_dir)
+    return evaluate(ck, images, device, args)
 
 
 def evaluate(ck, images, device, args):
