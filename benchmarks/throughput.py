@@ -42,7 +42,7 @@ FLOOR, TORCH = peers.FLOOR, peers.TORCH
 # The first loss checks the forward pass; the 2nd and 3rd, the gradients and Adam's update
 # (its bias corrections at t = 1 and t = 2) that produced the parameters they start from.
 VALIDATE_STEPS = 3
-# Relative, on each of those losses. float32: as tests/test_parity_torch.py states; every peer
+# Relative, on each of those losses. float32: as tests/math/test_parity_torch.py states; every peer
 # measured ≤ 4e-7 over its first three steps (hidden 16 to 1000, batch 16 to 400).
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 # Seconds of rest before each timed epoch: the previous library's worker threads (OpenBLAS's
@@ -243,7 +243,7 @@ def main(argv=None):
 
 
 # In float32 each log p(x|z) sums 784 terms of a ≈ 550-nat total, ≈ 550 · 6e-8 · √784 ≈ 1e-3
-# nats of rounding before the log-sum-exp (tests/test_backends.py states the same).
+# nats of rounding before the log-sum-exp (tests/math/test_backends.py states the same).
 LL_TOLERANCE = 2e-3
 
 

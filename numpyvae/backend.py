@@ -3,7 +3,7 @@
     numpy   the readable oracle: model.forward + model.backward, adam.numpy_update,
             data.batch_into, likelihood.log_weights. Allocates its temporaries every step.
     numba   the fast path, the same numbers up to rounding (float64 ≤ 1e-12,
-            tests/test_backends.py): fused.FusedStep, kernels.adam_step,
+            tests/math/test_backends.py): fused.FusedStep, kernels.adam_step,
             kernels.gather_binarize, fused.LogWeights — and, within it, the float32 or
             float64 kernels (`numba_kernels`). After its first step it allocates nothing.
 

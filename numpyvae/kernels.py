@@ -23,7 +23,7 @@ check, without which LLVM will not vectorize a loop that divides.
 Why there are `_f32` variants: glibc's scalar expf/log1pf/tanhf cannot be vectorized (numba has
 no SVML here) and cost 4–5 ns each, more than the matrix products around them. For float32 the
 `_f32` kernels use the polynomials below in float32 arithmetic, which LLVM vectorizes; their
-error is ≤ a few float32 ulps (checked in tests/test_kernels.py). float64 uses libm through
+error is ≤ a few float32 ulps (checked in tests/math/test_kernels.py). float64 uses libm through
 the generic kernels, so both backends agree to ~1e-15 there.
 
 Deterministic by construction: every kernel is single-threaded and every reduction runs in

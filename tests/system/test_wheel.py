@@ -1,4 +1,4 @@
-"""The wheel installs numpyvae and nothing else (issue 14).
+"""The wheel installs numpyvae and nothing else.
 
 Oracle: a fresh virtualenv that holds the built wheel and the dependencies, but not the
 checkout. `reference` and `benchmarks` are the repository's tools, not the distribution's:
@@ -26,7 +26,7 @@ import pytest
 
 tomllib = pytest.importorskip("tomllib")      # Python ≥ 3.11; pyproject is read as TOML
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "numpyvae", "reference", "benchmarks")
 # What the dependency view leaves out: the project itself, the tools it must not install,
 # and site-packages' own start-up hooks (.pth files, an editable install's finder).

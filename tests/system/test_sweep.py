@@ -1,7 +1,7 @@
 """benchmarks/sweep.py validates and times the implementations over a grid, and writes its
 JSON and picture.
 
-Oracle: the same validation as tests/test_benchmark.py (a float64 NumPy run of each peer's
+Oracle: the same validation as tests/system/test_benchmark.py (a float64 NumPy run of each peer's
 first steps); the picture is checked to be a PNG matplotlib reads back. torch.compile and jax
 jit are left out here (both run end to end in test_benchmark.py): each new batch shape costs
 torch.compile tens of seconds of C++, and jax scan-epoch compiles the same jax step.

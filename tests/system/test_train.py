@@ -23,7 +23,7 @@ from numpyvae.likelihood import neg_elbo_per_image
 from numpyvae.model import VAE
 from reference.model import from_params, neg_elbo
 
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).parents[1])          # the helpers: fake_mnist, checks
 QUICK = ["--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "100"]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from numpyvae.runlock import LOCK_NAME, RunLock, RunLocked
 
-ROOT = str(Path(__file__).parent.parent)
+ROOT = str(Path(__file__).parents[2])
 
 
 def holder(folder):

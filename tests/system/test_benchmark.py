@@ -152,7 +152,7 @@ def test_a_pinned_kernel_is_read_and_the_unpinned_one_found(tmp_path):
     """)
     env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge", OPENBLAS_L2_SIZE="512")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[1]).stdout
+                         check=True, cwd=Path(__file__).parents[2]).stdout
     pinned, own = json.loads(out)
     assert pinned == "Sandybridge"
     assert own not in (None, "Sandybridge")

@@ -1,4 +1,4 @@
-"""docs/notebook.ipynb runs top to bottom (issue 14).
+"""docs/notebook.ipynb runs top to bottom.
 
 Oracle: the notebook itself, executed as a person would run it — every code cell in order, in
 one namespace — on the synthetic stand-in for MNIST (tests/fake_mnist.py, installed where the
@@ -17,7 +17,7 @@ import pytest
 import fake_mnist
 import numpyvae.data
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "notebook.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "notebook.ipynb"
 EPOCHS = 2
 
 

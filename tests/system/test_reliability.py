@@ -1,4 +1,4 @@
-"""The run folder as a transaction (issue 13): one writer, no dead ends, bounded memory,
+"""The run folder as a transaction: one writer, no dead ends, bounded memory,
 every signal handled, every bad request one line.
 
 Oracles: exit statuses and the one-line messages; the files in the run folder; the

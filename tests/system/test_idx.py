@@ -19,7 +19,7 @@ import pytest
 from numpyvae import idx
 from numpyvae.idx import IDXError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_idx(array, type_code=0x08):
@@ -183,7 +183,7 @@ def test_checks_survive_python_O():
         "if missed: sys.exit('not rejected under -O: ' + repr(missed))\n"
         "print('rejected', len(t.BAD_CASES))\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(Path(__file__).parent)]))
     done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -4,7 +4,7 @@ import io
 import re
 from pathlib import Path
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_readme_api_snippet_runs_and_prints_what_it_shows():
