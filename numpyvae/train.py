@@ -84,11 +84,7 @@ def resolve_config(args):
         given = {**PRESETS[args.preset], **given}
     if not args.resume:
         return Config(**given), None
-    if args.out is None:
-        raise UsageError("--resume needs --out RUN_DIR, the folder of the run to continue")
-    path = Path(args.out) / "checkpoint.npz"
-    if not path.is_file():
-        raise UsageError(no_checkpoint(path))
+    path = resume_path(args)
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
     saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
     for name in FIXED_ON_RESUME:
@@ -99,6 +95,16 @@ def resolve_config(args):
     for name in set(given) - set(FIXED_ON_RESUME):               # --epochs, --data-dir
         setattr(saved, name, given[name])
     return saved, ck
+
+
+def resume_path(args):
+    """The checkpoint --resume continues: --out's checkpoint.npz, or UsageError."""
+    if args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    path = Path(args.out) / "checkpoint.npz"
+    if not path.is_file():
+        raise UsageError(no_checkpoint(path))
+    return path
 
 
 def no_checkpoint(path):
@@ -385,20 +391,17 @@ def _train(args, cli, where):
             stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             out = where["out"] = Path(args.out) if args.out else Path("runs") / stamp
             if args.resume:
-                if args.out is None:
-                    raise UsageError("--resume needs --out RUN_DIR, the folder of the run to "
-                                     "continue")
-                if not (out / "checkpoint.npz").is_file():
-                    raise UsageError(no_checkpoint(out / "checkpoint.npz"))
+                resume_path(args)                                # before the folder is locked
             else:
-                resolve_config(args)                             # flag errors before mkdir
+                cfg, resume = resolve_config(args)               # flag errors before mkdir
                 made = folders_to_make(out)
                 out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
             lock.acquire()
             remove_stale_temp_files(out, RUN_FILES)
-            cfg, resume = resolve_config(args)
-            if resume is None:
+            if args.resume:
+                cfg, resume = resolve_config(args)               # read under the folder's lock
+            else:
                 refuse_taken(out)
             if resume is not None and resume.step_in_epoch and cfg.epochs <= resume.epoch:
                 raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
