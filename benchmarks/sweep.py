@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpyvae as nv
+from numpyvae.cli import argument_parser
 from numpyvae.runfolder import atomic_write
 
 from . import machine, peers, throughput
@@ -76,8 +77,7 @@ def plot(rows, path, title):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sweep",
-                                description=__doc__.split("\n")[0])
+    p = argument_parser("python -m benchmarks.sweep", __doc__)
     p.add_argument("--batch-sizes", type=int_list, default="16,32,64,128,256,512,1024,2048")
     p.add_argument("--hidden-dims", type=int_list, default="200,500,1000")
     p.add_argument("--latent-dim", type=int, default=20)

@@ -24,7 +24,6 @@ Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015) on the 
 --ll-images test images: numpyvae (numba and numpy) against a straightforward Torch IWAE, all
 fed the same ε draws, also round-robin.
 """
-import argparse
 import json
 import statistics
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 
 import numpyvae as nv
 from numpyvae import data, likelihood
+from numpyvae.cli import argument_parser
 
 from . import machine, peers
 
@@ -178,8 +178,7 @@ def measure(names, setup, ranges, repeats, log=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput",
-                                description=__doc__.split("\n")[0])
+    p = argument_parser("python -m benchmarks.throughput", __doc__)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation; "

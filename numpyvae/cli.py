@@ -13,7 +13,15 @@ class UsageError(Exception):
     """A request that cannot be carried out as asked; the message says what to change."""
 
 
-# ---------------------------------------------------------------------------- flag types
+# ---------------------------------------------------------------------------- flags
+
+def argument_parser(prog, description):
+    """A command's argparse parser. Flags are never abbreviated (argparse would take `--lat 3`
+    for `--latent-dim 3` without a word); the description is the first line of `description`
+    (a module docstring), and none under `python -OO`, which strips docstrings."""
+    return argparse.ArgumentParser(prog=prog, description=(description or "").split("\n")[0],
+                                   allow_abbrev=False)
+
 
 def flag_type(convert, accept, expected):
     """An argparse type: convert(text), refused unless accept(value), naming what was expected."""

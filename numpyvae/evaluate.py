@@ -8,7 +8,6 @@ draw (the run's evaluation stream), the same the training CLI evaluates on. `--s
 evaluates a `--holdout` run's held-out training images — where its choices are to be made,
 never on the test set.
 """
-import argparse
 import json
 import logging
 import sys
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from . import data
 from .checkpoint import load_model
-from .cli import UsageError, nonnegative_int, positive_int, run_command
+from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import atomic_write
@@ -127,7 +126,7 @@ def split_images(cfg, split, data_dir=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m numpyvae.evaluate", description=__doc__.split("\n")[0])
+    p = argument_parser("python -m numpyvae.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples per image (default 5000)")

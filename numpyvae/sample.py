@@ -6,7 +6,6 @@ Images are decoded CHUNK at a time straight into the picture, so --n 100000 need
 memory (one byte per pixel), not 100,000 decoded images; a picture that cannot fit in the
 memory available is refused before anything is decoded.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from . import data, plots
 from .checkpoint import load_model
-from .cli import UsageError, nonnegative_int, positive_int, run_command
+from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command
 from .evaluate import eval_inputs
 from .memory import check_memory, gigabytes
 from .runlock import lock_if_run_folder
@@ -24,7 +23,7 @@ LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows 
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m numpyvae.sample", description=__doc__.split("\n")[0])
+    p = argument_parser("python -m numpyvae.sample", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--n", type=positive_int, default=64,
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "

@@ -22,7 +22,6 @@ binarization all come from one training Generator whose state is checkpointed, s
 resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continues exactly as
 the uninterrupted run would have.
 """
-import argparse
 import logging
 import signal
 import sys
@@ -38,7 +37,7 @@ from . import backend as backends
 from . import checkpoint as ckpt_io
 from . import data
 from .adam import Adam
-from .cli import UsageError, run_command, say
+from .cli import UsageError, argument_parser, run_command, say
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .fetch import MAX_TRAIN_IMAGES
@@ -59,9 +58,8 @@ class NonFinite(Exception):
 # ---------------------------------------------------------------------------- settings
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m numpyvae.train",
-        description="Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
+    p = argument_parser("python -m numpyvae.train",
+                        "Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
     # Defaults are None so that --resume can tell which flags were given.
     add_flags(p, [s.name for s in SETTINGS if s.help is not None])
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")

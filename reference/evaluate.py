@@ -6,7 +6,6 @@ with the same fixed binarization, and the same ε streams, drawn in the same ord
 print the same test −ELBO, importance-weighted log p(x) (Burda et al. 2015, eq. 8) and active
 units up to float rounding, computed by independent code.
 """
-import argparse
 import sys
 import time
 
@@ -15,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import UsageError, nonnegative_int, positive_int, run_command
+from numpyvae.cli import (UsageError, argument_parser, nonnegative_int, positive_int,
+                          run_command)
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, eval_generator, eval_inputs,
                                write_json)
 from reference.model import from_params, pick_device
@@ -65,8 +65,7 @@ def neg_elbo_parts(model, x, eps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m reference.evaluate",
-                                description=__doc__.split("\n")[0])
+    p = argument_parser("python -m reference.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples per image (5000)")

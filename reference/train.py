@@ -6,7 +6,6 @@ epochs and seed — but with PyTorch's own initialisation and noise (torch.manua
 and prints the test −ELBO per image after each epoch. Its final figure is the bar numpyvae's
 default run is held to.
 """
-import argparse
 import sys
 import time
 
@@ -14,12 +13,13 @@ import numpy as np
 import torch
 
 from numpyvae import data
+from numpyvae.cli import argument_parser
 from numpyvae.config import add_flags
 from reference.model import build, neg_elbo, pick_device
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m reference.train", description=__doc__.split("\n")[0])
+    p = argument_parser("python -m reference.train", __doc__)
     # numpyvae.train's flags of the same name: same types, defaults and help
     add_flags(p, ("epochs", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
                   "activation", "data_dir"), defaults=True)

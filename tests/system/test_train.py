@@ -70,7 +70,9 @@ def test_defaults_are_the_notebooks():
     (["--samples", "0"], "--samples"), (["--seed", "-1"], "--seed"),
     (["--binarize", "otsu"], "--binarize"), (["--dataset", "cifar10"], "--dataset"),
     (["--dtype", "float16"], "--dtype"), (["--backend", "jax"], "--backend"),
-    (["--unknown-flag"], "unrecognized arguments")])
+    (["--unknown-flag"], "unrecognized arguments"),
+    (["--epoch", "1"], "unrecognized arguments: --epoch"),            # never abbreviated
+    (["--lat", "3"], "unrecognized arguments: --lat")])
 def test_bad_flags_are_refused(argv, needle, capsys):
     with pytest.raises(SystemExit) as e:
         train.main(argv)
