@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import data
 from .checkpoint import load_model
-from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command
+from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command, say
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import atomic_write
@@ -112,6 +112,32 @@ def write_json(path, result, wait=10.0):
 
 # ---------------------------------------------------------------------------- the command
 
+QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 1000
+
+
+def expected_time(model, x, k, n, probe_k=200):
+    """A line saying how long L_k on n images will take here, and how to get a quick estimate
+    when that is long: the cost is linear in images × samples, timed on the batch x with
+    probe_k samples — once to warm up (kernels, workspaces, BLAS threads), once on the clock —
+    from a Generator of its own, so the evaluation's draws are untouched."""
+    probe_k = min(k, probe_k)                 # 200 × 25 images: one full decoder chunk
+    for _ in range(2):
+        t0 = time.perf_counter()
+        log_likelihood(model, x, probe_k, np.random.default_rng(0))
+    per_sample = (time.perf_counter() - t0) / (len(x) * probe_k)    # seconds per image·sample
+    line = f"log p(x) with k={k} on {n:,} images: about {duration(per_sample * n * k)} here"
+    if per_sample * n * k > 60:
+        quick = per_sample * min(n, QUICK_IMAGES) * min(k, QUICK_K)
+        line += f"; a quick estimate: --k {QUICK_K} --limit {QUICK_IMAGES} (about {duration(quick)})"
+    return line
+
+
+def duration(seconds):
+    if seconds < 1:
+        return "under a second"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def split_images(cfg, split, data_dir=None):
     """The images of `split` as the run drew them: its --limit, then its --holdout (the last
     N training images), off the training split; the test split whole."""
@@ -174,6 +200,7 @@ def _evaluate(args):
     neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
+    say(expected_time(model, xs[:batch], args.k, n))
     rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
     total = 0.0
     t0 = time.perf_counter()

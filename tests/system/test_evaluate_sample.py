@@ -35,6 +35,18 @@ def test_evaluate_prints_both_numbers_with_their_settings(run_dir, capsys):
     assert -ll <= neg_elbo + 0.5
 
 
+def test_evaluate_says_how_long_it_will_take_before_it_starts(run_dir, capsys, monkeypatch):
+    """Known wording: the forecast line, and the quick estimate's flags once the forecast is
+    long (here forced: each image·sample said to cost a second)."""
+    assert evaluate.main([str(run_dir), "--k", "64", "--limit", "40"]) == 0
+    err = capsys.readouterr().err
+    assert "log p(x) with k=64 on 40 images:" in err and "--k 100 --limit 1000" not in err
+    clock = iter(range(0, 10**9, 1000))                  # every call of the clock: +1000 s
+    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(clock))
+    assert evaluate.main([str(run_dir), "--k", "64", "--limit", "40"]) == 0
+    assert "a quick estimate: --k 100 --limit 1000" in capsys.readouterr().err
+
+
 def test_evaluate_bad_checkpoint(tmp_path, capsys):
     assert evaluate.main([str(tmp_path)]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
