@@ -12,6 +12,7 @@ Commands (each takes --help):
 From a checkout of the repository:
   python -m reference.train     the same training in PyTorch (the reference)
   python -m reference.evaluate  a numpyvae run evaluated by the PyTorch reference
+  python -m reference.gradcheck every gradient of a configuration or a run against Torch autograd
   python -m benchmarks.throughput, python -m benchmarks.sweep   speed against every peer
 """
 

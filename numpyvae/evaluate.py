@@ -125,17 +125,17 @@ def expected_time(model, x, k, n, probe_k=200):
         t0 = time.perf_counter()
         log_likelihood(model, x, probe_k, np.random.default_rng(0))
     per_sample = (time.perf_counter() - t0) / (len(x) * probe_k)    # seconds per image·sample
-    line = f"log p(x) with k={k} on {n:,} images: about {duration(per_sample * n * k)} here"
+    line = f"log p(x) with k={k} on {n:,} images: {duration(per_sample * n * k)} here"
     if per_sample * n * k > 60:
         quick = per_sample * min(n, QUICK_IMAGES) * min(k, QUICK_K)
-        line += f"; a quick estimate: --k {QUICK_K} --limit {QUICK_IMAGES} (about {duration(quick)})"
+        line += f"; a quick estimate: --k {QUICK_K} --limit {QUICK_IMAGES} ({duration(quick)})"
     return line
 
 
 def duration(seconds):
     if seconds < 1:
         return "under a second"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
 
 
 def split_images(cfg, split, data_dir=None):

@@ -20,7 +20,8 @@ NAMED = re.findall(r"python -m ([a-z_.]+)", COMMANDS)
 def test_python_m_numpyvae_names_every_command_and_each_exists(capsys):
     assert main([]) == 0 and capsys.readouterr().out == COMMANDS
     assert {"numpyvae.train", "numpyvae.evaluate", "numpyvae.sample", "reference.train",
-            "reference.evaluate", "benchmarks.throughput", "benchmarks.sweep"} == set(NAMED)
+            "reference.evaluate", "reference.gradcheck", "benchmarks.throughput",
+            "benchmarks.sweep"} == set(NAMED)
     for module in NAMED:
         assert importlib.util.find_spec(module) is not None, module
     assert main(["train"]) == 2 and "is not a command" in capsys.readouterr().err

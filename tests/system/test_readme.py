@@ -22,3 +22,18 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     lines = [l for l in README.splitlines() if l.startswith("python3 -m venv .venv")]
     assert "python -m numpyvae.train" in lines[0]
     assert "pytest" in lines[1]
+
+
+def test_readme_gradcheck_output_is_what_the_command_prints(capsys):
+    """The block after `python -m reference.gradcheck`: the same header (less the numbers that
+    depend on the machine: torch's version) and the same tensors, each OK."""
+    from reference import gradcheck
+    shown = README.split("python -m reference.gradcheck\n```\n```\n", 1)[1].split("```")[0]
+    assert gradcheck.main([]) == 0
+    printed = capsys.readouterr().out
+
+    def table(text):
+        return [(l.split()[0], l.split()[-1]) for l in text.splitlines() if l.endswith(" OK")]
+    assert table(shown) == table(printed) and len(table(shown)) == 19
+    assert shown.splitlines()[-1] == printed.splitlines()[-1]
+    assert shown.split(" vs torch")[0] == printed.split(" vs torch")[0]
