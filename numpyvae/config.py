@@ -100,7 +100,7 @@ SETTINGS = (
     Setting("backend", DEFAULT_BACKEND, one_of(*BACKENDS),
             "numba: fused kernels (default); numpy: the plain readable path"),
     Setting("limit", 0, integer(0),
-            "use only the first N training and test images (quick runs; 0 = all)"),
+            "use only the first N training and test images, for quick runs (default 0: all)"),
     Setting("x_dim", 784, integer(1)),                   # pixels per image, from the dataset
     Setting("data_dir", None, text_or_null("a folder name"),
             "where the dataset is looked for and cached (default ~/datasets)", fixed=False),

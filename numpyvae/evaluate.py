@@ -161,11 +161,11 @@ def build_parser():
                         "--holdout); holdout: the run's held-out training images, binarized "
                         "and evaluated as its per-epoch holdout_neg_elbo")
     p.add_argument("--limit", type=nonnegative_int, default=0,
-                   help="evaluate only the first N images of the split (0 = all; a run "
+                   help="evaluate only the first N images of the split (default 0: all; a run "
                         "trained with --limit N evaluated its first N test images per epoch)")
     p.add_argument("--batch", type=positive_int, default=25,
                    help="images per importance-sampling batch (default 25)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the k samples")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the k samples (default 0)")
     p.add_argument("--data-dir", default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--json", default=None, metavar="PATH",

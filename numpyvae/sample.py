@@ -29,7 +29,8 @@ def build_parser():
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
                         "grid is written pixel for pixel, without a title")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the draws z ~ N(0, I) (default 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="decode the line between two test images' latent means instead")
     p.add_argument("--between", type=nonnegative_int, nargs=2, default=(0, 1),

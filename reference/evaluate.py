@@ -68,13 +68,13 @@ def main(argv=None):
     p = argument_parser("python -m reference.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--k", type=positive_int, default=5000,
-                   help="importance samples per image (5000)")
+                   help="importance samples per image (default 5000)")
     p.add_argument("--limit", type=nonnegative_int, default=0,
-                   help="only the first N test images (0 = all)")
+                   help="only the first N test images (default 0: all)")
     p.add_argument("--batch", type=positive_int, default=25,
-                   help="images per batch, as numpyvae's (25)")
+                   help="images per batch, as numpyvae's (default 25)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
-                   help="seed of the k samples, as numpyvae's")
+                   help="seed of the k samples, as numpyvae's (default 0)")
     p.add_argument("--data-dir", default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
