@@ -55,6 +55,7 @@ def elbo_curves(path, history, mode):
     ax.plot(history["epoch"], history["test_neg_elbo"], "s-", label="test")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, max(history["epoch"]) + 0.5)    # whole epochs, a 1-epoch run included
     ax.set_ylabel("−ELBO (nats per image)")
     ax.set_title(f"−ELBO per image [{mode} binarization]; last test "
                  f"{history['test_neg_elbo'][-1]:.2f}", fontsize=9)

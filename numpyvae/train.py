@@ -311,7 +311,7 @@ class Training:
         self.save()
         log(f"epoch {row['epoch']:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
             f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
-            + (f"held-out {held:8.3f} " if cfg.holdout else "")
+            + (f"held-out −ELBO {held:8.3f} " if cfg.holdout else "")
             + f"[{cfg.binarize}]  {row['epoch_seconds']:.2f} s")
 
 
@@ -412,7 +412,12 @@ def _train(args, cli, where):
             print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
                   f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
                   f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
-                  f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.dtype}/{cfg.backend} -> {out}")
+                  f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, seed {cfg.seed}, "
+                  f"{cfg.dtype}/{cfg.backend} -> {out}")
+            if resume is not None and (resume.step_in_epoch or resume.epoch < cfg.epochs):
+                print(f"resuming at epoch {resume.epoch + 1}"
+                      + (f", step {resume.step_in_epoch + 1}" if resume.step_in_epoch else "")
+                      + f", from {out / 'checkpoint.npz'}")
             _, stopped = run(cfg, out, resume, stop=stop)
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)

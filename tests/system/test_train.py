@@ -57,6 +57,15 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     assert "nats/image [threshold]" in printed and "epoch   2/2" in printed
 
 
+def test_the_header_counts_epochs_and_a_resume_says_where_it_resumes(tmp_path, capsys):
+    """Known wording: "1 epoch" (not "1 epochs"), and a resumed run names the epoch it resumes
+    at and the checkpoint it resumes from."""
+    code, out = run(tmp_path, "--epochs", "1")
+    assert code == 0 and ", 1 epoch, seed" in capsys.readouterr().out
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert f"resuming at epoch 2, from {out / 'checkpoint.npz'}" in capsys.readouterr().out
+
+
 def test_defaults_are_the_notebooks():
     d = train.Config()
     assert (d.batch_size, d.hidden_dim, d.latent_dim, d.lr, d.epochs, d.seed, d.binarize,
