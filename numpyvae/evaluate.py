@@ -22,7 +22,7 @@ from .checkpoint import load_model
 from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command, say
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
-from .runfolder import atomic_write
+from .runfolder import atomic_write, refuse_run_file
 from .runlock import RunLocked, lock_if_run_folder
 
 
@@ -74,10 +74,12 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
 
 # ---------------------------------------------------------------------------- --json
 
-def check_json_path(path):
+def check_json_path(path, reading=None):
     """Check a --json PATH before an evaluation, not minutes later when the file is written: its
-    folder must exist, and a run folder must not be in use by a training (its lock is taken and
-    given back at once; write_json takes it again to write)."""
+    folder must exist, it must not name a file of a run or the checkpoint `reading`, and a run
+    folder must not be in use by a training (its lock is taken and given back at once;
+    write_json takes it again to write)."""
+    refuse_run_file(path, "--json", reading)
     folder = Path(path).parent
     if not folder.is_dir():
         raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or "
@@ -184,7 +186,7 @@ def _evaluate(args):
     """main's work: returns 0 once the numbers are printed (and --json written)."""
     model, cfg = load_model(args.checkpoint)
     if args.json:
-        check_json_path(args.json)
+        check_json_path(args.json, reading=args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
     images = split_images(cfg, args.split, data_dir)
     streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS

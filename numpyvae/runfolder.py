@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .cli import UsageError
+from .runlock import LOCK_NAME
 
 # The files a run writes into its folder; a new run never overwrites any of them.
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
@@ -152,6 +153,24 @@ def refuse_taken(out):
                 "this command again.")
     raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
                      f"--resume --out {out}, or choose another --out.{hint}")
+
+
+def refuse_run_file(path, flag, reading=None):
+    """UsageError when an output `path` (of `flag`) would replace what a run consists of: one
+    of RUN_FILES or the lock, in a folder that holds a run, or the checkpoint file `reading`.
+    An output goes to a path of its own; a run folder takes new files beside its own."""
+    path = Path(path)
+    folder = path.parent
+    is_run = (folder / "checkpoint.npz").exists() or os.path.lexists(folder / LOCK_NAME)
+    if is_run and path.name in RUN_FILES + (LOCK_NAME,):
+        raise UsageError(f"{flag} {path}: that is the run's own {path.name} in {folder}; write "
+                         f"the output under another name")
+    if reading is not None and os.path.exists(path):
+        source = Path(reading)
+        source = source / "checkpoint.npz" if source.is_dir() else source
+        if source.exists() and os.path.samefile(path, source):
+            raise UsageError(f"{flag} {path}: that is the checkpoint being read; write the "
+                             f"output under another name")
 
 
 # ---------------------------------------------------------------------------- signals

@@ -16,6 +16,7 @@ from .checkpoint import load_model
 from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command
 from .evaluate import eval_inputs
 from .memory import check_memory, gigabytes
+from .runfolder import refuse_run_file
 from .runlock import lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call
@@ -76,6 +77,7 @@ def _sample(args):
         raise UsageError(f"--out {out}: expected a .png file name")
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    refuse_run_file(out, "--out", reading=args.checkpoint)
     n = max(args.steps, 2) if args.interpolate else args.n
     cols = min(n, LINE_COLUMNS) if args.interpolate else int(np.ceil(np.sqrt(n)))
     flag = f"--steps {args.steps}" if args.interpolate else f"--n {args.n}"

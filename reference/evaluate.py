@@ -91,7 +91,7 @@ def _evaluate(args):
         raise UsageError(f"--device {args.device}: {e}") from None
     ck = checkpoint.load(args.checkpoint)
     if args.json:
-        check_json_path(args.json)
+        check_json_path(args.json, reading=args.checkpoint)
     data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
     images, _ = data.load(ck.config["dataset"], "test", data_dir)
     return evaluate(ck, images, device, args)

@@ -167,3 +167,25 @@ def test_sample_into_a_folder_that_is_training_is_refused(run_dir, capsys):
         assert sample.main([str(run_dir), "--out", str(run_dir / "more.png")]) == 1
     err = capsys.readouterr().err
     assert f"PID {os.getpid()}" in err and not (run_dir / "more.png").exists()
+
+
+@pytest.mark.parametrize("command,flag,name", [
+    (evaluate, "--json", "checkpoint.npz"), (evaluate, "--json", "metrics.csv"),
+    (evaluate, "--json", ".numpyvae.lock"), (sample, "--out", "samples.png")])
+def test_an_output_never_replaces_a_file_of_the_run(run_dir, capsys, command, flag, name):
+    """Known message, and the file system: an output named like one of the run's own files is
+    refused before any computation, and the run's files stay as they were."""
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    quick = ["--k", "2", "--limit", "5"] if command is evaluate else ["--n", "4"]
+    assert command.main([str(run_dir), flag, str(run_dir / name), *quick]) == 2
+    assert f"that is the run's own {name}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_evaluate_never_writes_over_the_checkpoint_it_reads(run_dir, tmp_path, capsys):
+    """A lone checkpoint file evaluated with --json naming that same file: refused, intact."""
+    lone = tmp_path / "model.npz"
+    lone.write_bytes((run_dir / "checkpoint.npz").read_bytes())
+    assert evaluate.main([str(lone), "--json", str(lone), "--k", "2", "--limit", "5"]) == 2
+    assert "that is the checkpoint being read" in capsys.readouterr().err
+    assert lone.read_bytes() == (run_dir / "checkpoint.npz").read_bytes()
