@@ -1,5 +1,7 @@
-"""`python -m reference.gradcheck`: numpyvae's loss, intermediates and 14 gradients against
-PyTorch autograd on the reference Model, tensor by tensor, for any configuration.
+"""`python -m reference.gradcheck`: every gradient of numpyvae against Torch autograd.
+
+numpyvae's loss, intermediates and 14 gradients against PyTorch autograd on the reference
+Model, tensor by tensor, for any configuration.
 
     python -m reference.gradcheck                           # the notebook's network, float64
     python -m reference.gradcheck --activation tanh --init glorot --latent-dim 50 --samples 3
@@ -22,12 +24,13 @@ import numpyvae as nv
 from numpyvae import data
 from numpyvae.checkpoint import load_model
 from numpyvae.cli import UsageError, argument_parser, run_command
-from numpyvae.config import add_flags
+from numpyvae.config import BY_NAME, add_flags
 from numpyvae.evaluate import TEST_STREAMS, eval_inputs
 from reference.compare import TOLERANCE, kink_rows, rel_err
 from reference.model import from_params, neg_elbo
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+NETWORK = ("hidden_dim", "latent_dim", "activation", "init")      # a run has its own
 
 
 def build_parser():
@@ -56,6 +59,11 @@ def setup(args):
         what = (f"784-{args.hidden_dim}-{args.latent_dim} {args.activation} ({args.init} init, "
                 f"seed {args.seed})")
     else:
+        given = [f"--{n.replace('_', '-')}" for n in NETWORK
+                 if getattr(args, n) != BY_NAME[n].default]
+        if given:
+            raise UsageError(f"--run checks the run's own network; {' '.join(given)} would "
+                             f"describe another: drop {'it' if len(given) == 1 else 'them'}")
         trained, cfg = load_model(args.run)
         model = nv.VAE(cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], dtype=args.dtype,
                        backend=args.backend, activation=cfg["activation"])

@@ -55,3 +55,9 @@ def test_a_planted_backward_error_fails_naming_the_tensor(monkeypatch, capsys):
     table = lines(out)
     assert table.pop("Decoder.FC_dec2.weight") == "FAIL" and set(table.values()) == {"OK"}
     assert out.splitlines()[-1].startswith("FAIL: 1 tensor(s)") and "FC_dec2.weight" in out
+
+
+def test_run_refuses_network_flags_it_would_ignore(capsys):
+    """--run checks the run's own network: a flag describing another is a usage error."""
+    assert gradcheck.main(["--run", SHIPPED, "--activation", "tanh"]) == 2
+    assert "drop it" in capsys.readouterr().err
