@@ -237,14 +237,20 @@ class Training:
         write_metrics(self.out, self.history, columns, self.cfg.binarize)
 
     def save(self):
-        """The checkpoint of where training stands, then config.json and metrics.csv. A
-        non-finite gradient turns its parameter NaN (model.train_step); the step after would
-        stop on its loss, but a checkpoint may come first: it never stores one."""
+        """The checkpoint of where training stands, then config.json and metrics.csv. Nothing
+        non-finite is ever stored, so every checkpoint written can be read, resumed and
+        evaluated: a non-finite gradient turns its parameter NaN (model.train_step) — the step
+        after would stop on its loss, but a checkpoint may come first — and a diverging run
+        can overflow Adam's moments (g² beyond float32's range) while its loss is still a
+        number."""
+        where = (f"at the end of epoch {self.epoch}" if self.step == 0 else
+                 f"after step {self.step} of {self.steps} of epoch {self.epoch + 1}")
         if not np.isfinite(self.model.flat).all():
-            where = (f"at the end of epoch {self.epoch}" if self.step == 0 else
-                     f"after step {self.step} of {self.steps} of epoch {self.epoch + 1}")
             raise NonFinite(f"non-finite parameters {where} (a gradient was not finite); "
                             f"training stopped")
+        if not (np.isfinite(self.opt.m).all() and np.isfinite(self.opt.v).all()):
+            raise NonFinite(f"Adam's moments overflowed {where}: the run diverged (a smaller "
+                            f"--lr keeps it finite); training stopped")
         ckpt_io.save(self.ckpt_path, ckpt_io.Checkpoint(
             params={k: v.copy() for k, v in self.model.params.items()}, config=self.config,
             adam_m=self.opt.m.copy(), adam_v=self.opt.v.copy(), adam_t=self.opt.t,

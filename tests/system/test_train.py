@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import fake_mnist
+import numpyvae as nv
 import numpyvae.fetch
 from numpyvae import checkpoint as ck
 from numpyvae import train
@@ -215,6 +216,26 @@ def test_non_finite_gradient_stops_before_any_checkpoint_holds_it(tmp_path, monk
     err = capsys.readouterr().err
     assert says in err and "last good checkpoint is kept" in err
     assert ck.load(out / "checkpoint.npz").epoch == 1
+
+
+def test_a_diverged_adam_state_never_reaches_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """Adam's second moment overflowing to inf in epoch 2 (planted: a diverging run's g² beyond
+    float32's range, its loss still finite) stops the run like a non-finite loss: exit 3, the
+    epoch-1 checkpoint kept, and that checkpoint loads."""
+    real, calls = nv.Adam.step, [0]
+
+    def overflowing(self, params, grads):
+        real(self, params, grads)
+        calls[0] += 1
+        if calls[0] == 12 + 5:                      # 12 steps per epoch: epoch 2, step 5
+            self.v[7] = np.inf
+    monkeypatch.setattr(nv.Adam, "step", overflowing)
+    code, out = run(tmp_path, "--epochs", "3")
+    assert code == train.EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert "Adam's moments overflowed at the end of epoch 2" in err and "--lr" in err
+    saved = ck.load(out / "checkpoint.npz")
+    assert saved.epoch == 1 and np.isfinite(saved.adam_v).all()
 
 
 def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
