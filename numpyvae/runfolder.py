@@ -141,8 +141,9 @@ def remove_if_empty(folders):
             return
 
 
-def refuse_taken(out):
-    """UsageError when `out` already holds files of a run: a new run never overwrites one."""
+def refuse_taken(out, resumable=True):
+    """UsageError when `out` already holds files of a run: a new run never overwrites one.
+    resumable: the command has a --resume to point at."""
     taken = [f for f in RUN_FILES if (out / f).exists()]
     if not taken:
         return
@@ -151,8 +152,9 @@ def refuse_taken(out):
         hint = (" It has no checkpoint.npz: if those are from a run that never reached its first "
                 "checkpoint (older numpyvae wrote config.json first), move them away and run "
                 "this command again.")
-    raise UsageError(f"{out} already holds a run ({', '.join(taken)}); continue it with "
-                     f"--resume --out {out}, or choose another --out.{hint}")
+    instead = f"continue it with --resume --out {out}, or " if resumable else ""
+    raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {instead}choose another "
+                     f"--out.{hint}")
 
 
 def refuse_run_file(path, flag, reading=None):

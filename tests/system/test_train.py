@@ -19,7 +19,7 @@ import fake_mnist
 import numpyvae as nv
 import numpyvae.fetch
 from numpyvae import checkpoint as ck
-from numpyvae import train
+from numpyvae import evaluate, train
 from numpyvae.likelihood import neg_elbo_per_image
 from numpyvae.model import VAE
 from reference.model import from_params, neg_elbo
@@ -236,6 +236,25 @@ def test_a_diverged_adam_state_never_reaches_a_checkpoint(tmp_path, monkeypatch,
     assert "Adam's moments overflowed at the end of epoch 2" in err and "--lr" in err
     saved = ck.load(out / "checkpoint.npz")
     assert saved.epoch == 1 and np.isfinite(saved.adam_v).all()
+
+
+def test_the_torch_reference_writes_a_run_folder_numpyvae_reads(tmp_path, capsys):
+    """reference.train --out: metrics.csv with numpyvae's columns (one `diff` apart), a
+    checkpoint numpyvae's evaluate reads, and a folder holding a run refused, as train does."""
+    from reference import train as reference_train
+    out = tmp_path / "torch"
+    assert reference_train.main(["--epochs", "2", "--limit", "300", "--hidden-dim", "16",
+                                 "--out", str(out)]) == 0
+    code, ours = run(tmp_path, "--epochs", "2")
+    header = [open(d / "metrics.csv").readline() for d in (out, ours)]
+    assert code == 0 and header[0] == header[1]
+    assert [r["epoch"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1", "2"]
+    capsys.readouterr()
+    assert evaluate.main([str(out), "--k", "5", "--limit", "20"]) == 0
+    assert "test split, 20 images" in capsys.readouterr().out
+    assert reference_train.main(["--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" not in err
 
 
 def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
