@@ -1,4 +1,4 @@
-"""`python -m numpyvae.sample CHECKPOINT --n 64 --out FILE.png`: generate images.
+"""`python -m numpyvae.sample RUN [--n 64] [--out FILE.png]`: images a trained VAE generates.
 
 Decodes z ~ N(0, I) (the prior) into Bernoulli means θ and saves them as a grid. With
 --interpolate, decodes the straight line between the latent means μ of two test images.
@@ -29,7 +29,9 @@ def build_parser():
     p.add_argument("--n", type=positive_int, default=64,
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
                         "grid is written pixel for pixel, without a title")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", default=None,
+                   help="PNG file to write (default: beside the checkpoint, in the run folder: "
+                        "sample-seed<seed>-n<n>.png, or interpolation-<I>-<J>.png)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the draws z ~ N(0, I) (default 0)")
     p.add_argument("--interpolate", action="store_true",
@@ -70,9 +72,18 @@ def main(argv=None):
     return run_command(lambda: _sample(args))
 
 
+def default_out(args):
+    """Where the picture goes without --out: the checkpoint's folder, named after what it shows."""
+    source = Path(args.checkpoint)
+    folder = source if source.is_dir() else source.parent
+    if args.interpolate:
+        return folder / f"interpolation-{args.between[0]}-{args.between[1]}.png"
+    return folder / f"sample-seed{args.seed}-n{args.n}.png"
+
+
 def _sample(args):
     """main's work: returns 0 once the picture is written."""
-    out = Path(args.out)
+    out = Path(args.out) if args.out is not None else default_out(args)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: expected a .png file name")
     if not out.parent.is_dir():

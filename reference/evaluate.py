@@ -64,7 +64,7 @@ def neg_elbo_parts(model, x, eps):
         return recon.item(), kl.item()
 
 
-def main(argv=None):
+def build_parser():
     p = argument_parser("python -m reference.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
     p.add_argument("--k", type=positive_int, default=5000,
@@ -79,7 +79,11 @@ def main(argv=None):
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _evaluate(args))
 
 

@@ -189,3 +189,13 @@ def test_evaluate_never_writes_over_the_checkpoint_it_reads(run_dir, tmp_path, c
     assert evaluate.main([str(lone), "--json", str(lone), "--k", "2", "--limit", "5"]) == 2
     assert "that is the checkpoint being read" in capsys.readouterr().err
     assert lone.read_bytes() == (run_dir / "checkpoint.npz").read_bytes()
+
+
+def test_sample_without_out_writes_into_the_run_folder(run_dir, capsys):
+    """Known names, beside the checkpoint: sample-seed<seed>-n<n>.png, interpolation-<i>-<j>.png."""
+    assert sample.main([str(run_dir), "--n", "9", "--seed", "2"]) == 0
+    assert sample.main([str(run_dir), "--interpolate", "--between", "3", "4", "--steps", "5"]) == 0
+    for name in ("sample-seed2-n9.png", "interpolation-3-4.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        (run_dir / name).unlink()
+

@@ -37,3 +37,20 @@ def test_readme_gradcheck_output_is_what_the_command_prints(capsys):
     assert table(shown) == table(printed) and len(table(shown)) == 19
     assert shown.splitlines()[-1] == printed.splitlines()[-1]
     assert shown.split(" vs torch")[0] == printed.split(" vs torch")[0]
+
+
+def test_readme_usage_commands_parse():
+    """Every `python -m …` line of README's "Using it" block: a command that exists, flags it
+    accepts (its own parser, not a run: some of them take hours)."""
+    import importlib
+    block = README.split("## Using it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [l.split("#", 1)[0].split() for l in block.splitlines() if l.startswith("python")]
+    assert len(commands) >= 10
+    for cmd in commands:
+        assert cmd[:2] == ["python", "-m"], cmd
+        module = importlib.import_module(cmd[2])
+        if cmd[2] == "numpyvae":
+            assert cmd[3:] == []
+            continue
+        module.build_parser().parse_args(cmd[3:])         # SystemExit 2 on an unknown flag
+
