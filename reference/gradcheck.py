@@ -26,7 +26,7 @@ from numpyvae.checkpoint import load_model
 from numpyvae.cli import UsageError, argument_parser, run_command
 from numpyvae.config import BY_NAME, add_flags
 from numpyvae.evaluate import TEST_STREAMS, eval_inputs
-from reference.compare import TOLERANCE, kink_rows, rel_err
+from reference.compare import TOLERANCE, away_from_kinks, rel_err
 from reference.model import from_params, neg_elbo
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
@@ -99,12 +99,10 @@ def check(args):
     model, x, eps, what = setup(args)
     dropped = 0
     if model.dtype == np.float32 and model.activation == "leaky_relu":
-        near = kink_rows(model.params, x, eps)
-        dropped, keep = int(near.sum()), ~near
-        if not keep.any():
-            raise UsageError(f"every one of the {len(x)} images has a pre-activation at a kink "
+        x, eps, dropped = away_from_kinks(model.params, x, eps)
+        if not len(x):
+            raise UsageError(f"every one of the {dropped} images has a pre-activation at a kink "
                              f"in float32; use --dtype float64")
-        x, eps = x[keep], (eps[keep] if eps.ndim == 2 else eps[:, keep])
     tol = TOLERANCE[model.dtype.name]
     print(f"gradcheck: {what}; {model.dtype.name}, batch {len(x)}, L={args.samples}, "
           f"numpyvae ({model.backend}) vs torch {torch.__version__} autograd, tolerance {tol:g}")
