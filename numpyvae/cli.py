@@ -36,8 +36,18 @@ def flag_type(convert, accept, expected):
     return parse
 
 
-positive_int = flag_type(int, lambda v: v >= 1, "a positive integer")
-nonnegative_int = flag_type(int, lambda v: v >= 0, "an integer ≥ 0")
+def int_in(low, high=None):
+    """An argparse type: an integer in [low, high] (no upper bound when high is None). A bound
+    keeps a size or count a machine could never hold from reaching arithmetic that overflows."""
+    if high is None:
+        words = "a positive integer" if low == 1 else f"an integer ≥ {low}"
+    else:
+        words = f"an integer from {low} to {high:,}"
+    return flag_type(int, lambda v: low <= v and (high is None or v <= high), words)
+
+
+positive_int = int_in(1)
+nonnegative_int = int_in(0)
 positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
 
 
