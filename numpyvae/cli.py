@@ -1,9 +1,19 @@
-"""What the command-line entry points (train, evaluate, sample, and the reference's) share:
-the usage error, the flag types, and `run_command`, which turns every error a command reports
-into one line and its exit status. The memory check is numpyvae/memory.py; the evaluation
-helpers and --json output live with evaluation (numpyvae/evaluate.py).
+"""What the command-line entry points (train, evaluate, sample, the reference's and the
+benchmarks') share: the usage error, the flag types, the terminal, and `run_command`, which
+turns every error a command reports into one line and its exit status. The memory check is
+numpyvae/memory.py; the evaluation helpers and --json output live with evaluation
+(numpyvae/evaluate.py).
+
+A command's results never depend on its terminal (`terminal`): a closed pipe (`| head -1`), a
+full device (`>/dev/full`), a closed descriptor (`2>&-`) or a terminal that cannot show
+Unicode (`PYTHONIOENCODING=ascii`, a POSIX locale) only loses the lines printed, never the
+training, a checkpoint or a JSON file.
 """
 import argparse
+import contextlib
+import logging
+import os
+import signal
 import sys
 
 import numpy as np
@@ -15,12 +25,19 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------------------- flags
 
+class _Parser(argparse.ArgumentParser):
+    def _print_message(self, message, file=None):       # --help and usage errors
+        if message:
+            Terminal(file or sys.stderr).write(message)
+
+
 def argument_parser(prog, description):
     """A command's argparse parser. Flags are never abbreviated (argparse would take `--lat 3`
     for `--latent-dim 3` without a word); the description is the first line of `description`
-    (a module docstring), and none under `python -OO`, which strips docstrings."""
-    return argparse.ArgumentParser(prog=prog, description=(description or "").split("\n")[0],
-                                   allow_abbrev=False)
+    (a module docstring), and none under `python -OO`, which strips docstrings; its help and
+    errors print on any terminal (`Terminal`)."""
+    return _Parser(prog=prog, description=(description or "").split("\n")[0],
+                   allow_abbrev=False)
 
 
 def flag_type(convert, accept, expected):
@@ -51,43 +68,144 @@ nonnegative_int = int_in(0)
 positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
 
 
+# ---------------------------------------------------------------------------- the terminal
+
+# How a line is spelt on a terminal whose encoding lacks these characters (ASCII, Latin-1);
+# anything else it cannot show becomes "?".
+ASCII_SPELLING = str.maketrans({
+    "−": "-", "–": "-", "—": "--", "…": "...", "≥": ">=", "≤": "<=", "≈": "~", "×": "x",
+    "·": "*", "→": "->", "←": "<-", "²": "^2", "’": "'", "‘": "'", "“": '"', "”": '"',
+    "ε": "eps", "σ": "sigma", "μ": "mu", "θ": "theta", "Σ": "sum", "Δ": "delta", "∞": "inf",
+    **{chr(0x2080 + d): str(d) for d in range(10)},                   # subscripts: L₅₀₀₀
+})
+
+
+class Terminal:
+    """stdout or stderr as a command writes to it. A write that fails — the reader of a pipe
+    is gone (EPIPE), the device is full, the descriptor is closed — marks the stream `lost`
+    and is dropped, as are all later ones, so that printing never stops a command; text the
+    stream cannot encode is spelt in ASCII (ASCII_SPELLING) instead of raising. Everything
+    else (isatty, fileno, encoding, for tqdm) is the stream's own."""
+
+    def __init__(self, stream):
+        self.stream, self.lost = stream, stream is None
+
+    def write(self, text):
+        if not self.lost:
+            try:
+                self.stream.write(self._encodable(text))
+            except (OSError, ValueError):               # ValueError: a closed file
+                self.lost = True
+        return len(text)
+
+    def flush(self):
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.lost = True
+
+    def _encodable(self, text):
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+            return text
+        except UnicodeEncodeError:
+            return text.translate(ASCII_SPELLING).encode(encoding, "replace").decode(encoding)
+        except LookupError:                             # an encoding Python does not know
+            return text
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def terminal():
+    """For the length of a command: stdout and stderr as `Terminal`s, and descriptors 0–2
+    open (on /dev/null where the caller closed them: else the first file the command opens
+    would get descriptor 2, and whatever is written to stderr would land in it). Afterwards a
+    lost stream is pointed at /dev/null, so the interpreter's last flush of it raises nothing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)              # the lowest free descriptor: fd
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err = Terminal(sys.stdout), Terminal(sys.stderr)
+    try:
+        yield
+    finally:
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = saved
+        for stream in (out, err):
+            if stream.lost and stream.stream is not None:
+                with contextlib.suppress(Exception):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.stream.fileno())
+
+
+class _SayHandler(logging.Handler):
+    """The package's log records (data fetch progress, a notice) as lines through `say`."""
+
+    def emit(self, record):
+        say(self.format(record))
+
+
+def _log_to_stderr():
+    logger = logging.getLogger("numpyvae")
+    if not any(isinstance(h, _SayHandler) for h in logger.handlers):
+        logger.addHandler(_SayHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 # ---------------------------------------------------------------------------- running a command
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def say(message):
-    """A line on stderr, unless the terminal is gone (after SIGHUP)."""
-    try:
-        print(message, file=sys.stderr)
-    except (OSError, ValueError):
-        pass
+    """A line on stderr, whatever the terminal (`Terminal`): gone after SIGHUP, closed, full,
+    or unable to show Unicode."""
+    stream = sys.stderr if isinstance(sys.stderr, Terminal) else Terminal(sys.stderr)
+    stream.write(f"{message}\n")
+    stream.flush()
+
+
+def signal_name(signum):
+    return signal.Signals(signum).name
 
 
 def run_command(work, os_error=None):
-    """Run a command's work() — which returns its exit status — and turn what any command may
-    meet into one line on stderr and the exit status:
+    """Run a command's work() — which returns its exit status — on the command's `terminal`,
+    with the package's log records on stderr, and turn what any command may meet into one
+    line on stderr and the exit status:
         UsageError                            2    what to change in the request
         DataError, CheckpointError, RunLocked 1    the data, the checkpoint, a busy run folder
         OSError                               1    worded by os_error(e), else str(e)
-        KeyboardInterrupt (Ctrl-C)            130  "interrupted"
+        KeyboardInterrupt (Ctrl-C)            130  "interrupted"; 128 + N for the signal N
+                                                   it carries as `signum` (SIGTERM, SIGHUP)
     What is a command's own (train: a stop with a checkpoint, a non-finite loss) it handles
     inside work."""
     from .checkpoint import CheckpointError     # imported here: these modules import this one
     from .fetch import DataError
     from .runlock import RunLocked
 
-    try:
-        return work()
-    except UsageError as e:
-        say(f"error: {e}")
-        return EXIT_USAGE
-    except (DataError, CheckpointError, RunLocked) as e:
-        say(f"error: {e}")
-        return EXIT_ERROR
-    except OSError as e:
-        say(f"error: {os_error(e) if os_error else e}")
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        say("interrupted")
-        return EXIT_INTERRUPTED
+    with terminal():
+        _log_to_stderr()
+        try:
+            return work()
+        except UsageError as e:
+            say(f"error: {e}")
+            return EXIT_USAGE
+        except (DataError, CheckpointError, RunLocked) as e:
+            say(f"error: {e}")
+            return EXIT_ERROR
+        except OSError as e:
+            say(f"error: {os_error(e) if os_error else e}")
+            return EXIT_ERROR
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            say("interrupted" if signum == signal.SIGINT else
+                f"interrupted ({signal_name(signum)})")
+            return 128 + signum
