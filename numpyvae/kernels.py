@@ -31,10 +31,14 @@ a fixed order (column sums add rows in order; loss sums are accumulated in float
 Threads were tried for Adam: numba's OpenMP workers spin after a parallel region and fight
 OpenBLAS's two threads for the two cores, which made the whole step several times slower.
 """
+import logging
 import math
+import signal
+import threading
 
 import numpy as np
 from numba import njit
+from numba.core import event as numba_event
 
 # ---------------------------------------------------------------------------------------------
 # float32 exp(−t) and log1p(e), vectorizable (plain arithmetic and bit operations)
@@ -401,10 +405,71 @@ def gather_binarize(images, idx, mode, uniforms, out):
 
 # ---------------------------------------------------------------------------------------------
 # The one place where kernels are jitted.  cache=True: a second start loads the machine code
-# from __pycache__ instead of compiling.
+# from __pycache__ (or NUMBA_CACHE_DIR) instead of compiling. Where no cache folder can be
+# written (a read-only install and a read-only home), numba refuses cache=True outright; the
+# kernels are then compiled on every start instead, with one notice.
 
-_jit = njit(cache=True, error_model="numpy")
-_inline = njit(cache=True, error_model="numpy", inline="always")
+log = logging.getLogger(__name__)
+CACHE_PROBLEM = None              # why the kernels compile without a cache, if they do
+
+
+def _jitter(**options):
+    def jit(kernel):
+        global CACHE_PROBLEM
+        try:
+            return njit(cache=CACHE_PROBLEM is None, error_model="numpy", **options)(kernel)
+        except RuntimeError as e:                       # "cannot cache function …"
+            if CACHE_PROBLEM is not None or "cannot cache" not in str(e):
+                raise
+            CACHE_PROBLEM = str(e)
+            log.warning("numba cannot cache its compiled kernels here (%s); compiling them on "
+                        "every start instead (a few seconds). Set NUMBA_CACHE_DIR to a "
+                        "writable folder to keep them.", e)
+            return njit(error_model="numpy", **options)(kernel)
+    return jit
+
+
+class _SignalsAfterCompiling(numba_event.Listener):
+    """Holds SIGINT, SIGTERM and SIGHUP while numba compiles (or loads from its cache) and
+    delivers them once it is done. A Ctrl-C raised inside the compiler lands in one of LLVM's
+    callbacks, where ctypes swallows it and leaves numba half-done ("no compiled object yet"
+    at the next call); held, it arrives a kernel later, where the command turns it into its
+    one line. Only the main thread takes signals; only there are they held."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.depth, self.saved, self.held = 0, None, None
+
+    def _hold(self, signum, frame):
+        self.held = self.held or signum
+
+    def on_start(self, event):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.depth += 1
+        if self.depth == 1:
+            self.held = None
+            # a handler set outside Python (getsignal None) cannot be put back: not held
+            self.saved = {s: h for s in self.SIGNALS if (h := signal.getsignal(s)) is not None}
+            for s in self.saved:
+                signal.signal(s, self._hold)
+
+    def on_end(self, event):
+        if threading.current_thread() is not threading.main_thread() or self.depth == 0:
+            return
+        self.depth -= 1
+        if self.depth == 0:
+            for s, handler in self.saved.items():
+                signal.signal(s, handler)
+            if self.held is not None:
+                signal.raise_signal(self.held)      # to the handler the command had
+
+
+numba_event.register("numba:compiler_lock", _SignalsAfterCompiling())
+
+_jit = _jitter()
+_inline = _jitter(inline="always")
 
 exp_neg_f32 = _inline(exp_neg_f32)
 log1p_f32 = _inline(log1p_f32)
