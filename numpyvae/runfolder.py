@@ -147,6 +147,10 @@ def refuse_taken(out, resumable=True):
     taken = [f for f in RUN_FILES if (out / f).exists()]
     if not taken:
         return
+    if "checkpoint.npz" in taken and not (out / "checkpoint.npz").is_file():
+        path = out / "checkpoint.npz"
+        raise UsageError(f"{path} is {file_kind(path)}, not a checkpoint: move it out of the "
+                         f"way, then run this command again")
     hint = ""
     if "checkpoint.npz" not in taken:
         hint = (" It has no checkpoint.npz: if those are from a run that never reached its first "
@@ -155,6 +159,19 @@ def refuse_taken(out, resumable=True):
     instead = f"continue it with --resume --out {out}, or " if resumable else ""
     raise UsageError(f"{out} already holds a run ({', '.join(taken)}); {instead}choose another "
                      f"--out.{hint}")
+
+
+def file_kind(path):
+    """What stands at `path`, in words: "a directory", "a FIFO", "a broken link", …"""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return "a broken link"
+    for test, words in ((p.is_dir, "a directory"), (p.is_fifo, "a FIFO"),
+                        (p.is_socket, "a socket"), (p.is_block_device, "a device"),
+                        (p.is_char_device, "a device"), (p.is_file, "a file")):
+        if test():
+            return words
+    return "not a regular file"
 
 
 def refuse_run_file(path, flag, reading=None):
@@ -178,7 +195,8 @@ def refuse_run_file(path, flag, reading=None):
 # ---------------------------------------------------------------------------- signals
 
 class Stopped(KeyboardInterrupt):
-    """A signal before training began (start-up: data, model, kernels): nothing to save."""
+    """A signal before training began (start-up: data, model, kernels): nothing to save.
+    `signum` is the signal, as numpyvae.cli.run_command reads it."""
 
     def __init__(self, signum):
         super().__init__(signum)

@@ -22,7 +22,7 @@ binarization all come from one training Generator whose state is checkpointed, s
 resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continues exactly as
 the uninterrupted run would have.
 """
-import logging
+import os
 import signal
 import sys
 import time
@@ -37,14 +37,14 @@ from . import backend as backends
 from . import checkpoint as ckpt_io
 from . import data
 from .adam import Adam
-from .cli import UsageError, argument_parser, run_command, say
+from .cli import UsageError, argument_parser, run_command, say, signal_name
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .fetch import MAX_TRAIN_IMAGES
 from .memory import check_memory, training_bytes
 from .model import VAE
-from .runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken, remove_if_empty,
-                        remove_stale_temp_files, write_config, write_metrics)
+from .runfolder import (RUN_FILES, StopRequest, Stopped, file_kind, folders_to_make, refuse_taken,
+                        remove_if_empty, remove_stale_temp_files, write_config, write_metrics)
 from .runlock import RunLock
 
 EXIT_INTERRUPTED = 130
@@ -101,6 +101,9 @@ def resume_path(args):
     if args.out is None:
         raise UsageError("--resume needs --out RUN_DIR, the folder of the run to continue")
     path = Path(args.out) / "checkpoint.npz"
+    if os.path.lexists(path) and not path.is_file():
+        raise UsageError(f"--resume: {path} is {file_kind(path)}, not a checkpoint; move it out "
+                         f"of the way, then start the run again without --resume")
     if not path.is_file():
         raise UsageError(no_checkpoint(path))
     return path
@@ -340,8 +343,8 @@ def run(cfg, out, resume=None, log=print, stop=None):
     from . import plots                   # imported before the loop: no signal lands in it
 
     stop.starting = False                 # from here a signal is a checkpoint, not an exception
-    if stop.signum is not None:           # one arrived between the last check and here
-        return t.history, stop.signum
+    if stop.signum is not None:           # one arrived, but its exception was lost on the way
+        raise Stopped(stop.signum)        # (swallowed by a callback): nothing trained, nothing to save
     while t.epoch < cfg.epochs:
         if not t.train_epoch(stop):
             return t.history, stop.signum
@@ -379,7 +382,6 @@ def main(argv=None, cli=False):
     ignores further signals while it exits.
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     where = {"out": args.out}             # the run folder, once known: for a failed write's line
     return run_command(lambda: _train(args, cli, where),
                        os_error=lambda e: f"cannot write the run into {where['out']}: "
@@ -427,7 +429,7 @@ def _train(args, cli, where):
             _, stopped = run(cfg, out, resume, stop=stop)
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)
-        say(f"interrupted ({signal.Signals(signum).name}) before training began; nothing was "
+        say(f"interrupted ({signal_name(signum)}) before training began; nothing was "
             "written — run the same command to start again")
         return 128 + signum
     except NonFinite as e:
@@ -441,7 +443,7 @@ def _train(args, cli, where):
             lock.release()
         remove_if_empty(made)
     if stopped is not None:
-        say(f"stopped by {signal.Signals(stopped).name}; checkpoint written to "
+        say(f"stopped by {signal_name(stopped)}; checkpoint written to "
             f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
             f"--out {out}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT
