@@ -25,7 +25,12 @@ def _interrupt(signum, frame):
     raise stop
 
 
-if _sys.argv[:1] == ["-m"]:                    # set by -m while it imports the package
+# A command's process: `python -m …` (sys.argv[0] is "-m" while -m imports the package) or
+# the `numpyvae` console script; an `import numpyvae` of a program of its own is left alone.
+_COMMAND = _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").split("/")[-1] in (
+    "numpyvae", "numpyvae.exe", "numpyvae-script.py")
+
+if _COMMAND:
     for _s in (_signal.SIGTERM, _signal.SIGHUP):
         if _signal.getsignal(_s) == _signal.SIG_DFL:       # not one its parent chose to ignore
             _signal.signal(_s, _interrupt)
@@ -41,9 +46,7 @@ except KeyboardInterrupt as _e:
     # `python -m numpyvae.<command>` imports this package, and with it numpy, scipy, numba,
     # matplotlib and tqdm, before the command's own code runs: a Ctrl-C (or SIGTERM, SIGHUP)
     # meanwhile ends the command with one line and the shell's 128 + signal, not a traceback.
-    # (While -m locates its module, sys.argv[0] is "-m"; an `import numpyvae` of a program of
-    # its own raises as usual.)
-    if _sys.argv[:1] != ["-m"]:
+    if not _COMMAND:
         raise
     _signum = getattr(_e, "signum", _signal.SIGINT)
     try:

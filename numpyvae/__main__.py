@@ -1,13 +1,23 @@
-"""`python -m numpyvae`: the commands, and what each is for."""
+"""`numpyvae COMMAND …` (the console script pip installs) and `python -m numpyvae COMMAND …`:
+the package's commands by name; with no command, or --help, the list of them.
+
+    numpyvae train --epochs 5          # the same as python -m numpyvae.train --epochs 5
+"""
+import importlib
 import sys
+
+# Each command is the module numpyvae.<name> with main(argv); train's also takes cli=True.
+SUBCOMMANDS = ("train", "evaluate", "sample")
 
 COMMANDS = """\
 numpyvae: the variational autoencoder of Kingma & Welling (2014) in NumPy, every gradient by hand.
 
+usage: numpyvae COMMAND [flags]     (or python -m numpyvae COMMAND, python -m numpyvae.COMMAND)
+
 Commands (each takes --help):
-  python -m numpyvae.train      train a VAE into a run folder: checkpoint, metrics, pictures
-  python -m numpyvae.evaluate   a run's test −ELBO, log p(x) (importance-weighted) and active units
-  python -m numpyvae.sample     images a run generates, or decoded along a line between two
+  numpyvae train       train a VAE into a run folder: checkpoint, metrics, pictures
+  numpyvae evaluate    a run's test −ELBO, log p(x) (importance-weighted) and active units
+  numpyvae sample      images a run generates, or decoded along a line between two
 
 From a checkout of the repository:
   python -m reference.train     the same training in PyTorch (the reference)
@@ -18,14 +28,21 @@ From a checkout of the repository:
 
 
 def main(argv=None):
+    from .cli import Terminal                   # prints on any terminal
+
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] not in ("-h", "--help"):
-        print(f"python -m numpyvae: {argv[0]!r} is not a command; the commands are modules:\n",
-              file=sys.stderr)
-        print(COMMANDS, file=sys.stderr, end="")
+    if not argv or argv[0] in ("-h", "--help"):
+        Terminal(sys.stdout).write(COMMANDS)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        Terminal(sys.stderr).write(f"numpyvae: {name!r} is not a command; the commands are "
+                                   f"{', '.join(SUBCOMMANDS)}\n\n{COMMANDS}")
         return 2
-    print(COMMANDS, end="")
-    return 0
+    command = importlib.import_module(f"numpyvae.{name}")
+    if name == "train":
+        return command.main(rest, cli=True)
+    return command.main(rest)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The commands as a user meets them: `python -m numpyvae` names them all, and each one's
---help works, also under `python -OO` (which strips the docstrings parsers are built from).
+"""The commands as a user meets them: `numpyvae` (the console script) and `python -m numpyvae`
+name them all and run each by name, and each one's --help works, also under `python -OO`
+(which strips the docstrings parsers are built from).
 
-Oracle: the modules themselves (each command named exists) and the exit status of --help.
+Oracle: the modules themselves (each command named exists), the exit status and first line of
+--help, and the installed console script's own entry point.
 """
+import importlib.metadata
 import importlib.util
 import re
 import subprocess
@@ -11,20 +14,36 @@ from pathlib import Path
 
 import pytest
 
-from numpyvae.__main__ import COMMANDS, main
+from numpyvae.__main__ import COMMANDS, SUBCOMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMED = re.findall(r"python -m ([a-z_.]+)", COMMANDS)
+NAMED = [f"numpyvae.{c}" for c in re.findall(r"^  numpyvae ([a-z]+)", COMMANDS, re.M)] + \
+    re.findall(r"python -m ((?:reference|benchmarks)\.[a-z_]+)", COMMANDS)
 
 
-def test_python_m_numpyvae_names_every_command_and_each_exists(capsys):
+def test_numpyvae_names_every_command_and_each_exists(capsys):
     assert main([]) == 0 and capsys.readouterr().out == COMMANDS
     assert {"numpyvae.train", "numpyvae.evaluate", "numpyvae.sample", "reference.train",
             "reference.evaluate", "reference.gradcheck", "benchmarks.throughput",
             "benchmarks.sweep"} == set(NAMED)
     for module in NAMED:
         assert importlib.util.find_spec(module) is not None, module
-    assert main(["train"]) == 2 and "is not a command" in capsys.readouterr().err
+    assert main(["trian"]) == 2 and "is not a command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_numpyvae_command_runs_that_command(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m numpyvae.{command} ")
+
+
+def test_the_console_script_is_numpyvaes_main():
+    """pyproject.toml's [project.scripts], as the installed distribution records it."""
+    scripts = [e for e in importlib.metadata.entry_points(group="console_scripts")
+               if e.name == "numpyvae"]
+    assert [e.value for e in scripts] == ["numpyvae.__main__:main"]
 
 
 @pytest.mark.parametrize("module", NAMED)
@@ -32,3 +51,9 @@ def test_help_runs_even_without_docstrings(module):
     done = subprocess.run([sys.executable, "-OO", "-m", module, "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: "), done.stderr
+
+
+def test_python_m_numpyvae_takes_a_command():
+    done = subprocess.run([sys.executable, "-m", "numpyvae", "sample", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m numpyvae.sample")
