@@ -18,7 +18,8 @@ timed epochs (or --steps steps per epoch, scaled to a full epoch by images), tak
 machine slows down for a while.
 
 Every flag is typed and bounded, and --json's folder checked, before anything is loaded or
-timed. A peer that fails its validation is one line and exit status 1 (BenchmarkError).
+timed. A peer that fails its validation, or a timing that is not a finite positive number, is
+one line and exit status 1 (BenchmarkError), never a figure; the JSON is standard (no NaN).
 
 The machine block names each library's BLAS and the kernel it runs, and warns when
 OPENBLAS_CORETYPE pins numpy's OpenBLAS below what the CPU would pick (benchmarks/machine.py).
@@ -29,6 +30,7 @@ fed the same ε draws, also round-robin.
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -175,12 +177,22 @@ def check_output(path, flag):
 
 
 def write_json(path, result, flag="--json"):
-    """`result` as indented JSON at `path`, atomically."""
-    text = json.dumps(result, indent=2) + "\n"
+    """`result` as indented standard JSON at `path`, atomically. Non-finite numbers are refused
+    (ValueError), never written as the NaN and Infinity that strict JSON readers reject; the
+    measurements have been checked finite before (check_finite)."""
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     try:
         atomic_write(path, lambda f: f.write(text.encode()))
     except OSError as e:
         raise OSError(f"cannot write {flag} {path}: {e.strerror or e}") from None
+
+
+def check_finite(name, seconds):
+    """Refuse timings that are not finite positive numbers (a clock that failed, an epoch of
+    no work), before any figure is printed from them."""
+    if not all(math.isfinite(t) and t > 0 for t in seconds):
+        raise BenchmarkError(f"{name}: timings {', '.join(map(repr, seconds))} s are not all "
+                             f"finite and positive. Nothing is reported.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +278,7 @@ def measure(names, setup, ranges, repeats, log=print):
     n, timed = len(setup.X), sum(b - a for a, b in ranges)
     rows = []
     for name, times in time_epochs(built, ranges, repeats, n / timed).items():
+        check_finite(name, times)
         s = statistics.median(times)
         rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times))
     return rows, skipped
@@ -409,6 +422,8 @@ def bench_log_likelihood(args, params, dtype):
             t = time.perf_counter()
             run(123, args.k)
             times[name].append(time.perf_counter() - t)
+    for name, _ in runs:
+        check_finite(f"log-likelihood: {name}", times[name])
     rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
                  mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
     t_torch = next((r["seconds"] for r in rows if r["impl"] == TORCH), None)

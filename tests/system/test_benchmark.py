@@ -36,7 +36,7 @@ def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
     fake_mnist.install(monkeypatch)
     out = tmp_path / "bench.json"
     assert throughput.main(QUICK + ["--json", str(out)]) == 0
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text(), parse_constant=refuse)        # standard JSON: no NaN
     missing = {n for n in peers.CPU_NAMES
                if ("jax" in n and not installed("jax")) or ("torch" in n and not installed("torch"))}
     assert [r["impl"] for r in result["epoch"]] == [n for n in peers.all_names()
@@ -62,6 +62,10 @@ def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
         {throughput.TORCH} if installed("torch") else set())
     # same ε for all three: the benchmark itself demands agreement to LL_TOLERANCE nats per image
     assert np.ptp(list(ll.values())) <= throughput.LL_TOLERANCE
+
+
+def refuse(token):
+    raise AssertionError(f"{token} in the JSON: not standard JSON")
 
 
 def plant(monkeypatch, name, change):

@@ -7,6 +7,8 @@ what must be refused before any work — a stand-in for the machine report, the 
 every run, that fails the test if it is reached. Nothing here is timed: the timings are
 replaced by planted ones, or never reached.
 """
+import json
+import math
 import sys
 
 import pytest
@@ -155,6 +157,39 @@ def test_ctrl_c_is_one_line_exit_130(monkeypatch, capsys, tmp_path, command):
     assert COMMANDS[command].main(argv) == 130
     assert capsys.readouterr().err == "interrupted\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_timing_that_is_not_finite_is_refused_not_reported(monkeypatch, capsys, tmp_path,
+                                                             command):
+    """A planted NaN epoch time: exit 1, one line naming the implementation, no table and no
+    JSON (today's NaN would be printed and written as a bare NaN token)."""
+    fake_mnist.install(monkeypatch)
+    quiet_machine(monkeypatch)
+    monkeypatch.setattr(throughput, "time_epochs",
+                        lambda built, *args: {p.name: [math.nan] for p in built})
+    out = tmp_path / "out.json"
+    argv = (TINY if command == "throughput" else
+            SWEEP_TINY + ["--plot", str(tmp_path / "out.png")]) + ["--json", str(out)]
+    assert COMMANDS[command].main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err == ("error: numpyvae numpy: timings nan s are not all finite and "
+                            "positive. Nothing is reported.\n")
+    assert "timed numpyvae numpy" not in captured.out and "nan" not in captured.out
+    assert not out.exists()
+
+
+def test_json_is_standard_and_refuses_non_finite_numbers(tmp_path):
+    """Oracle: json.loads with NaN/Infinity refused, the strict reading other tools do."""
+    out = tmp_path / "out.json"
+    throughput.write_json(out, dict(seconds=1.5, ratio=None))
+
+    def refuse(token):
+        raise AssertionError(token)
+    assert json.loads(out.read_text(), parse_constant=refuse) == dict(seconds=1.5, ratio=None)
+    with pytest.raises(ValueError):
+        throughput.write_json(out, dict(seconds=math.nan))
+    assert json.loads(out.read_text()) == dict(seconds=1.5, ratio=None)     # left whole
 
 
 def test_a_failed_write_after_the_timing_is_one_line_exit_1(monkeypatch, capsys, tmp_path):
