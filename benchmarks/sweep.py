@@ -13,29 +13,19 @@ rewritten after every grid point, so an interrupted sweep keeps what it measured
 images/s against batch size (log axis), one line per implementation, one panel per hidden
 width, the GEMM floors dashed.
 """
-import argparse
-import json
 import math
+import os
 import sys
 import time
 
 import numpyvae as nv
-from numpyvae.cli import argument_parser
+from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
 from numpyvae.runfolder import atomic_write
 
 from . import machine, peers, throughput
+from .throughput import BenchmarkError, check_output, write_json
 
 D = peers.D
-
-
-def int_list(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def steps_for(batch, args, n):
@@ -73,30 +63,71 @@ def plot(rows, path, title):
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=9)
     FigureCanvasAgg(fig)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    except OSError as e:
+        raise OSError(f"cannot write --plot {path}: {e.strerror or e}") from None
+
+
+def build_parser():
+    t = throughput
+    p = argument_parser("python -m benchmarks.sweep", __doc__)
+    p.add_argument("--batch-sizes", type=t.size_list(t.batch_flag),
+                   default=[16, 32, 64, 128, 256, 512, 1024, 2048],
+                   help="comma-separated (default 16,32,64,128,256,512,1024,2048)")
+    p.add_argument("--hidden-dims", type=t.size_list(t.hidden_flag), default=[200, 500, 1000],
+                   help="comma-separated (default 200,500,1000)")
+    p.add_argument("--latent-dim", type=t.latent_flag, default=20, help="default 20")
+    p.add_argument("--steps", type=t.steps_flag, default=0, help="batches timed per epoch at "
+                   "every size, scaled to a full epoch (default 0: as many as hold --images "
+                   "images)")
+    p.add_argument("--images", type=int_in(1, t.MAX_IMAGES), default=6144, help="images timed "
+                   "per epoch when --steps is not given (default 6144)")
+    p.add_argument("--epochs", type=t.epochs_flag, default=3, help="timed epochs per "
+                   "implementation and size, round-robin; the median is reported (default 3)")
+    p.add_argument("--impls", type=t.impl_list, default=None, help="comma-separated "
+                   f"implementations (default all: {', '.join(peers.all_names())})")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="default float32")
+    p.add_argument("--data-dir", default=None,
+                   help="where MNIST is (default: numpyvae.data's, ~/datasets)")
+    p.add_argument("--seed", type=t.seed_flag, default=0, help="the data order, ε and the "
+                   "initial parameters (default 0)")
+    p.add_argument("--json", default="sweep.json", metavar="PATH",
+                   help="results (default sweep.json)")
+    p.add_argument("--plot", default="sweep.png", metavar="PATH",
+                   help="the picture (default sweep.png)")
+    return p
 
 
 def main(argv=None):
-    p = argument_parser("python -m benchmarks.sweep", __doc__)
-    p.add_argument("--batch-sizes", type=int_list, default="16,32,64,128,256,512,1024,2048")
-    p.add_argument("--hidden-dims", type=int_list, default="200,500,1000")
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--steps", type=int, default=0, help="batches timed per epoch at every size, "
-                   "scaled to a full epoch (default: as many as hold --images images)")
-    p.add_argument("--images", type=int, default=6144, help="images timed per epoch when "
-                   "--steps is not given (default 6144)")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation and "
-                   "size, round-robin; the median is reported (default 3)")
-    p.add_argument("--impls", default=None, help="comma-separated implementations "
-                   f"(default all: {', '.join(peers.all_names())})")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default="sweep.json", help="results (default sweep.json)")
-    p.add_argument("--plot", default="sweep.png", help="the picture (default sweep.png)")
-    args = p.parse_args(argv)
-    names = throughput.choose(args.impls)
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: _sweep(args, argv))
 
+
+def _sweep(args, argv):
+    """main's work: returns 0 once --json and --plot are written, 1 when a measurement cannot
+    be reported (BenchmarkError; --json keeps the grid points measured before it)."""
+    names = throughput.choose(args.impls)
+    check_output(args.json, "--json")
+    check_output(args.plot, "--plot")
+    if os.path.abspath(args.json) == os.path.abspath(args.plot):
+        raise UsageError(f"--json and --plot are both {args.json}; give each its own file")
+    try:
+        rows, info, seconds = sweep(args, names, argv)
+    except BenchmarkError as e:
+        say(f"error: {e}")
+        return 1
+    print(f"\nwrote {args.json} ({len(rows)} rows, {seconds:.0f} s)")
+    plot(rows, args.plot, f"{info['cpu']}, {info['cores']} cores, {args.dtype}, latent "
+         f"{args.latent_dim}; OpenBLAS kernel {info['blas_kernel']}")
+    print(f"wrote {args.plot}")
+    return 0
+
+
+def sweep(args, names, argv):
+    """Validate and time `names` at every point of the grid, rewriting --json after each;
+    returns (rows, the machine block, seconds)."""
     info = machine.report("benchmarks.sweep", argv)
 
     Z, dtype = args.latent_dim, args.dtype
@@ -121,14 +152,9 @@ def main(argv=None):
                 print(f"  {r['impl']:<24}{r['seconds_per_epoch']:>9.3f} s/epoch"
                       f"{r['images_per_s']:>10.0f} images/s")
             rows += point
-            result = dict(machine=info, settings=vars(args), rows=rows,
-                          skipped=[dict(impl=k, reason=v) for k, v in skipped.items()])
-            atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=2).encode()))
-    print(f"\nwrote {args.json} ({len(rows)} rows, {time.perf_counter() - start:.0f} s)")
-    if rows:
-        plot(rows, args.plot, f"{info['cpu']}, {info['cores']} cores, {dtype}, latent {Z}; "
-             f"OpenBLAS kernel {info['blas_kernel']}")
-        print(f"wrote {args.plot}")
+            write_json(args.json, dict(machine=info, settings=vars(args), rows=rows, skipped=[
+                dict(impl=k, reason=v) for k, v in skipped.items()]))
+    return rows, info, time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ timed epochs (or --steps steps per epoch, scaled to a full epoch by images), tak
 (epoch r of every implementation, then epoch r + 1) so that the ratios hold even when a shared
 machine slows down for a while.
 
+Every flag is typed and bounded, and --json's folder checked, before anything is loaded or
+timed. A peer that fails its validation, or a timing that is not a finite positive number, is
+one line and exit status 1 (BenchmarkError), never a figure; the JSON is standard (no NaN).
+
 The machine block names each library's BLAS and the kernel it runs, and warns when
 OPENBLAS_CORETYPE pins numpy's OpenBLAS below what the CPU would pick (benchmarks/machine.py).
 
@@ -24,16 +28,23 @@ Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015) on the 
 --ll-images test images: numpyvae (numba and numpy) against a straightforward Torch IWAE, all
 fed the same ε draws, also round-robin.
 """
+import argparse
 import json
+import math
+import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 import numpyvae as nv
 from numpyvae import data, likelihood
-from numpyvae.cli import argument_parser
+from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
+from numpyvae.fetch import MAX_TRAIN_IMAGES
+from numpyvae.runfolder import atomic_write, refuse_run_file
 
 from . import machine, peers
 
@@ -51,16 +62,22 @@ TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 SETTLE = 0.2
 
 
-class ValidationError(Exception):
-    pass
+class BenchmarkError(Exception):
+    """A measurement that cannot be reported: the message says what was found; nothing of it
+    is printed as a figure or written (the command exits 1)."""
+
+
+class ValidationError(BenchmarkError):
+    """An implementation that does not compute what the float64 reference computes."""
 
 
 def load_train(data_dir, dtype, seed):
     try:
         images, _ = data.load("mnist", split="train", data_dir=data_dir)
     except data.DataError as err:
-        raise SystemExit(f"benchmarks needs MNIST train (numpyvae.data.load): {err}\n"
-                         f"Put the IDX files in --data-dir (or ~/datasets/mnist) and run again.")
+        raise data.DataError(f"benchmarks needs MNIST train (numpyvae.data.load): {err}\n"
+                             f"Put the IDX files in --data-dir (or ~/datasets/mnist) and run "
+                             f"again.") from None
     rng = np.random.default_rng(seed)
     images = images.reshape(len(images), D)[rng.permutation(len(images))]   # (N, D), shuffled once
     return (images >= 128).astype(dtype)                                    # round(x/255)
@@ -79,17 +96,103 @@ def batches(n, batch, steps):
     return [(s, min(s + batch, n)) for s in starts]
 
 
-def choose(impls, no_torch=False):
-    """The implementation names asked for (--impls, comma-separated), in the table's order."""
-    known = peers.all_names()
-    names = known if not impls else [n.strip() for n in impls.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise SystemExit(f"--impls: unknown {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(known)}")
+def choose(impls=None, no_torch=False):
+    """The implementations to run, in the table's order: `impls` (a list of names, from
+    --impls) or all of them, less the Torch rows with `no_torch`."""
+    names = [n for n in peers.all_names() if impls is None or n in impls]
     if no_torch:
         names = [n for n in names if "torch" not in n]
-    return [n for n in known if n in names]
+    if not names:
+        raise UsageError(f"--no-torch leaves none of --impls {','.join(impls)} to run; ask "
+                         f"for another implementation or drop --no-torch")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line (benchmarks.sweep's too): every flag typed and bounded, every output path
+# checked before anything is timed
+
+# Upper bounds, so that a size no machine could hold is one usage line, not a MemoryError or an
+# OverflowError after the data is loaded. Images and batch: MNIST train's 60,000 (test's 10,000).
+# Hidden: the two (H, H) layers with their gradients and Adam's moments are ≈ 2 GB in float32
+# at 8,192. Latent: ε for every training image, (60,000, Z), is ≈ 1 GB in float32 at 4,096.
+# k: L_k is decoded in chunks, so k costs time, not memory. Seed: what NumPy, Torch and JAX
+# all take (0 to 2³² − 1).
+MAX_IMAGES, MAX_TEST_IMAGES = MAX_TRAIN_IMAGES, 10_000
+MAX_HIDDEN, MAX_LATENT = 8_192, 4_096
+MAX_EPOCHS, MAX_K, MAX_SEED = 1_000, 10_000_000, 2**32 - 1
+
+batch_flag = int_in(1, MAX_IMAGES)
+hidden_flag = int_in(1, MAX_HIDDEN)
+latent_flag = int_in(1, MAX_LATENT)
+epochs_flag = int_in(1, MAX_EPOCHS)
+steps_flag = int_in(0, MAX_IMAGES)              # 0: the whole epoch
+seed_flag = int_in(0, MAX_SEED)
+
+
+def impl_list(text):
+    """An argparse type: comma-separated implementation names (benchmarks/peers.py), each one
+    known, at least one."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = peers.all_names()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        found = f"unknown {', '.join(map(repr, unknown))}" if unknown else f"none in {text!r}"
+        raise argparse.ArgumentTypeError(f"{found}; expected comma-separated names of: "
+                                         f"{', '.join(known)}")
+    return names
+
+
+def size_list(size):
+    """An argparse type: comma-separated integers, each of the argparse type `size`, at least
+    one, none twice."""
+    def parse(text):
+        values = [size(v.strip()) for v in text.split(",") if v.strip()]
+        if not values or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, at least one "
+                                             f"and none twice, got {text!r}")
+        return values
+    return parse
+
+
+def check_output(path, flag):
+    """Refuse an output `path` of `flag` that could not be written once the timing is done: an
+    empty name, an existing folder, a folder that does not exist or cannot be written in, a
+    file of a run (numpyvae.runfolder.refuse_run_file). Run before anything is timed."""
+    if not path:
+        raise UsageError(f"{flag}: an empty path; name the file to write")
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: that is a folder; name a file in it")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        found = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: {folder} {found}; create the folder or write "
+                         f"elsewhere")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()     # a file there, as atomic_write makes
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e}); "
+                         f"write elsewhere") from None
+    refuse_run_file(path, flag)
+
+
+def write_json(path, result, flag="--json"):
+    """`result` as indented standard JSON at `path`, atomically. Non-finite numbers are refused
+    (ValueError), never written as the NaN and Infinity that strict JSON readers reject; the
+    measurements have been checked finite before (check_finite)."""
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write(path, lambda f: f.write(text.encode()))
+    except OSError as e:
+        raise OSError(f"cannot write {flag} {path}: {e.strerror or e}") from None
+
+
+def check_finite(name, seconds):
+    """Refuse timings that are not finite positive numbers (a clock that failed, an epoch of
+    no work), before any figure is printed from them."""
+    if not all(math.isfinite(t) and t > 0 for t in seconds):
+        raise BenchmarkError(f"{name}: timings {', '.join(map(repr, seconds))} s are not all "
+                             f"finite and positive. Nothing is reported.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,37 +271,71 @@ def measure(names, setup, ranges, repeats, log=print):
     """Build, validate, then time round-robin: ([{impl, seconds_per_epoch, images_per_s,
     epochs}], skipped). `ranges` may be part of an epoch; seconds are scaled to all of X."""
     built, skipped = build(names, setup, log)
+    if not built:
+        raise BenchmarkError(f"none of {', '.join(names)} can run here (see the lines above); "
+                             f"install one, or ask --impls for another")
     validate(built, setup, ranges, log)
     n, timed = len(setup.X), sum(b - a for a, b in ranges)
     rows = []
     for name, times in time_epochs(built, ranges, repeats, n / timed).items():
+        check_finite(name, times)
         s = statistics.median(times)
         rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times))
     return rows, skipped
 
 
-def main(argv=None):
+def build_parser():
     p = argument_parser("python -m benchmarks.throughput", __doc__)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per implementation; "
+    p.add_argument("--batch-size", type=batch_flag, default=128, help="default 128")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="default float32")
+    p.add_argument("--epochs", type=epochs_flag, default=3, help="timed epochs per implementation; "
                    "the median is reported (default 3)")
-    p.add_argument("--steps", type=int, default=0, help="time only the first N batches of each "
-                   "epoch and scale to a full epoch (quick runs)")
-    p.add_argument("--hidden-dim", type=int, default=200)
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--impls", default=None, help="comma-separated implementations to run "
-                   f"(default all: {', '.join(peers.all_names())})")
-    p.add_argument("--ll-images", type=int, default=20, help="test images for the k-sample "
-                   "log-likelihood (0 skips it)")
-    p.add_argument("--k", type=int, default=5000)
+    p.add_argument("--steps", type=steps_flag, default=0, help="time only the first N batches of "
+                   "each epoch and scale to a full epoch, for quick runs (default 0: all)")
+    p.add_argument("--hidden-dim", type=hidden_flag, default=200, help="default 200")
+    p.add_argument("--latent-dim", type=latent_flag, default=20, help="default 20")
+    p.add_argument("--impls", type=impl_list, default=None, help="comma-separated "
+                   f"implementations to run (default all: {', '.join(peers.all_names())})")
+    p.add_argument("--ll-images", type=int_in(0, MAX_TEST_IMAGES), default=20,
+                   help="test images for the k-sample log-likelihood (default 20; 0 skips it)")
+    p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
+                   help="importance samples per image for the log-likelihood (default 5000)")
     p.add_argument("--no-torch", action="store_true", help="skip the Torch rows")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the results to this file")
-    args = p.parse_args(argv)
-    names = choose(args.impls, args.no_torch)
+    p.add_argument("--data-dir", default=None,
+                   help="where MNIST is (default: numpyvae.data's, ~/datasets)")
+    p.add_argument("--seed", type=seed_flag, default=0, help="the data order, ε and the initial "
+                   "parameters (default 0)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the results to this file (default: none)")
+    return p
 
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: _throughput(args, argv))
+
+
+def _throughput(args, argv):
+    """main's work: returns 0 once the tables are printed (and --json written), 1 when a
+    measurement cannot be reported (BenchmarkError)."""
+    names = choose(args.impls, args.no_torch)
+    if args.json is not None:
+        check_output(args.json, "--json")
+    try:
+        result = bench(args, names, argv)
+    except BenchmarkError as e:
+        say(f"error: {e}")
+        return 1
+    if args.json is not None:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def bench(args, names, argv):
+    """Validate and time `names` as `args` asks; prints the tables and returns the JSON's
+    dict."""
     info = machine.report("benchmarks.throughput", argv)
 
     dtype, H, Z, bs = args.dtype, args.hidden_dim, args.latent_dim, args.batch_size
@@ -233,12 +370,8 @@ def main(argv=None):
     ll_rows = []
     if args.ll_images:
         ll_rows = bench_log_likelihood(args, params, dtype)
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(machine=info, settings=vars(args), epoch=rows, skipped=skipped,
-                           log_likelihood=ll_rows), f, indent=2)
-        print(f"wrote {args.json}")
+    return dict(machine=info, settings=vars(args), epoch=rows, skipped=skipped,
+                log_likelihood=ll_rows)
 
 
 # In float32 each log p(x|z) sums 784 terms of a ≈ 550-nat total, ≈ 550 · 6e-8 · √784 ≈ 1e-3
@@ -252,7 +385,8 @@ def bench_log_likelihood(args, params, dtype):
     try:
         images, _ = data.load("mnist", split="test", data_dir=args.data_dir)
     except data.DataError as err:
-        raise SystemExit(f"benchmarks.throughput needs MNIST test for --ll-images: {err}")
+        raise data.DataError(f"benchmarks.throughput needs MNIST test for --ll-images: "
+                             f"{err}") from None
     x = (images[:args.ll_images].reshape(-1, D) >= 128).astype(dtype)        # (n, D)
     H, Z = args.hidden_dim, args.latent_dim
     runs = []
@@ -283,16 +417,18 @@ def bench_log_likelihood(args, params, dtype):
             raise ValidationError(f"log-likelihood: {name} differs from the NumPy path by "
                                   f"{diff:.2e} nats (> {LL_TOLERANCE:g}). Nothing was timed.")
     times = {name: [] for name, _ in runs}
-    for _ in range(max(1, args.epochs)):                              # round-robin, as epochs
+    for _ in range(args.epochs):                                      # round-robin, as epochs
         for name, run in runs:
             t = time.perf_counter()
             run(123, args.k)
             times[name].append(time.perf_counter() - t)
+    for name, _ in runs:
+        check_finite(f"log-likelihood: {name}", times[name])
     rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
                  mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
     t_torch = next((r["seconds"] for r in rows if r["impl"] == TORCH), None)
     print(f"\nlog-likelihood, k = {args.k}, {len(x)} test images, {dtype}, median of "
-          f"{max(1, args.epochs)} runs (same initial parameters and ε for all)")
+          f"{args.epochs} runs (same initial parameters and ε for all)")
     print(f"{'implementation':<26}{'seconds':>9}{'x torch eager':>15}{'mean log p(x)':>15}")
     for r in rows:
         r["vs_torch_eager"] = r["seconds"] / t_torch if t_torch else None

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import textwrap
@@ -34,8 +35,8 @@ def installed(name):
 def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
     fake_mnist.install(monkeypatch)
     out = tmp_path / "bench.json"
-    throughput.main(QUICK + ["--json", str(out)])
-    result = json.loads(out.read_text())
+    assert throughput.main(QUICK + ["--json", str(out)]) == 0
+    result = json.loads(out.read_text(), parse_constant=refuse)        # standard JSON: no NaN
     missing = {n for n in peers.CPU_NAMES
                if ("jax" in n and not installed("jax")) or ("torch" in n and not installed("torch"))}
     assert [r["impl"] for r in result["epoch"]] == [n for n in peers.all_names()
@@ -63,6 +64,10 @@ def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
     assert np.ptp(list(ll.values())) <= throughput.LL_TOLERANCE
 
 
+def refuse(token):
+    raise AssertionError(f"{token} in the JSON: not standard JSON")
+
+
 def plant(monkeypatch, name, change):
     """peers.make, with `change(peer, setup)` applied to the peer called `name`."""
     real = peers.make
@@ -77,9 +82,9 @@ def plant(monkeypatch, name, change):
 
 
 @pytest.mark.parametrize("name", ["numpyvae numba", "torch eager fused-adam", "jax scan-epoch"])
-def test_validation_refuses_a_planted_loss_error(monkeypatch, name):
+def test_validation_refuses_a_planted_loss_error(monkeypatch, capsys, name):
     """A peer whose first loss is off by 1e-4 relative (10× the float32 tolerance) is refused
-    before anything is timed."""
+    before anything is timed, in one line, exit status 1."""
     if name.split()[0] in ("torch", "jax") and not installed(name.split()[0]):
         pytest.skip(f"{name.split()[0]} is not installed")
     fake_mnist.install(monkeypatch)
@@ -91,12 +96,14 @@ def test_validation_refuses_a_planted_loss_error(monkeypatch, name):
             return losses
         return dataclasses.replace(peer, epoch=epoch)
     plant(monkeypatch, name, off)
-    with pytest.raises(throughput.ValidationError, match=f"{name}: loss .* at step 1 .*"
-                                                         "Nothing was timed"):
-        throughput.main(QUICK + ["--impls", f"gemm floor openblas,{name}", "--ll-images", "0"])
+    assert throughput.main(QUICK + ["--impls", f"gemm floor openblas,{name}",
+                                    "--ll-images", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert re.fullmatch(f"error: {name}: loss .* at step 1 .*Nothing was timed.\n", err)
 
 
-def test_validation_refuses_an_update_error_the_first_loss_cannot_see(monkeypatch):
+def test_validation_refuses_an_update_error_the_first_loss_cannot_see(monkeypatch, capsys):
     """A peer that steps with a learning rate 5% too large computes its first loss right; the
     second, from the parameters its update produced, is refused."""
     fake_mnist.install(monkeypatch)
@@ -105,16 +112,16 @@ def test_validation_refuses_an_update_error_the_first_loss_cannot_see(monkeypatc
     def make(n, setup):
         return real(n, dataclasses.replace(setup, lr=setup.lr * 1.05))
     monkeypatch.setattr(peers, "make", make)
-    with pytest.raises(throughput.ValidationError, match="numpyvae numba: loss .* at step 2"):
-        throughput.main(QUICK + ["--impls", "numpyvae numba", "--ll-images", "0"])
+    assert throughput.main(QUICK + ["--impls", "numpyvae numba", "--ll-images", "0"]) == 1
+    assert re.match("error: numpyvae numba: loss .* at step 2", capsys.readouterr().err)
 
 
 def test_a_missing_library_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path, capsys):
     fake_mnist.install(monkeypatch)
     monkeypatch.setitem(sys.modules, "jax", None)                   # `import jax` fails
     out = tmp_path / "bench.json"
-    throughput.main(QUICK + ["--impls", "numpyvae numba,jax jit,jax scan-epoch",
-                             "--ll-images", "0", "--json", str(out)])
+    assert throughput.main(QUICK + ["--impls", "numpyvae numba,jax jit,jax scan-epoch",
+                                    "--ll-images", "0", "--json", str(out)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "skipped" in line]
     assert lines == [f"  skipped {n}: jax is not installed: {peers.JAX_HINT}"
                      for n in ("jax jit", "jax scan-epoch")]
@@ -123,9 +130,12 @@ def test_a_missing_library_is_one_line_saying_how_to_install_it(monkeypatch, tmp
     assert [s["impl"] for s in result["skipped"]] == ["jax jit", "jax scan-epoch"]
 
 
-def test_unknown_impl_is_refused_by_name():
-    with pytest.raises(SystemExit, match="--impls: unknown 'torch eagre'"):
+def test_unknown_impl_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit) as stop:
         throughput.main(["--impls", "torch eagre"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --impls: unknown 'torch eagre'" in err
+    assert "expected comma-separated names of: numpyvae numba," in err
 
 
 def test_pin_warning_names_both_kernels_and_the_unpinned_command():

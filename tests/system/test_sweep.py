@@ -21,9 +21,9 @@ IMPLS = [n for n in peers.CPU_NAMES if n not in ("torch compile", "jax jit")]
 def test_sweep_writes_json_and_png_on_a_two_point_grid(monkeypatch, tmp_path):
     fake_mnist.install(monkeypatch)
     out, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
-    sweep.main(["--batch-sizes", "50,100", "--hidden-dims", "16", "--steps", "3",
-                "--epochs", "1", "--impls", ",".join(IMPLS), "--json", str(out),
-                "--plot", str(png)])
+    assert sweep.main(["--batch-sizes", "50,100", "--hidden-dims", "16", "--steps", "3",
+                       "--epochs", "1", "--impls", ",".join(IMPLS), "--json", str(out),
+                       "--plot", str(png)]) == 0
     result = json.loads(out.read_text())
     skipped = {s["impl"] for s in result["skipped"]}
     assert skipped <= {n for n in IMPLS if n.startswith(("torch", "jax"))}
