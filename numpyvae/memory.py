@@ -6,6 +6,7 @@ model's own shapes (model.param_shapes).
 """
 import math
 import os
+from decimal import Decimal
 
 import numpy as np
 
@@ -61,7 +62,14 @@ def available_memory():
 
 
 def gigabytes(n):
-    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+    """n bytes in words, "1.23 GB", for any number of bytes: an integer too large for a float
+    (above 1.8e308) is divided as a Decimal."""
+    scale, unit = (10**9, "GB") if n >= 10**8 else (10**6, "MB")
+    try:
+        value = n / scale
+    except OverflowError:
+        value = Decimal(n) / scale
+    return f"{value:.3g} {unit}"
 
 
 def check_memory(need, what, advice):

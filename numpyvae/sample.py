@@ -6,6 +6,7 @@ Images are decoded CHUNK at a time straight into the picture, so --n 100000 need
 memory (one byte per pixel), not 100,000 decoded images; a picture that cannot fit in the
 memory available is refused before anything is decoded.
 """
+import logging
 import sys
 from pathlib import Path
 
@@ -13,35 +14,45 @@ import numpy as np
 
 from . import data, plots
 from .checkpoint import load_model
-from .cli import UsageError, argument_parser, nonnegative_int, positive_int, run_command
-from .evaluate import eval_inputs
+from .cli import UsageError, argument_parser, int_in, run_command
+from .config import BY_NAME, MAX_SEED
+from .evaluate import (OutputNames, check_output_path, data_folder, eval_inputs, run_folder_of,
+                       tidy_run_folder)
+from .fetch import MAX_TEST_IMAGES
 from .memory import check_memory, gigabytes
-from .runfolder import refuse_run_file
+from .runfolder import refuse_run_file, remove_stale_temp_files
 from .runlock import lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call
 LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many
+# The largest pictures: 10⁷ images are a 7.8 GB grid of 88,564 × 88,564 pixels, 10⁶ steps a
+# line 1.4 million pixels tall (PNG allows 2³¹ − 1 a side); the memory check refuses, in one
+# line, what does not fit here, and the bounds keep every size in range.
+MAX_IMAGES = 10**7
+MAX_STEPS = 10**6
 
 
 def build_parser():
     p = argument_parser("python -m numpyvae.sample", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--n", type=positive_int, default=64,
+    p.add_argument("--n", type=int_in(1, MAX_IMAGES), default=64,
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
                         "grid is written pixel for pixel, without a title")
     p.add_argument("--out", default=None,
                    help="PNG file to write (default: beside the checkpoint, in the run folder: "
                         "sample-seed<seed>-n<n>.png, or interpolation-<I>-<J>.png)")
-    p.add_argument("--seed", type=nonnegative_int, default=0,
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="seed of the draws z ~ N(0, I) (default 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="decode the line between two test images' latent means instead")
-    p.add_argument("--between", type=nonnegative_int, nargs=2, default=(0, 1),
+    p.add_argument("--between", type=int_in(0, MAX_TEST_IMAGES - 1), nargs=2, default=(0, 1),
                    metavar=("I", "J"), help="indices of the two test images (default 0 1)")
-    p.add_argument("--steps", type=positive_int, default=10,
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=10,
                    help="points on the line, ends included (default 10; more than "
                         f"{LINE_COLUMNS} wrap into rows)")
-    p.add_argument("--data-dir", default=None, help="where the dataset is (default ~/datasets)")
+    p.add_argument("--data-dir", type=BY_NAME["data_dir"].kind.flag, default=None,
+                   help="where the dataset is, for --interpolate (default: the run's --data-dir, "
+                        "else ~/datasets)")
     return p
 
 
@@ -69,20 +80,23 @@ def line(mu0, mu1, steps):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     return run_command(lambda: _sample(args))
 
 
 def default_out(args):
     """Where the picture goes without --out: the checkpoint's folder, named after what it shows."""
-    source = Path(args.checkpoint)
-    folder = source if source.is_dir() else source.parent
+    folder = run_folder_of(args.checkpoint)
     if args.interpolate:
         return folder / f"interpolation-{args.between[0]}-{args.between[1]}.png"
     return folder / f"sample-seed{args.seed}-n{args.n}.png"
 
 
 def _sample(args):
-    """main's work: returns 0 once the picture is written."""
+    """main's work: returns 0 once the picture is written. A run folder written into is locked
+    while sample works there, and what a killed writer left in it is removed first."""
+    if args.out is not None:
+        check_output_path(args.out, "--out")
     out = Path(args.out) if args.out is not None else default_out(args)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: expected a .png file name")
@@ -98,8 +112,12 @@ def _sample(args):
     model, cfg = load_model(args.checkpoint)
     lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
     try:
+        if lock is not None:
+            remove_stale_temp_files(out.parent, OutputNames({out.name}))
+        if run_folder_of(args.checkpoint).resolve() != out.parent.resolve():
+            tidy_run_folder(run_folder_of(args.checkpoint))
         if args.interpolate:
-            images, _ = data.load(cfg["dataset"], "test", args.data_dir)
+            images, _ = data.load(cfg["dataset"], "test", data_folder(args.data_dir, cfg))
             i, j = args.between
             if max(i, j) >= len(images):
                 raise UsageError(f"--between {i} {j}: the test split has {len(images)} images")

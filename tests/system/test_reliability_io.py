@@ -1,0 +1,326 @@
+"""Where the commands read and write: the run's recorded data folder, bounded flags, output
+paths, leftovers of killed writers, and results that are not numbers.
+
+Oracles: exit statuses and the one-line messages; the folder a command passed to data.load;
+the files in the run folder; the checkpoint we planted (weights of 1e30).
+"""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fake_mnist
+from numpyvae import checkpoint as ck
+from numpyvae import config, data, evaluate, memory, sample, train
+from numpyvae.runfolder import RUN_FILES
+
+TESTS = str(Path(__file__).parents[1])
+ROOT = str(Path(TESTS).parent)
+SHIPPED_RUN = Path(ROOT) / "results" / "burda2015-vae"
+TINY = ["--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "100", "--limit", "200",
+        "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run on the fake data, trained from the folder `a` with --data-dir data (relative),
+    and the folders a and b (another directory to run commands from)."""
+    root = tmp_path_factory.mktemp("io")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    mp = pytest.MonkeyPatch()
+    fake_mnist.install(mp)
+    mp.chdir(root / "a")
+    assert train.main([*TINY, "--data-dir", "data", "--out", "run"]) == 0
+    mp.undo()
+    return root
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path):
+    """A copy of the trained run, for a test that changes its folder."""
+    out = tmp_path / "run"
+    shutil.copytree(trained / "a" / "run", out)
+    return out
+
+
+@pytest.fixture
+def data_dirs(monkeypatch):
+    """The fake data, recording the data_dir of every data.load call."""
+    asked = []
+
+    def load(name, split="train", data_dir=None):
+        asked.append(data_dir)
+        return fake_mnist.load(name, split, data_dir)
+    monkeypatch.setattr(data, "load", load)
+    return asked
+
+
+def no_computation(monkeypatch):
+    """Fail the test if evaluate reaches its importance sampling or sample its picture."""
+    monkeypatch.setattr(evaluate, "log_likelihood",
+                        lambda *a: pytest.fail("evaluated before the flag was checked"))
+    monkeypatch.setattr(sample.plots, "grid",
+                        lambda *a: pytest.fail("decoded before the flag was checked"))
+
+
+def one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- the data folder
+
+def test_a_relative_data_dir_is_recorded_absolute(trained):
+    """Oracle: the folder the run was trained from — --data-dir data given in `a` is recorded
+    as a/data in config.json and in the checkpoint's configuration."""
+    expected = str(trained / "a" / "data")
+    run = trained / "a" / "run"
+    assert json.loads((run / "config.json").read_text())["data_dir"] == expected
+    assert ck.load(run / "checkpoint.npz").config["data_dir"] == expected
+
+
+@pytest.mark.parametrize("argv", [["--k", "2", "--limit", "5"],
+                                  ["--k", "2", "--limit", "5", "--split", "train"]])
+def test_evaluate_from_another_directory_reads_the_run_s_data_folder(trained, data_dirs,
+                                                                     monkeypatch, argv):
+    """Oracle: the folder passed to data.load — the run's, however the command is started."""
+    monkeypatch.chdir(trained / "b")
+    assert evaluate.main([str(trained / "a" / "run"), *argv]) == 0
+    assert data_dirs and set(data_dirs) == {str(trained / "a" / "data")}
+
+
+def test_sample_interpolate_reads_the_run_s_data_folder(trained, data_dirs, monkeypatch,
+                                                        tmp_path):
+    """Oracle: the folder passed to data.load — the run's recorded one, unless --data-dir."""
+    monkeypatch.chdir(trained / "b")
+    run = str(trained / "a" / "run")
+    assert sample.main([run, "--interpolate", "--out", str(tmp_path / "i.png")]) == 0
+    assert data_dirs == [str(trained / "a" / "data")]
+    assert sample.main([run, "--interpolate", "--data-dir", "elsewhere",
+                        "--out", str(tmp_path / "j.png")]) == 0
+    assert data_dirs[1] == str(trained / "b" / "elsewhere")
+
+
+# ---------------------------------------------------------------------------- huge numbers
+
+@pytest.mark.parametrize("flag,value", [
+    ("--hidden-dim", 10**200), ("--latent-dim", 10**46), ("--batch-size", 10**400),
+    ("--samples", 10**200), ("--epochs", 10**12), ("--limit", 10**400),
+    ("--holdout", 10**12), ("--seed", 2**64)])
+def test_train_size_flags_are_bounded(flag, value, capsys):
+    """Known message: every size and count has an upper bound, stated in the refusal. Oracle
+    for the bounds' other side: the shipped run's recorded configuration passes every check
+    (checkpoint.py's), so no real run is refused."""
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args([flag, str(value)])
+    assert f"argument {flag}: expected an integer from " in capsys.readouterr().err
+    recorded = json.loads((SHIPPED_RUN / "config.json").read_text())
+    assert {k: config.check_value(k, recorded[k]) for k in config.BY_NAME} == \
+        dict.fromkeys(config.BY_NAME)
+
+
+def test_a_huge_hidden_dim_is_one_line(tmp_path, capsys):
+    """Known messages, no traceback: 10²⁰⁰ units once overflowed the memory message; every
+    size at its bound together reaches the memory check, whose estimate stays in range."""
+    with pytest.raises(SystemExit):
+        train.main(["--hidden-dim", str(10**200)])
+    err = capsys.readouterr().err
+    assert "argument --hidden-dim: expected an integer from 1 to 1,000,000" in err
+    assert "Traceback" not in err
+    largest = ["--hidden-dim", config.MAX_UNITS, "--latent-dim", config.MAX_UNITS,
+               "--samples", config.MAX_SAMPLES, "--batch-size", config.MAX_BATCH,
+               "--out", tmp_path / "run"]
+    assert train.main([str(a) for a in largest]) == 2
+    assert one_line(capsys.readouterr().err).startswith("error: this run (--batch-size ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_memory_words_any_number_of_bytes():
+    """Known values: no integer overflows the message (a float would above 1.8e308)."""
+    assert memory.gigabytes(10**400) == "1.00e+391 GB"
+    assert memory.gigabytes(2 * 10**9) == "2 GB" and memory.gigabytes(5 * 10**6) == "5 MB"
+    with pytest.raises(memory.UsageError, match="needs ≈ 1.00e[+]391 GB of memory"):
+        memory.check_memory(10**400, "this", "ask for less")
+
+
+@pytest.mark.parametrize("command,argv,flag", [
+    (sample, ["--n", str(2**64)], "--n"),
+    (sample, ["--interpolate", "--steps", str(10**400)], "--steps"),
+    (sample, ["--interpolate", "--between", "0", str(10**400)], "--between"),
+    (sample, ["--seed", str(2**64)], "--seed"),
+    (evaluate, ["--k", str(10**400)], "--k"),
+    (evaluate, ["--limit", str(10**400)], "--limit"),
+    (evaluate, ["--batch", str(10**400)], "--batch"),
+    (evaluate, ["--seed", str(2**64)], "--seed")])
+def test_sample_and_evaluate_flags_are_bounded(trained, data_dirs, tmp_path, capsys, command,
+                                               argv, flag):
+    """Known message: a number no picture or evaluation could use is a usage error naming the
+    flag and its range (it was a TypeError or OverflowError traceback)."""
+    with pytest.raises(SystemExit):
+        command.main([str(trained / "a" / "run"), *argv, "--out" if command is sample else
+                      "--json", str(tmp_path / ("x.png" if command is sample else "x.json"))])
+    assert f"argument {flag}: expected an integer from " in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------- output paths
+
+@pytest.mark.parametrize("path", ["", ".", "/", "{tmp}", "{tmp}/", "{tmp}/.", "{tmp}/..",
+                                  "{tmp}/folder.json", "{tmp}/new/"])
+def test_evaluate_json_must_name_a_file_before_evaluating(trained, data_dirs, tmp_path,
+                                                          monkeypatch, capsys, path):
+    """Known message, one line naming --json, before the importance sampling (minutes at
+    k = 5000): "" once wrote nothing silently, a folder failed with a traceback afterwards."""
+    (tmp_path / "folder.json").mkdir()
+    no_computation(monkeypatch)
+    path = path.format(tmp=tmp_path)
+    assert evaluate.main([str(trained / "a" / "run"), "--k", "2", "--limit", "5",
+                          "--json", path]) == 2
+    assert one_line(capsys.readouterr().err).startswith("error: --json ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.json"]
+
+
+@pytest.mark.parametrize("path", ["{tmp}/folder.png", "{tmp}/folder.png/", "{tmp}/x.png/"])
+def test_sample_out_must_name_a_file_before_decoding(trained, tmp_path, monkeypatch, capsys,
+                                                     path):
+    """Known message, one line naming --out, before anything is decoded: a folder named x.png
+    once failed only when the picture was put in place."""
+    (tmp_path / "folder.png").mkdir()
+    no_computation(monkeypatch)
+    assert sample.main([str(trained / "a" / "run"), "--n", "4",
+                        "--out", path.format(tmp=tmp_path)]) == 2
+    assert one_line(capsys.readouterr().err).startswith("error: --out ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png"]
+
+
+# ---------------------------------------------------------------------------- leftovers
+
+def plant_leftovers(folder, names):
+    """Temp files as atomic_write names them, of a writer (PID 99999999) killed mid-write."""
+    planted = [folder / f".{name}.99999999.k1ll3d_x.tmp" for name in names]
+    for p in planted:
+        p.write_bytes(b"\0" * 3_000_000)                           # a 3 MB half-written PNG
+    return planted
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+LEFT = ("sample-seed0-n64.png", "interpolation-0-1.png", "mine.png", "evaluation.json")
+
+
+def test_sample_removes_what_a_killed_writer_left_in_the_run_folder(run_dir, tmp_path):
+    """Oracle: the file system — sample writing into a run folder first removes the temp files
+    of killed writers there (its own, evaluate's), as train does; elsewhere nothing is
+    touched, and the run folder it only reads is tidied too."""
+    plant_leftovers(run_dir, LEFT)
+    assert sample.main([str(run_dir), "--n", "4"]) == 0
+    assert leftovers(run_dir) == []
+    plant_leftovers(run_dir, LEFT)
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    theirs = plant_leftovers(other, ["x.png"])
+    assert sample.main([str(run_dir), "--n", "4", "--out", str(other / "y.png")]) == 0
+    assert leftovers(run_dir) == [] and all(p.exists() for p in theirs)
+
+
+def test_evaluate_removes_what_a_killed_writer_left_in_the_run_folder(run_dir, data_dirs,
+                                                                      tmp_path):
+    """Oracle: the file system — evaluating a run (reading it, or writing --json into a run
+    folder) removes the temp files killed writers left there."""
+    plant_leftovers(run_dir, LEFT)
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
+    assert leftovers(run_dir) == []
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    plant_leftovers(other, ["r.txt"])
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
+                          "--json", str(other / "r.txt")]) == 0
+    assert leftovers(other) == [] and json.loads((other / "r.txt").read_text())["k"] == 2
+
+
+def test_a_training_s_temp_files_are_left_alone_by_evaluate(run_dir, data_dirs):
+    """Oracle: the file system — while another process holds the run (a training writing its
+    checkpoint), a reader removes nothing there."""
+    from numpyvae.runlock import RunLock
+    planted = plant_leftovers(run_dir, ["checkpoint.npz"])
+    with RunLock(run_dir):
+        assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
+    assert all(p.exists() for p in planted)
+    assert sample.main([str(run_dir), "--n", "4"]) == 0          # not held now: removed
+    assert leftovers(run_dir) == []
+
+
+@pytest.mark.skip(reason="needs numpyvae/train.py (the lead's) to clean the commands' outputs "
+                         "too: remove_stale_temp_files(out, evaluate.OutputNames()) in place "
+                         "of remove_stale_temp_files(out, RUN_FILES)")
+def test_train_resume_removes_what_a_killed_sample_left(run_dir, monkeypatch):
+    """Oracle: the file system — train --resume, the next command on the folder, removes a
+    killed sample's temp files."""
+    fake_mnist.install(monkeypatch)
+    plant_leftovers(run_dir, LEFT)
+    assert train.main([*TINY[:-1], "2", "--resume", "--out", str(run_dir)]) == 0
+    assert leftovers(run_dir) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_sample_killed_mid_write_leaves_nothing_after_the_next_command(run_dir, signum):
+    """Oracle: the file system — a sample process killed while its picture is being written
+    (here: held inside fsync) leaves its temp file; the next sample on the folder removes it
+    and writes its own picture."""
+    code = ("import os, sys, time; os.fsync = lambda fd: time.sleep(600); "
+            "from numpyvae.sample import main; "
+            f"sys.exit(main([{str(run_dir)!r}, '--n', '1100']))")          # a pixel grid
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        while not leftovers(run_dir) and proc.poll() is None:
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        assert proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.send_signal(signum)
+        proc.wait()
+    assert leftovers(run_dir)
+    assert sample.main([str(run_dir), "--n", "4"]) == 0
+    assert leftovers(run_dir) == [] and not (run_dir / "sample-seed0-n1100.png").exists()
+    assert {f for f in RUN_FILES if (run_dir / f).exists()} >= {"checkpoint.npz", "config.json"}
+
+
+# ---------------------------------------------------------------------------- not a number
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")       # one line: no numpy warnings
+def test_evaluate_of_weights_too_large_is_an_error_not_nan(run_dir, data_dirs, tmp_path,
+                                                           capsys):
+    """Oracle: the checkpoint we planted — every parameter 1e30 (finite in float32) makes the
+    −ELBO overflow: one line and exit status 1, no number printed and no JSON written (it
+    was `nan` with status 0, and NaN in the JSON)."""
+    c = ck.load(run_dir / "checkpoint.npz")
+    for a in c.params.values():
+        a[...] = 1e30
+    ck.save(run_dir / "checkpoint.npz", c)
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
+                          "--json", str(tmp_path / "r.json")]) == 1
+    out, err = capsys.readouterr()
+    line = one_line(err)
+    assert "its model evaluates to neg_elbo = " in line and "not a finite number" in line
+    assert "nan" not in out.lower() and not (tmp_path / "r.json").exists()
+
+
+def test_json_is_standard(tmp_path):
+    """Oracle: the JSON standard (RFC 8259 has no NaN or Infinity) — a result that is not
+    finite is refused, naming it, and nothing is written."""
+    with pytest.raises(ck.CheckpointError, match=r"log_px = nan is not a finite number"):
+        evaluate.write_json(tmp_path / "r.json", dict(log_px=float("nan"), k=2))
+    assert not list(tmp_path.iterdir())
+    evaluate.write_json(tmp_path / "r.json", dict(log_px=-90.5, k=2))
+    assert json.loads((tmp_path / "r.json").read_text()) == dict(log_px=-90.5, k=2)
