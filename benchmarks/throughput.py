@@ -31,18 +31,15 @@ fed the same ε draws, also round-robin.
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import numpyvae as nv
 from numpyvae import data, likelihood
-from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
+from numpyvae.cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
 from numpyvae.fetch import MAX_TRAIN_IMAGES
 from numpyvae.runfolder import atomic_write, refuse_run_file
 
@@ -156,23 +153,9 @@ def size_list(size):
 
 
 def check_output(path, flag):
-    """Refuse an output `path` of `flag` that could not be written once the timing is done: an
-    empty name, an existing folder, a folder that does not exist or cannot be written in, a
-    file of a run (numpyvae.runfolder.refuse_run_file). Run before anything is timed."""
-    if not path:
-        raise UsageError(f"{flag}: an empty path; name the file to write")
-    if path.endswith(os.sep) or os.path.isdir(path):
-        raise UsageError(f"{flag} {path}: that is a folder; name a file in it")
-    folder = Path(path).parent
-    if not folder.is_dir():
-        found = "is not a folder" if folder.exists() else "does not exist"
-        raise UsageError(f"{flag} {path}: {folder} {found}; create the folder or write "
-                         f"elsewhere")
-    try:
-        tempfile.TemporaryFile(dir=folder).close()     # a file there, as atomic_write makes
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e}); "
-                         f"write elsewhere") from None
+    """Refuse, before anything is timed, an output `path` of `flag` that could not be written
+    once the timing is done (numpyvae.cli.check_output_path) or that is a file of a run."""
+    check_output_path(path, flag)
     refuse_run_file(path, flag)
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 
 import numpy as np
 
@@ -66,6 +67,29 @@ def int_in(low, high=None):
 positive_int = int_in(1)
 nonnegative_int = int_in(0)
 positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
+
+
+# ---------------------------------------------------------------------------- output paths
+
+def check_output_path(path, flag):
+    """UsageError, before any computation, unless `path` (the text given to `flag`) names a file
+    that can be written once the work is done: not empty, not a folder (one that exists, or a
+    name ending in "/", "." or ".."), in a folder that exists and takes new files."""
+    text = os.fspath(path)
+    if not text:
+        raise UsageError(f'{flag} "": an empty path; name the file to write')
+    if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
+        raise UsageError(f"{flag} {text}: that is a folder; name a file in it")
+    folder = os.path.dirname(text) or "."
+    if not os.path.isdir(folder):
+        found = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise UsageError(f"{flag} {text}: the folder {folder} {found}; create it or write "
+                         f"elsewhere")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()     # a new file there, as atomic_write makes
+    except OSError as e:
+        raise UsageError(f"{flag} {text}: cannot write in {folder} ({e.strerror or e}); write "
+                         f"elsewhere") from None
 
 
 # ---------------------------------------------------------------------------- the terminal

@@ -10,9 +10,7 @@ never on the test set.
 """
 import contextlib
 import json
-import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,12 +20,11 @@ from tqdm import tqdm
 
 from . import data
 from .checkpoint import CheckpointError, load_model
-from .cli import UsageError, argument_parser, int_in, run_command, say
+from .cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
 from .config import BY_NAME, MAX_BATCH, MAX_LIMIT, MAX_SEED
-from .fetch import MAX_TEST_IMAGES
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
-from .runfolder import RUN_FILES, atomic_write, refuse_run_file, remove_stale_temp_files
+from .runfolder import OutputNames, atomic_write, refuse_run_file, remove_stale_temp_files
 from .runlock import RunLocked, lock_if_run_folder
 
 
@@ -79,21 +76,6 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
 
 # ---------------------------------------------------------------------------- outputs
 
-def check_output_path(path, flag):
-    """UsageError, before any computation, unless `path` (the text given to `flag`) names a file
-    that can be written: not empty, not a folder (one that exists, or a name ending in "/", "."
-    or ".."), in a folder that exists."""
-    text = os.fspath(path)
-    if not text:
-        raise UsageError(f'{flag} "": expected a file name')
-    if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
-        raise UsageError(f"{flag} {text}: that names a folder, not a file; name the file to write")
-    folder = os.path.dirname(text) or "."
-    if not os.path.isdir(folder):
-        raise UsageError(f"{flag} {text}: the folder {folder} does not exist; create it or "
-                         f"write elsewhere")
-
-
 def check_json_path(path, reading=None):
     """Check a --json PATH before an evaluation, not minutes later when the file is written: it
     must name a file (check_output_path) in a folder that exists, not a file of a run or the
@@ -143,18 +125,6 @@ def write_json(path, result, wait=10.0):
     finally:
         if lock is not None:
             lock.release()
-
-
-class OutputNames:
-    """The names numpyvae's commands write into a run folder, for remove_stale_temp_files: the
-    run's own files, pictures (.png: sample's, whatever --out calls them), results (.json:
-    evaluate's --json) and the names in `also`."""
-
-    def __init__(self, also=()):
-        self.also = frozenset(also)
-
-    def __contains__(self, name):
-        return name in RUN_FILES or name in self.also or name.endswith((".png", ".json"))
 
 
 def run_folder_of(checkpoint):
@@ -268,7 +238,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     # An evaluation that overflows ends in a result that is not finite, refused in one line
     # (refuse_non_finite); numpy's warnings on the way there would only bury that line.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

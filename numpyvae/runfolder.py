@@ -101,6 +101,18 @@ def remove_stale_temp_files(folder, names):
     return removed
 
 
+class OutputNames:
+    """The names numpyvae's commands write into a run folder, for remove_stale_temp_files: the
+    run's own files, pictures (.png: sample's, whatever --out calls them), results (.json:
+    evaluate's --json) and the names in `also`."""
+
+    def __init__(self, also=()):
+        self.also = frozenset(also)
+
+    def __contains__(self, name):
+        return name in RUN_FILES or name in self.also or name.endswith((".png", ".json"))
+
+
 def write_config(folder, config):
     """config.json: the run's settings (a dict), indented."""
     atomic_write(Path(folder) / "config.json",

@@ -6,7 +6,6 @@ Images are decoded CHUNK at a time straight into the picture, so --n 100000 need
 memory (one byte per pixel), not 100,000 decoded images; a picture that cannot fit in the
 memory available is refused before anything is decoded.
 """
-import logging
 import sys
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import numpy as np
 
 from . import data, plots
 from .checkpoint import load_model
-from .cli import UsageError, argument_parser, int_in, run_command
+from .cli import UsageError, argument_parser, check_output_path, int_in, run_command
 from .config import BY_NAME, MAX_SEED
-from .evaluate import (OutputNames, check_output_path, data_folder, eval_inputs, run_folder_of,
+from .evaluate import (data_folder, eval_inputs, run_folder_of,
                        tidy_run_folder)
 from .fetch import MAX_TEST_IMAGES
 from .memory import check_memory, gigabytes
-from .runfolder import refuse_run_file, remove_stale_temp_files
+from .runfolder import OutputNames, refuse_run_file, remove_stale_temp_files
 from .runlock import lock_if_run_folder
 
 CHUNK = 1024                   # images decoded per call
@@ -80,7 +79,6 @@ def line(mu0, mu1, steps):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")   # data fetch progress
     return run_command(lambda: _sample(args))
 
 

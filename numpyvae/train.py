@@ -43,8 +43,9 @@ from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .fetch import MAX_TRAIN_IMAGES
 from .memory import check_memory, training_bytes
 from .model import VAE
-from .runfolder import (RUN_FILES, StopRequest, Stopped, file_kind, folders_to_make, refuse_taken,
-                        remove_if_empty, remove_stale_temp_files, write_config, write_metrics)
+from .runfolder import (OutputNames, StopRequest, Stopped, file_kind, folders_to_make,
+                        refuse_taken, remove_if_empty, remove_stale_temp_files, write_config,
+                        write_metrics)
 from .runlock import RunLock
 
 EXIT_INTERRUPTED = 130
@@ -405,7 +406,7 @@ def _train(args, cli, where):
                 out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
             lock.acquire()
-            remove_stale_temp_files(out, RUN_FILES)
+            remove_stale_temp_files(out, OutputNames())   # a killed sample's too
             if args.resume:
                 cfg, resume = resolve_config(args)               # read under the folder's lock
             else:

@@ -23,6 +23,7 @@ from numpyvae import checkpoint as ck
 from numpyvae.config import FORMAT_1_DEFAULTS
 from numpyvae import evaluate, memory, sample, train
 from numpyvae.model import VAE
+from numpyvae.runfolder import RUN_FILES
 from numpyvae.runlock import LOCK_NAME
 from test_train import QUICK, TESTS, assert_same_run, run
 
@@ -40,7 +41,7 @@ def message_lines(err):
 
 
 def run_files(out):
-    return sorted(f for f in train.RUN_FILES if (out / f).exists())
+    return sorted(f for f in RUN_FILES if (out / f).exists())
 
 
 def spawn(out, *argv, prelude=""):
@@ -143,7 +144,7 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_same_co
     assert train.main(["--resume", "--out", str(out)]) == 2
     assert "start it again with the same command" in capsys.readouterr().err
     assert train.main(argv) == 0
-    assert run_files(out) == sorted(train.RUN_FILES)
+    assert run_files(out) == sorted(RUN_FILES)
     if folder == "the user's":
         assert (out / "notes.txt").read_text() == "mine"
 

@@ -258,9 +258,6 @@ def test_a_training_s_temp_files_are_left_alone_by_evaluate(run_dir, data_dirs):
     assert leftovers(run_dir) == []
 
 
-@pytest.mark.skip(reason="needs numpyvae/train.py (the lead's) to clean the commands' outputs "
-                         "too: remove_stale_temp_files(out, evaluate.OutputNames()) in place "
-                         "of remove_stale_temp_files(out, RUN_FILES)")
 def test_train_resume_removes_what_a_killed_sample_left(run_dir, monkeypatch):
     """Oracle: the file system — train --resume, the next command on the folder, removes a
     killed sample's temp files."""
