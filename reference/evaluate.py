@@ -5,22 +5,24 @@ reference `Model` (reference/model.py, `load_state_dict(strict=True)`), the same
 with the same fixed binarization, and the same ε streams, drawn in the same order — so the two
 print the same test −ELBO, importance-weighted log p(x) (Burda et al. 2015, eq. 8) and active
 units up to float rounding, computed by independent code.
+
+torch is loaded inside the command's work (numpyvae.cli.run_command), not at import: a Ctrl-C
+in the seconds that takes is one line, like any other.
 """
 import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import (UsageError, argument_parser, nonnegative_int, positive_int,
-                          run_command)
+from numpyvae.cli import UsageError, argument_parser, int_in, run_command
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, eval_generator, eval_inputs,
                                write_json)
-from reference.model import from_params, pick_device
+from numpyvae.fetch import MAX_TRAIN_IMAGES
 
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+MAX_IMAGES = MAX_TRAIN_IMAGES    # no split is larger: a larger --limit or --batch is all of it
+MAX_K = 10**6                    # 200 × the literature's 5000: some 10 h on the test split
+MAX_SEED = 2**64 - 1             # reference.train's: torch.manual_seed's (numpy's: any)
 
 
 def log_likelihood(model, x, k, rng, rows=5000):
@@ -29,6 +31,8 @@ def log_likelihood(model, x, k, rng, rows=5000):
     the order numpyvae.likelihood.log_likelihood draws them in.
 
     w = log p(x|z) + log p(z) − log q(z|x),  L_k = logsumexp_i w_i − log k."""
+    import torch
+    import torch.nn.functional as F
     with torch.no_grad():
         B = x.shape[0]
         mean, log_var = model.Encoder(x)                               # (B, Z)
@@ -55,6 +59,8 @@ def log_likelihood(model, x, k, rng, rows=5000):
 
 def neg_elbo_parts(model, x, eps):
     """(recon, kl) summed over the batch, float64.  x: (B, D), eps: (B, Z) tensors."""
+    import torch
+    import torch.nn.functional as F
     with torch.no_grad():
         mean, log_var = model.Encoder(x)
         logits = model.Decoder.logits(mean + torch.exp(0.5 * log_var) * eps)
@@ -67,13 +73,13 @@ def neg_elbo_parts(model, x, eps):
 def build_parser():
     p = argument_parser("python -m reference.evaluate", __doc__)
     p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
-    p.add_argument("--k", type=positive_int, default=5000,
+    p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image (default 5000)")
-    p.add_argument("--limit", type=nonnegative_int, default=0,
+    p.add_argument("--limit", type=int_in(0, MAX_IMAGES), default=0,
                    help="only the first N test images (default 0: all)")
-    p.add_argument("--batch", type=positive_int, default=25,
+    p.add_argument("--batch", type=int_in(1, MAX_IMAGES), default=25,
                    help="images per batch, as numpyvae's (default 25)")
-    p.add_argument("--seed", type=nonnegative_int, default=0,
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="seed of the k samples, as numpyvae's (default 0)")
     p.add_argument("--data-dir", default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
@@ -89,6 +95,7 @@ def main(argv=None):
 
 def _evaluate(args):
     """main's work: returns 0 once the numbers are printed (and --json written)."""
+    from reference.model import pick_device              # and torch with it
     try:
         device = pick_device(args.device)
     except ValueError as e:
@@ -104,8 +111,10 @@ def _evaluate(args):
 def evaluate(ck, images, device, args):
     """The checkpoint `ck` evaluated on the test `images` by the Torch Model; prints the results
     and writes --json."""
+    import torch
+    from reference.model import from_params
     cfg, dtype = ck.config, ck.config["dtype"]
-    model = from_params(ck.params, dtype=TORCH_DTYPE[dtype], device=device,
+    model = from_params(ck.params, dtype=getattr(torch, dtype), device=device,
                         activation=cfg["activation"])
     images = images[:args.limit] if args.limit else images
     n, mode, seed = len(images), cfg["binarize"], cfg["seed"]

@@ -13,33 +13,35 @@ tests' measure) and OK or FAIL against the tolerance of reference/compare.py; th
 is 1 when any tensor fails. x is a random binary batch, or with --run the first --batch-size
 images of the run's test split, binarized as its evaluation does. In float32, images with a
 LeakyReLU pre-activation within rounding of 0 are left out and counted: there the branch is
-the BLAS kernel's choice, not the code's (reference/compare.py says why).
+the BLAS kernel's choice, not the code's (reference/compare.py says why). A network or batch
+this machine cannot hold is refused before anything is allocated; torch is loaded inside the
+command's work (numpyvae.cli.run_command), so a Ctrl-C meanwhile is one line.
 """
 import sys
 
 import numpy as np
-import torch
 
 import numpyvae as nv
 from numpyvae import data
 from numpyvae.checkpoint import load_model
-from numpyvae.cli import UsageError, argument_parser, run_command
+from numpyvae.cli import UsageError, argument_parser, int_in, run_command
 from numpyvae.config import BY_NAME, add_flags
 from numpyvae.evaluate import TEST_STREAMS, eval_inputs
+from numpyvae.memory import check_memory, training_bytes
 from reference.compare import TOLERANCE, away_from_kinks, rel_err
-from reference.model import from_params, neg_elbo
 
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")
 NETWORK = ("hidden_dim", "latent_dim", "activation", "init")      # a run has its own
+MAX_BATCH = 10_000               # MNIST's test split, which --run takes its batch from
 
 
 def build_parser():
     p = argument_parser("python -m reference.gradcheck", __doc__)
     add_flags(p, ("hidden_dim", "latent_dim", "activation", "init", "samples", "seed",
                   "backend"), defaults=True)
-    p.add_argument("--dtype", choices=tuple(TORCH_DTYPE), default="float64",
+    p.add_argument("--dtype", choices=DTYPES, default="float64",
                    help="the arithmetic of both sides (default float64)")
-    p.add_argument("--batch-size", type=nv.cli.positive_int, default=32,
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=32,
                    help="images in the batch (default 32)")
     p.add_argument("--run", default=None,
                    help="check this run folder's (or checkpoint's) configuration and weights on "
@@ -53,6 +55,7 @@ def setup(args):
     """(model, x, eps, what): the network, the batch and the noise both sides get."""
     rng = np.random.default_rng(args.seed)
     if args.run is None:
+        memory_check(args)
         model = nv.VAE(784, args.hidden_dim, args.latent_dim, dtype=args.dtype, seed=args.seed,
                        backend=args.backend, activation=args.activation, init=args.init)
         x = (rng.random((args.batch_size, 784)) < 0.2).astype(args.dtype)   # (B, D) binary
@@ -79,11 +82,25 @@ def setup(args):
     return model, x, eps, what
 
 
+def memory_check(args):
+    """Refuse a fresh network and batch this machine cannot hold, before either is made: twice
+    numpyvae's upper estimate of a training step (both sides hold the network, the batch and
+    a step's activations and gradients)."""
+    need = 2 * training_bytes(args.batch_size, 0, 784, args.hidden_dim, args.latent_dim,
+                              args.batch_size, args.samples, args.dtype)
+    check_memory(need, f"this check (--batch-size {args.batch_size}, --samples {args.samples}, "
+                       f"--hidden-dim {args.hidden_dim}, --latent-dim {args.latent_dim}, "
+                       f"{args.dtype})",
+                 "use a smaller --batch-size, --samples or --hidden-dim")
+
+
 def compare(model, x, eps):
     """[(tensor name, ours, Torch's)]: the loss, the intermediates, the 14 gradients."""
+    import torch
+    from reference.model import from_params, neg_elbo
     _, cache = model.forward(x, eps)
     loss, grads = model.loss_and_grads(x, eps)
-    tmodel = from_params(model.params, dtype=TORCH_DTYPE[model.dtype.name],
+    tmodel = from_params(model.params, dtype=getattr(torch, model.dtype.name),
                          activation=model.activation)
     t_loss, parts = neg_elbo(tmodel, torch.as_tensor(x), torch.as_tensor(eps))
     t_loss.backward()
@@ -97,6 +114,7 @@ def compare(model, x, eps):
 
 def check(args):
     model, x, eps, what = setup(args)
+    import torch                         # after setup: a request refused there never loads it
     dropped = 0
     if model.dtype == np.float32 and model.activation == "leaky_relu":
         x, eps, dropped = away_from_kinks(model.params, x, eps)

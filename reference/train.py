@@ -7,25 +7,39 @@ and prints the test −ELBO per image after each epoch. With --out it writes a r
 numpyvae's does: metrics.csv with the same columns (so `diff` compares the two runs),
 config.json, and checkpoint.npz in numpyvae's format (the Model's state_dict names are
 numpyvae's), which `python -m numpyvae.evaluate` and `numpyvae.sample` read.
+
+The run folder is numpyvae's transaction (numpyvae/runfolder.py, numpyvae/runlock.py): locked
+for the whole command, its files written with each epoch's checkpoint. The reference has no
+--resume, so a run that does not finish — Ctrl-C, SIGTERM or SIGHUP (each stops it at once,
+numpyvae.runfolder.StopRequest), a failed write — takes its files away again and leaves the
+folder as it found it: the same command starts it again. A seed torch cannot take, a run the
+machine cannot hold and an --out that cannot be a run folder are refused before the data are
+loaded or the model is made.
 """
+import errno
+import signal
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from numpyvae import checkpoint as ckpt_io
 from numpyvae import data
-from numpyvae.cli import UsageError, argument_parser, nonnegative_int, run_command
+from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
 from numpyvae.config import Config, add_flags
-from numpyvae.runfolder import (folders_to_make, refuse_taken, remove_if_empty, write_config,
+from numpyvae.fetch import MAX_TRAIN_IMAGES
+from numpyvae.memory import check_memory, gigabytes, training_bytes
+from numpyvae.runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken,
+                                remove_if_empty, remove_stale_temp_files, write_config,
                                 write_metrics)
 from numpyvae.runlock import RunLock
-from reference.model import build, neg_elbo, pick_device
 
 COLUMNS = [c for c in ckpt_io.HISTORY_COLUMNS if c != "holdout_neg_elbo"]   # numpyvae's
+WRITES = ("checkpoint.npz", "config.json", "metrics.csv")      # what a reference run writes
+TORCH_MAX_SEED = 2**64 - 1       # torch.manual_seed takes a uint64; numpy takes any seed ≥ 0
+MAX_TEST_IMAGES = 10_000         # MNIST's test split
 
 
 def build_parser():
@@ -33,7 +47,7 @@ def build_parser():
     # numpyvae.train's flags of the same name: same types, defaults and help
     add_flags(p, ("epochs", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
                   "activation", "data_dir"), defaults=True)
-    p.add_argument("--limit", type=nonnegative_int, default=0,
+    p.add_argument("--limit", type=int_in(0, MAX_TRAIN_IMAGES), default=0,
                    help="use only the first N training and test images (default 0: all)")
     p.add_argument("--out", default=None,
                    help="write a run folder here, as numpyvae.train does (default: none, "
@@ -42,8 +56,48 @@ def build_parser():
     return p
 
 
+# ---------------------------------------------------------------------------- the request
+
+def check_request(args, device):
+    """Refuse, before the data or the model, a seed torch cannot take and a run this machine
+    (or the GPU) cannot hold: numpyvae's upper estimate of its own run in float32 — the Torch
+    run holds the same tensors (parameters, their gradients, Adam's two moments, a step's
+    activations, the images)."""
+    import torch
+    if args.seed > TORCH_MAX_SEED:
+        raise UsageError(f"--seed {args.seed}: torch.manual_seed takes at most "
+                         f"{TORCH_MAX_SEED:,} (2**64 − 1); choose a smaller seed")
+    n_train = min(args.limit or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES)
+    n_test = min(args.limit or MAX_TEST_IMAGES, MAX_TEST_IMAGES)
+    need = training_bytes(n_train, n_test, 784, args.hidden_dim, args.latent_dim,
+                          args.batch_size, 1, "float32")
+    what = (f"this run (--batch-size {args.batch_size}, --hidden-dim {args.hidden_dim}, "
+            f"--latent-dim {args.latent_dim})")
+    advice = "use a smaller --batch-size, --hidden-dim or --latent-dim"
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        if need > free:
+            raise UsageError(f"{what} needs ≈ {gigabytes(need)} of memory, {device} has "
+                             f"{gigabytes(free)} free; {advice}")
+    else:                                      # the CPU, or MPS's memory shared with it
+        check_memory(need, what, advice)
+
+
+def check_out(out):
+    """UsageError unless `out` is, or can be made, a folder: an --out that names a file, or
+    lies under one, is refused before anything is loaded."""
+    made = folders_to_make(out)
+    there = made[-1].parent if made else out                # the deepest path that exists
+    if not there.is_dir():
+        raise UsageError(f"--out {out}: {there} is not a folder; choose another --out")
+
+
+# ---------------------------------------------------------------------------- training
+
 def test_neg_elbo(model, test, latent_dim, device):
     """(−ELBO, recon, KL) per image on the binarized test images, one torch.randn ε each."""
+    import torch
+    from reference.model import neg_elbo
     recon = kl = 0.0
     with torch.no_grad():
         for i in range(0, len(test), 1000):
@@ -67,28 +121,58 @@ def checkpoint(model, opt, rng, config, epoch, history):
                               rng_state=rng.bit_generator.state, epoch=epoch, history=history)
 
 
-def train(args):
-    try:
-        device = pick_device(args.device)
-    except ValueError as e:
-        raise UsageError(f"--device {args.device}: {e}") from None
+def train(args, cli=False):
+    """The command's work; returns its exit status. torch is loaded here, under StopRequest,
+    not at import: a signal in the seconds that takes is one line. The run folder is locked
+    from before anything is read or written in it until the command ends; the run's files
+    are removed unless it finished, and folders made for it are removed when empty.
+    cli=True when this is the whole process: a stopped run ignores further signals."""
+    made, lock, run = [], None, {"wrote": [], "done": False, "epoch": 0}
     out = Path(args.out) if args.out else None
-    made, lock = [], None
     try:
-        if out is not None:
-            made = folders_to_make(out)
-            out.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(out)
-            lock.acquire()
-            refuse_taken(out, resumable=False)
-        return _train(args, device, out)
+        with StopRequest(ignore_after=cli):              # a signal raises Stopped, throughout
+            from reference.model import pick_device        # and torch with it
+            try:
+                device = pick_device(args.device)
+            except ValueError as e:
+                raise UsageError(f"--device {args.device}: {e}") from None
+            check_request(args, device)
+            if out is not None:
+                check_out(out)
+                made = folders_to_make(out)
+                out.mkdir(parents=True, exist_ok=True)
+                lock = RunLock(out)        # assigned first: `finally` releases a half-taken one
+                lock.acquire()
+                remove_stale_temp_files(out, RUN_FILES)
+                refuse_taken(out, resumable=False)
+            _train(args, device, out, run)
+    except KeyboardInterrupt as e:         # Stopped: SIGINT, SIGTERM or SIGHUP
+        signum = getattr(e, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        if not run["epoch"]:
+            say(f"interrupted ({name}) before training began; nothing was written — run the "
+                "same command to start again")
+        else:
+            gone = (f"; reference.train has no --resume, so the files of the run in {out} "
+                    "were removed" if run["wrote"] else "")
+            say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}{gone} — run "
+                "the same command to start again")
+        return 128 + signum                        # the shell's convention: 130 for SIGINT
     finally:
+        if not run["done"]:
+            for path in run["wrote"]:
+                path.unlink(missing_ok=True)
         if lock is not None:
             lock.release()
         remove_if_empty(made)
+    return 0
 
 
-def _train(args, device, out):
+def _train(args, device, out, run):
+    """The training run. run["epoch"]: the epoch in progress (1-based, 0 before the first);
+    run["wrote"]: the run's files once the first is written; run["done"]: every epoch done."""
+    import torch
+    from reference.model import build, neg_elbo
     train_x, _ = data.load("mnist", "train", args.data_dir)
     test_x, _ = data.load("mnist", "test", args.data_dir)
     if args.limit:
@@ -114,6 +198,7 @@ def _train(args, device, out):
     print(f"reference: torch {torch.__version__} on {device}, {args.epochs} epoch"
           f"{'s' * (args.epochs != 1)}" + (f" -> {out}" if out else ""))
     for epoch in range(args.epochs):
+        run["epoch"] = epoch + 1
         order = data.epoch_order(len(flat), rng)
         t0, total = time.perf_counter(), 0.0
         for s in range(data.num_batches(len(flat), B)):
@@ -132,6 +217,7 @@ def _train(args, device, out):
         for c in ckpt_io.HISTORY_COLUMNS:
             history[c].append(float(row[c]))
         if out is not None:
+            run["wrote"] = [out / f for f in WRITES]     # from the first, all three are ours
             ckpt_io.save(out / "checkpoint.npz",
                          checkpoint(model, opt, rng, config, epoch + 1, history))
             write_config(out, config)
@@ -139,13 +225,31 @@ def _train(args, device, out):
         print(f"epoch {epoch + 1:3d}/{args.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
               f"test −ELBO {test_loss:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
               f"[{args.binarize}]  {seconds:.2f} s", flush=True)
-    return 0
+    run["done"] = True
 
 
-def main(argv=None):
+def main(argv=None, cli=False):
+    """The command: parse argv, train. Returns the exit status (numpyvae.cli.run_command: 2 for
+    a usage error, 1 for bad data, a busy folder or a failed write; a signal 128 + its number).
+    cli=True when this is the whole process (python -m reference.train)."""
     args = build_parser().parse_args(argv)
-    return run_command(lambda: train(args))
+    return run_command(lambda: train(args, cli), os_error=lambda e: os_error(e, args.out))
+
+
+ADVICE = {errno.EACCES: "this user cannot write there", errno.EPERM: "this user cannot write there",
+          errno.EROFS: "a read-only file system", errno.ENOSPC: "the disk is full"}
+
+
+def os_error(e, out):
+    """run_command's line for an OSError: with --out, the run folder it was writing, and what
+    to do when the cause is one the user can act on."""
+    where = f"{e.strerror or e} ({e.filename})" if e.filename else f"{e.strerror or e}"
+    if out is None:
+        return where
+    advice = ADVICE.get(e.errno)
+    return (f"cannot write the run into {out}: {where}"
+            + (f"; {advice}: choose another --out" if advice else ""))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(cli=True))

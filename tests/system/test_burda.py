@@ -258,7 +258,7 @@ def test_torch_reference_evaluation_bad_input(tmp_path, fake_data, monkeypatch, 
     capsys.readouterr()
     with pytest.raises(SystemExit):
         ref_evaluate.main([str(out), "--batch", "0"])
-    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+    assert "expected an integer from 1 to 60,000, got '0'" in capsys.readouterr().err
     for flags, message in [(["--device", "foo"], "--device foo: not a device name"),
                            (["--device", "xla"], "--device xla: not a device the reference"),
                            (["--json", str(tmp_path / "no" / "r.json")], "does not exist")]:

@@ -1,0 +1,250 @@
+"""The reference's commands (reference.train, .evaluate, .gradcheck) as numpyvae's are: bounded
+flags, output paths checked before any work, Ctrl-C and failures in one line, and a run folder
+that a stopped or failed reference run leaves as it found it.
+
+Oracles: argparse's and run_command's exit statuses (2 usage, 1 error, 130 SIGINT) and their
+one-line messages; the files in the run folder; the same command run again (it must succeed).
+"""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fake_mnist
+import numpyvae.checkpoint
+import numpyvae.data
+from numpyvae.runlock import LOCK_NAME
+from reference import evaluate, gradcheck, train
+from test_train import TESTS
+
+ROOT = os.path.dirname(TESTS)
+SHIPPED = os.path.join(ROOT, "results", "burda2015-vae")
+QUICK = ["--limit", "300", "--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "100"]
+STEPS = 3                                   # 300 images in batches of 100: steps per epoch
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch):
+    fake_mnist.install(monkeypatch)
+
+
+def one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def never_loaded(monkeypatch):
+    """Loading data now fails the test: a request must be refused before it."""
+    monkeypatch.setattr(numpyvae.data, "load",
+                        lambda *a, **k: pytest.fail("data loaded before the request was checked"))
+
+
+# ---------------------------------------------------------------------------- bounds
+
+@pytest.mark.parametrize("command, argv, flag", [
+    (evaluate, [SHIPPED, "--limit", "1", "--k", str(10**12)], "--k"),
+    (evaluate, [SHIPPED, "--limit", "1", "--batch", str(10**12)], "--batch"),
+    (evaluate, [SHIPPED, "--limit", str(10**12)], "--limit"),
+    (evaluate, [SHIPPED, "--limit", "1", "--seed", str(10**52)], "--seed"),
+    (gradcheck, ["--batch-size", str(10**12)], "--batch-size"),
+    (train, ["--limit", str(10**12)], "--limit"),
+])
+def test_a_value_no_machine_could_use_is_one_argparse_line(command, argv, flag, capsys):
+    """Oracle: argparse's usage error (exit 2) naming the flag and its range."""
+    with pytest.raises(SystemExit) as stop:
+        command.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: expected an integer from" in err, err
+
+
+def test_a_seed_torch_cannot_take_is_refused_naming_the_flag(monkeypatch, capsys):
+    """reference.train's --seed comes from numpyvae's settings, which numpy takes at any size;
+    torch.manual_seed takes a uint64. Oracle: exit 2, one line naming --seed and the bound,
+    before any data is loaded (2**64 − 1 itself is accepted by torch: checked below)."""
+    never_loaded(monkeypatch)
+    assert train.main([*QUICK, "--seed", str(10**52)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"error: --seed {10**52}: torch.manual_seed takes at most") and \
+        f"{train.TORCH_MAX_SEED:,}" in line
+    import torch
+    torch.manual_seed(train.TORCH_MAX_SEED)          # the bound is torch's own
+
+
+@pytest.mark.parametrize("command, argv", [
+    (train, [*QUICK, "--latent-dim", str(10**46)]),
+    (train, [*QUICK, "--hidden-dim", str(10**12)]),
+    (gradcheck, ["--hidden-dim", str(10**12)]),
+    (gradcheck, ["--samples", str(10**9)]),
+])
+def test_a_network_no_machine_can_hold_is_refused_before_it_is_made(command, argv, monkeypatch,
+                                                                     capsys):
+    """Sizes from numpyvae's shared settings that no memory holds. Oracle: exit 2 and
+    numpyvae.memory's one line naming the flags, before data or the model (today: torch's
+    overflow or allocation error, numpy's MemoryError, as tracebacks)."""
+    never_loaded(monkeypatch)
+    assert command.main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "needs ≈" in line and argv[-2] in line and "use a smaller" in line, line
+
+
+# ---------------------------------------------------------------------------- output paths
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """Oracle: exit 2, one line naming the file, and the file as it was."""
+    never_loaded(monkeypatch)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "run"):
+        assert train.main([*QUICK, "--out", str(out)]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert line == f"error: --out {out}: {taken} is not a folder; choose another --out"
+    assert taken.read_text() == "mine"
+
+
+def test_a_read_only_out_folder_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    """The folder's mode is 0555; as root, whom modes do not stop, the PermissionError a
+    read-only folder gives is planted on its lock file, the first file the command creates.
+    Oracle: exit 1, one line naming the folder and what to do; nothing loaded."""
+    never_loaded(monkeypatch)
+    out = tmp_path / "run"
+    out.mkdir()
+    out.chmod(0o555)
+    if os.geteuid() == 0:
+        real = os.open
+
+        def refused(path, flags, *a, **k):
+            if os.path.dirname(os.fspath(path)) == str(out) and flags & os.O_CREAT:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+            return real(path, flags, *a, **k)
+        monkeypatch.setattr(os, "open", refused)
+    assert train.main([*QUICK, "--out", str(out)]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line == (f"error: cannot write the run into {out}: Permission denied "
+                    f"({out / LOCK_NAME}); this user cannot write there: choose another --out")
+    out.chmod(0o755)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.xfail(strict=True, reason="belongs in numpyvae/runlock.py: RunLock.acquire opens a "
+                   "lock path that is a directory and lets the IsADirectoryError through; it "
+                   "should refuse it as RunLocked, naming the path and saying to remove it")
+def test_a_lock_file_that_is_a_directory_says_what_to_do(tmp_path, capsys):
+    """Oracle: exit 1, one line naming the lock path, what it is and what to do."""
+    out = tmp_path / "run"
+    (out / LOCK_NAME).mkdir(parents=True)
+    assert train.main([*QUICK, "--out", str(out)]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert str(out / LOCK_NAME) in line and "directory" in line and "remove" in line, line
+
+
+# ---------------------------------------------------------------------------- Ctrl-C, failures
+
+def signal_at_step(monkeypatch, step, signum=signal.SIGINT):
+    """The process sends itself `signum` right after Adam's step number `step` (1-based)."""
+    import torch
+    real, calls = torch.optim.Adam.step, [0]
+
+    def step_then_signal(self, *a, **k):
+        out = real(self, *a, **k)
+        calls[0] += 1
+        if calls[0] == step:
+            os.kill(os.getpid(), signum)
+        return out
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_signal)
+
+
+def test_ctrl_c_after_the_first_checkpoint_leaves_the_folder_for_the_same_command(
+        tmp_path, monkeypatch, capsys):
+    """SIGINT in epoch 2, after epoch 1's checkpoint was written. reference.train cannot resume,
+    so the run's files are taken away. Oracle: exit 130, one line, the folder it made gone,
+    and the same command then trains to the end (today: its epoch-1 files refuse it)."""
+    out = tmp_path / "runs" / "torch"
+    argv = [*QUICK, "--epochs", "3", "--out", str(out)]
+    signal_at_step(monkeypatch, STEPS + 1)
+    assert train.main(argv) == 130
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("interrupted (SIGINT) in epoch 2 of 3") and \
+        "run the same command to start again" in line
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.undo()
+    fake_mnist.install(monkeypatch)
+    assert train.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json",
+                                                    "metrics.csv"]
+
+
+def test_a_failed_write_leaves_the_folder_as_it_was(tmp_path, monkeypatch, capsys):
+    """The disk fills at epoch 2's checkpoint, in a folder that existed before (with a file of
+    the user's). Oracle: exit 1, one line naming the folder and the cause; the folder holds
+    only the user's file again, and the same command then succeeds."""
+    out = tmp_path / "torch"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    real, calls = numpyvae.checkpoint.save, [0]
+
+    def full(path, ckpt):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, ckpt)
+    monkeypatch.setattr(numpyvae.checkpoint, "save", full)
+    argv = [*QUICK, "--epochs", "2", "--out", str(out)]
+    assert train.main(argv) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot write the run into {out}: No space left on device") \
+        and line.endswith("the disk is full: choose another --out"), line
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert train.main(argv) == 0
+
+
+def hooked(module, argv, failing):
+    """`python -m module argv` with KeyboardInterrupt raised by an import hook the moment
+    `failing` is first imported (deterministic, no timing), as test_reliability does for
+    numpyvae.train; on the fake data unless numpy is the one failing. sys.argv[0] is "-m"
+    while -m locates the module, as CPython sets it."""
+    fake = ("" if failing == "numpy" else
+            f"sys.path.insert(0, {TESTS!r}); import fake_mnist, numpyvae.data; "
+            "numpyvae.data.load = fake_mnist.load")
+    code = textwrap.dedent(f"""
+        import runpy, sys
+        {fake}
+        class Hook:
+            def find_spec(self, name, path=None, target=None):
+                if name == {failing!r}:
+                    raise KeyboardInterrupt
+        sys.meta_path.insert(0, Hook())
+        sys.argv = ["-m", *{argv!r}]
+        runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("module, argv, said", [
+    ("reference.train", ["--epochs", "1"], "interrupted (SIGINT) before training began; nothing "
+                                           "was written — run the same command to start again"),
+    ("reference.evaluate", [SHIPPED, "--k", "5"], "interrupted"),
+    ("reference.gradcheck", [], "interrupted"),
+])
+def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, module, argv, said):
+    """Oracle: exit 130 and one line on stderr (today torch loads at import, before
+    run_command, and the KeyboardInterrupt is a traceback). With --out nothing is left."""
+    if module == "reference.train":
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    done = hooked(module, argv, "torch")
+    assert done.returncode == 130 and done.stderr.strip() == said, done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="belongs in reference/__init__.py: `import numpyvae` "
+                   "there would load numpy while -m locates the command, where numpyvae's own "
+                   "Ctrl-C guard answers; from the command module, argv[0] is no longer '-m'")
+def test_ctrl_c_while_numpy_loads_is_one_line():
+    """Oracle: exit 130 and numpyvae's "interrupted", as for `python -m numpyvae.train`."""
+    done = hooked("reference.train", ["--epochs", "1"], "numpy")
+    assert done.returncode == 130 and done.stderr.strip() == "interrupted", done.stderr
