@@ -43,8 +43,17 @@ class RunLock:
     def acquire(self):
         self.tried = True
         while True:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                              0o644)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                                  | os.O_NOFOLLOW, 0o644)
+            except OSError as err:
+                if err.errno not in (errno.EISDIR, errno.ELOOP, errno.ENXIO):
+                    raise                       # a read-only folder, a full disk: run_command's
+                what = ("a directory" if err.errno == errno.EISDIR else
+                        f"not a file numpyvae can lock ({err.strerror})")
+                raise RunLocked(f"{self.path} is {what}, where numpyvae keeps the run folder's "
+                                f"lock: remove it or move it out of the way, then run this "
+                                f"command again") from None
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:

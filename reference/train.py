@@ -9,10 +9,11 @@ config.json, and checkpoint.npz in numpyvae's format (the Model's state_dict nam
 numpyvae's), which `python -m numpyvae.evaluate` and `numpyvae.sample` read.
 
 The run folder is numpyvae's transaction (numpyvae/runfolder.py, numpyvae/runlock.py): locked
-for the whole command, its files written with each epoch's checkpoint. The reference has no
---resume, so a run that does not finish — Ctrl-C, SIGTERM or SIGHUP (each stops it at once,
-numpyvae.runfolder.StopRequest), a failed write — takes its files away again and leaves the
-folder as it found it: the same command starts it again. A seed torch cannot take, a run the
+for the whole command, its files written with each epoch's checkpoint. Ctrl-C, SIGTERM or
+SIGHUP stop it at once (numpyvae.runfolder.StopRequest). The reference has no --resume: a run
+stopped (or failing to write) after its first epoch keeps the epochs it finished, a whole run
+folder that evaluate and sample read; one stopped before leaves the folder as it found it, so
+the same command starts it again. A seed torch cannot take, a run the
 machine cannot hold and an --out that cannot be a run folder are refused before the data are
 loaded or the model is made.
 """
@@ -29,7 +30,7 @@ from numpyvae import checkpoint as ckpt_io
 from numpyvae import data
 from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
 from numpyvae.config import Config, add_flags
-from numpyvae.fetch import MAX_TRAIN_IMAGES
+from numpyvae.fetch import MAX_TEST_IMAGES, MAX_TRAIN_IMAGES
 from numpyvae.memory import check_memory, gigabytes, training_bytes
 from numpyvae.runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken,
                                 remove_if_empty, remove_stale_temp_files, write_config,
@@ -38,8 +39,6 @@ from numpyvae.runlock import RunLock
 
 COLUMNS = [c for c in ckpt_io.HISTORY_COLUMNS if c != "holdout_neg_elbo"]   # numpyvae's
 WRITES = ("checkpoint.npz", "config.json", "metrics.csv")      # what a reference run writes
-TORCH_MAX_SEED = 2**64 - 1       # torch.manual_seed takes a uint64; numpy takes any seed ≥ 0
-MAX_TEST_IMAGES = 10_000         # MNIST's test split
 
 
 def build_parser():
@@ -59,14 +58,12 @@ def build_parser():
 # ---------------------------------------------------------------------------- the request
 
 def check_request(args, device):
-    """Refuse, before the data or the model, a seed torch cannot take and a run this machine
-    (or the GPU) cannot hold: numpyvae's upper estimate of its own run in float32 — the Torch
-    run holds the same tensors (parameters, their gradients, Adam's two moments, a step's
-    activations, the images)."""
+    """Refuse, before the data or the model, a run this machine (or the GPU) cannot hold:
+    numpyvae's upper estimate of its own run in float32 — the Torch run holds the same tensors
+    (parameters, their gradients, Adam's two moments, a step's activations, the images).
+    (--seed needs no check here: its setting is bounded by what torch.manual_seed takes,
+    numpyvae.config.MAX_SEED.)"""
     import torch
-    if args.seed > TORCH_MAX_SEED:
-        raise UsageError(f"--seed {args.seed}: torch.manual_seed takes at most "
-                         f"{TORCH_MAX_SEED:,} (2**64 − 1); choose a smaller seed")
     n_train = min(args.limit or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES)
     n_test = min(args.limit or MAX_TEST_IMAGES, MAX_TEST_IMAGES)
     need = training_bytes(n_train, n_test, 784, args.hidden_dim, args.latent_dim,
@@ -125,9 +122,10 @@ def train(args, cli=False):
     """The command's work; returns its exit status. torch is loaded here, under StopRequest,
     not at import: a signal in the seconds that takes is one line. The run folder is locked
     from before anything is read or written in it until the command ends; the run's files
-    are removed unless it finished, and folders made for it are removed when empty.
+    are removed unless a first epoch was written whole, and folders made for it are removed
+    when empty.
     cli=True when this is the whole process: a stopped run ignores further signals."""
-    made, lock, run = [], None, {"wrote": [], "done": False, "epoch": 0}
+    made, lock, run = [], None, {"wrote": [], "kept": 0, "epoch": 0}
     out = Path(args.out) if args.out else None
     try:
         with StopRequest(ignore_after=cli):              # a signal raises Stopped, throughout
@@ -152,14 +150,16 @@ def train(args, cli=False):
         if not run["epoch"]:
             say(f"interrupted ({name}) before training began; nothing was written — run the "
                 "same command to start again")
+        elif run["kept"]:
+            say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}; the "
+                f"{run['kept']} finished epoch{'s' * (run['kept'] != 1)} are kept in {out} "
+                "(reference.train has no --resume: to train again, choose another --out)")
         else:
-            gone = (f"; reference.train has no --resume, so the files of the run in {out} "
-                    "were removed" if run["wrote"] else "")
-            say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}{gone} — run "
-                "the same command to start again")
+            say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}, before its "
+                "first checkpoint; nothing was kept — run the same command to start again")
         return 128 + signum                        # the shell's convention: 130 for SIGINT
     finally:
-        if not run["done"]:
+        if not run["kept"]:                        # a first epoch's files half written
             for path in run["wrote"]:
                 path.unlink(missing_ok=True)
         if lock is not None:
@@ -170,7 +170,8 @@ def train(args, cli=False):
 
 def _train(args, device, out, run):
     """The training run. run["epoch"]: the epoch in progress (1-based, 0 before the first);
-    run["wrote"]: the run's files once the first is written; run["done"]: every epoch done."""
+    run["wrote"]: the run's files once the first is written; run["kept"]: the epochs whose
+    checkpoint, config and metrics are all written."""
     import torch
     from reference.model import build, neg_elbo
     train_x, _ = data.load("mnist", "train", args.data_dir)
@@ -222,10 +223,10 @@ def _train(args, device, out, run):
                          checkpoint(model, opt, rng, config, epoch + 1, history))
             write_config(out, config)
             write_metrics(out, history, COLUMNS, args.binarize)
+            run["kept"] = epoch + 1                      # a whole run folder of epoch + 1
         print(f"epoch {epoch + 1:3d}/{args.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
               f"test −ELBO {test_loss:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
               f"[{args.binarize}]  {seconds:.2f} s", flush=True)
-    run["done"] = True
 
 
 def main(argv=None, cli=False):

@@ -68,7 +68,7 @@ def test_a_symlink_in_place_of_the_lock_file_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / LOCK_NAME).symlink_to(target)
-    with pytest.raises(OSError):
+    with pytest.raises(RunLocked, match="remove it or move it out of the way"):
         RunLock(tmp_path / "run").acquire()
     assert not target.exists()
 
