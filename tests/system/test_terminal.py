@@ -60,10 +60,10 @@ def test_a_closed_pipe_on_both_streams_never_stops_training(tmp_path):
 
 def test_a_full_stdout_and_a_closed_stderr_never_stop_training(tmp_path):
     out = tmp_path / "run"
+    closed_stderr = ["sh", "-c", 'exec "$0" "$@" 2>&-', sys.executable]   # the shell's 2>&-
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-c", train_code(out, "--epochs", "2")],
-                              stdout=full, cwd=ROOT, env=UNBUFFERED, timeout=300,
-                              preexec_fn=lambda: os.close(2))
+        done = subprocess.run([*closed_stderr, "-c", train_code(out, "--epochs", "2")],
+                              stdout=full, cwd=ROOT, env=UNBUFFERED, timeout=300)
     assert done.returncode == 0
     assert epochs_done(out) == 2
 
