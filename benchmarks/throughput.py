@@ -17,6 +17,9 @@ timed epochs (or --steps steps per epoch, scaled to a full epoch by images), tak
 (epoch r of every implementation, then epoch r + 1) so that the ratios hold even when a shared
 machine slows down for a while.
 
+--busy times every implementation a second time beside one other CPU-bound process, as on a
+shared machine, and reports each one's slowdown (busy / quiet, both from this run).
+
 Every flag is typed and bounded, and --json's folder checked, before anything is loaded or
 timed. A peer that fails its validation, or a timing that is not a finite positive number, is
 one line and exit status 1 (BenchmarkError), never a figure; the JSON is standard (no NaN).
@@ -29,9 +32,11 @@ Then the importance-weighted log-likelihood (k = --k, Burda et al. 2015) on the 
 fed the same ε draws, also round-robin.
 """
 import argparse
+import contextlib
 import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 
@@ -250,9 +255,28 @@ def time_epochs(built, ranges, repeats, scale):
     return times
 
 
-def measure(names, setup, ranges, repeats, log=print):
+# The competitor of --busy: one CPU-bound process, as another user's job on a shared machine.
+BUSY_LOOP = "while True: pass"
+
+
+@contextlib.contextmanager
+def competing_process():
+    """One other CPU-bound process for the length of the block, stopped however it ends."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(SETTLE)                       # running before the first epoch is timed
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def measure(names, setup, ranges, repeats, log=print, busy=False):
     """Build, validate, then time round-robin: ([{impl, seconds_per_epoch, images_per_s,
-    epochs}], skipped). `ranges` may be part of an epoch; seconds are scaled to all of X."""
+    epochs}], skipped). `ranges` may be part of an epoch; seconds are scaled to all of X.
+    busy: then time them again beside one other CPU-bound process (competing_process), adding
+    busy_seconds_per_epoch, busy_epochs and slowdown (busy / quiet) to each row."""
     built, skipped = build(names, setup, log)
     if not built:
         raise BenchmarkError(f"none of {', '.join(names)} can run here (see the lines above); "
@@ -264,6 +288,16 @@ def measure(names, setup, ranges, repeats, log=print):
         check_finite(name, times)
         s = statistics.median(times)
         rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times))
+    if busy:
+        log(f"  timing again beside one other CPU-bound process ({BUSY_LOOP!r})")
+        with competing_process():
+            busy_times = time_epochs(built, ranges, repeats, n / timed)
+        for r in rows:
+            times = busy_times[r["impl"]]
+            check_finite(f"{r['impl']} (busy)", times)
+            s = statistics.median(times)
+            r.update(busy_seconds_per_epoch=s, busy_epochs=times,
+                     slowdown=s / r["seconds_per_epoch"])
     return rows, skipped
 
 
@@ -285,6 +319,9 @@ def build_parser():
     p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image for the log-likelihood (default 5000)")
     p.add_argument("--no-torch", action="store_true", help="skip the Torch rows")
+    p.add_argument("--busy", action="store_true",
+                   help="also time every epoch beside one other CPU-bound process, as on a "
+                        "shared machine, and report each implementation's slowdown")
     p.add_argument("--data-dir", default=None,
                    help="where MNIST is (default: numpyvae.data's, ~/datasets)")
     p.add_argument("--seed", type=seed_flag, default=0, help="the data order, ε and the initial "
@@ -333,22 +370,26 @@ def bench(args, names, argv):
 
     params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params
     setup = peers.Setup(params, X, E, dtype, lr=1e-3)
-    rows, skipped = measure(names, setup, ranges, args.epochs)
+    rows, skipped = measure(names, setup, ranges, args.epochs, busy=args.busy)
     for r in rows:
-        print(f"  timed {r['impl']}: " + ", ".join(f"{t:.3f}" for t in r["epochs"]) + " s")
+        print(f"  timed {r['impl']}: " + ", ".join(f"{t:.3f}" for t in r["epochs"]) + " s"
+              + ("; busy: " + ", ".join(f"{t:.3f}" for t in r["busy_epochs"]) + " s"
+                 if args.busy else ""))
 
     by = {r["impl"]: r["seconds_per_epoch"] for r in rows}
     t_torch, t_floor = by.get(TORCH), by.get(FLOOR)
     w = max(len(r["impl"]) for r in rows) + 2
     print(f"\n{'implementation':<{w}}{'s/epoch':>9}{'images/s':>11}{'x torch eager':>15}"
-          f"{'x floor':>9}")
+          f"{'x floor':>9}" + (f"{'busy s/epoch':>14}{'slowdown':>10}" if args.busy else ""))
     for r in rows:
         s = r["seconds_per_epoch"]
         r.update(vs_torch_eager=s / t_torch if t_torch else None,
                  vs_floor=s / t_floor if t_floor else None)
         print(f"{r['impl']:<{w}}{s:>9.3f}{r['images_per_s']:>11.0f}"
               f"{(f'{s / t_torch:.2f}' if t_torch else '-'):>15}"
-              f"{(f'{s / t_floor:.2f}' if t_floor else '-'):>9}")
+              f"{(f'{s / t_floor:.2f}' if t_floor else '-'):>9}"
+              + (f"{r['busy_seconds_per_epoch']:>14.3f}{r['slowdown']:>9.2f}x"
+                 if args.busy else ""))
 
     ll_rows = []
     if args.ll_images:

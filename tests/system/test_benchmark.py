@@ -166,3 +166,29 @@ def test_a_pinned_kernel_is_read_and_the_unpinned_one_found(tmp_path):
     pinned, own = json.loads(out)
     assert pinned == "Sandybridge"
     assert own not in (None, "Sandybridge")
+
+
+def test_busy_times_every_peer_again_beside_a_competitor(monkeypatch, tmp_path):
+    """--busy: each row gains its epochs beside one other CPU-bound process and the slowdown
+    (busy / quiet), computed from the stored epochs; the competitor is running while the busy
+    epochs are timed and is gone afterwards. Oracle: the JSON's own figures, the process table."""
+    fake_mnist.install(monkeypatch)
+    seen = []
+    real = throughput.competing_process
+
+    @throughput.contextlib.contextmanager
+    def watched():
+        with real() as proc:
+            assert proc.poll() is None                  # running: the busy epochs compete
+            seen.append(proc)
+            yield proc
+    monkeypatch.setattr(throughput, "competing_process", watched)
+    out = tmp_path / "busy.json"
+    argv = [*QUICK, "--ll-images", "0", "--impls", "numpyvae numba,gemm floor openblas", "--busy",
+            "--json", str(out)]
+    assert throughput.main(argv) == 0
+    rows = json.loads(out.read_text(), parse_constant=refuse)["epoch"]
+    assert len(rows) == 2 and len(seen) == 1 and seen[0].poll() is not None   # stopped
+    for r in rows:
+        assert len(r["busy_epochs"]) == 1 and r["busy_seconds_per_epoch"] > 0
+        assert r["slowdown"] == pytest.approx(r["busy_seconds_per_epoch"] / r["seconds_per_epoch"])
