@@ -16,8 +16,8 @@ import numpy as np
 
 from numpyvae import checkpoint, data
 from numpyvae.cli import UsageError, argument_parser, int_in, run_command
-from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, eval_generator, eval_inputs,
-                               write_json)
+from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, data_folder, eval_generator,
+                               eval_inputs, non_finite, write_json)
 from numpyvae.fetch import MAX_TRAIN_IMAGES
 
 MAX_IMAGES = MAX_TRAIN_IMAGES    # no split is larger: a larger --limit or --batch is all of it
@@ -101,10 +101,9 @@ def _evaluate(args):
     except ValueError as e:
         raise UsageError(f"--device {args.device}: {e}") from None
     ck = checkpoint.load(args.checkpoint)
-    if args.json:
+    if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)
-    data_dir = args.data_dir if args.data_dir is not None else ck.config.get("data_dir")
-    images, _ = data.load(ck.config["dataset"], "test", data_dir)
+    images, _ = data.load(ck.config["dataset"], "test", data_folder(args.data_dir, ck.config))
     return evaluate(ck, images, device, args)
 
 
@@ -139,13 +138,17 @@ def evaluate(ck, images, device, args):
                   binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=(recon + kl) / n, recon=recon / n, kl=kl / n, active_units=active,
                   latent_dim=cfg["latent_dim"], seed=args.seed, seconds=seconds)
+    bad = non_finite(result)
+    if bad:                                   # weights that overflow: no number to report
+        raise checkpoint.CheckpointError(f"{args.checkpoint}: the Torch Model evaluates it to "
+                                         f"{bad}, not a finite number; there is nothing to report")
     print(f"reference (torch {torch.__version__}, {device}): {cfg['dataset']} test split, "
           f"{n} images, {mode} binarization:")
     print(f"  −ELBO                 {result['neg_elbo']:10.3f} nats/image  "
           f"(recon {result['recon']:.3f} + KL {result['kl']:.3f})")
     print(f"  log p(x) ≈ L_k, k={args.k:<5}{result['log_px']:10.3f} nats/image  ({seconds:.1f} s)")
     print(f"  active units          {active:10d} of {cfg['latent_dim']}", flush=True)
-    if args.json:
+    if args.json is not None:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

@@ -281,3 +281,22 @@ def test_ctrl_c_while_numpy_loads_is_one_line():
     """Oracle: exit 130 and numpyvae's "interrupted", as for `python -m numpyvae.train`."""
     done = hooked("reference.train", ["--epochs", "1"], "numpy")
     assert done.returncode == 130 and done.stderr.strip() == "interrupted", done.stderr
+
+
+def test_weights_that_overflow_are_an_error_not_nan(tmp_path, capsys):
+    """reference.evaluate of a checkpoint whose weights are 1e30 (as numpyvae.evaluate refuses
+    it). Oracle: exit 1 and one line saying the result is not finite, no JSON written; and
+    --json "" is refused before anything is computed."""
+    import numpy as np
+    ck = numpyvae.checkpoint.load(SHIPPED)
+    bad = tmp_path / "bad.npz"
+    params = {k: np.full_like(v, 1e30) for k, v in ck.params.items()}
+    numpyvae.checkpoint.save(bad, numpyvae.checkpoint.Checkpoint(**{**ck.__dict__, "params": params}))
+    assert evaluate.main([str(bad), "--k", "2", "--limit", "5"]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "not a finite number" in line and "nan" not in capsys.readouterr().out, line
+    out = tmp_path / "e.json"
+    assert evaluate.main([str(bad), "--k", "2", "--limit", "5", "--json", str(out)]) == 1
+    assert "not a finite number" in one_line(capsys.readouterr().err) and not out.exists()
+    assert evaluate.main([str(bad), "--k", "2", "--limit", "5", "--json", ""]) == 2
+    assert "an empty path" in one_line(capsys.readouterr().err)
