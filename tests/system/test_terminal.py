@@ -182,32 +182,47 @@ def test_sigterm_while_the_command_starts_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_signal_during_compilation_arrives_after_it(monkeypatch):
-    """Ctrl-C in the middle of numba's compiler (delivered from one of its passes): the
-    KeyboardInterrupt comes once the kernel is compiled, and the kernel then works. Raised
-    mid-compile it would be lost in an LLVM callback or leave numba half-done."""
-    from numba import njit
+def ctrl_c_at_pass(n):
+    """A numba event listener that sends the process SIGINT as compiler pass `n` starts: Ctrl-C
+    in the middle of a compilation, at a fixed point. `passes` counts those begun."""
     from numba.core import event
 
-    passes = []
+    class CtrlCAtPass(event.Listener):
 
-    class CtrlC(event.Listener):
+        passes = 0
+
         def on_start(self, ev):
-            passes.append(ev)
-            if len(passes) == 5:
+            self.passes += 1
+            if self.passes == n:
                 signal.raise_signal(signal.SIGINT)
 
         def on_end(self, ev):
             pass
+    return CtrlCAtPass()
+
+
+def compile_with_ctrl_c(kernel, *args):
+    """Call (and so compile) the jitted `kernel` with a Ctrl-C at its 5th compiler pass; the
+    KeyboardInterrupt must come out of the call. Returns the listener."""
+    from numba.core import event
+    listener = ctrl_c_at_pass(5)
+    with event.install_listener("numba:run_pass", listener):
+        with pytest.raises(KeyboardInterrupt):
+            kernel(*args)
+    return listener
+
+
+def test_a_signal_during_compilation_arrives_after_it():
+    """Ctrl-C in the middle of numba's compiler (delivered from one of its passes): the
+    KeyboardInterrupt comes once the kernel is compiled, and the kernel then works. Raised
+    mid-compile it would be lost in an LLVM callback or leave numba half-done."""
+    from numba import njit
 
     def twice(a):
         return 2 * a
 
     kernel = njit(twice)
-    with event.install_listener("numba:run_pass", CtrlC()):
-        with pytest.raises(KeyboardInterrupt):
-            kernel(1.5)
-    assert len(passes) > 5                       # the compiler went on past the signal
+    assert compile_with_ctrl_c(kernel, 1.5).passes > 5     # the compiler went on past it
     assert kernel.signatures and kernel(1.5) == 3.0
 
 
@@ -220,26 +235,13 @@ def test_the_compile_guard_oracle_is_not_vacuous():
     guard = next(l for l in event._registered["numba:compiler_lock"]
                  if isinstance(l, kernels._SignalsAfterCompiling))
 
-    class CtrlC(event.Listener):
-        n = 0
-
-        def on_start(self, ev):
-            CtrlC.n += 1
-            if CtrlC.n == 5:
-                signal.raise_signal(signal.SIGINT)
-
-        def on_end(self, ev):
-            pass
-
     def thrice(a):
         return 3 * a
 
     kernel = njit(thrice)
     event.unregister("numba:compiler_lock", guard)
     try:
-        with event.install_listener("numba:run_pass", CtrlC()):
-            with pytest.raises(KeyboardInterrupt):
-                kernel(1.5)
+        compile_with_ctrl_c(kernel, 1.5)
     finally:
         event.register("numba:compiler_lock", guard)
     assert not kernel.signatures
