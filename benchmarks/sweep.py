@@ -20,6 +20,7 @@ import time
 
 import numpyvae as nv
 from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
+from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.runfolder import atomic_write
 
 from . import machine, peers, throughput
@@ -64,7 +65,10 @@ def plot(rows, path, title):
     fig.suptitle(title, fontsize=9)
     FigureCanvasAgg(fig)
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+        if not atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100,
+                                                         bbox_inches="tight"), replace=False):
+            raise UsageError(f"--plot {path}: something appeared there while this ran; it is "
+                             f"left as it is")
     except OSError as e:
         raise OSError(f"cannot write --plot {path}: {e.strerror or e}") from None
 
@@ -89,7 +93,7 @@ def build_parser():
                    f"implementations (default all: {', '.join(peers.all_names())})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="default float32")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where MNIST is (default: numpyvae.data's, ~/datasets)")
     p.add_argument("--seed", type=t.seed_flag, default=0, help="the data order, ε and the "
                    "initial parameters (default 0)")
@@ -153,7 +157,7 @@ def sweep(args, names, argv):
                       f"{r['images_per_s']:>10.0f} images/s")
             rows += point
             write_json(args.json, dict(machine=info, settings=vars(args), rows=rows, skipped=[
-                dict(impl=k, reason=v) for k, v in skipped.items()]))
+                dict(impl=k, reason=v) for k, v in skipped.items()]), replace=len(rows) > len(point))
     return rows, info, time.perf_counter() - start
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import numpyvae as nv
 from numpyvae import data, likelihood
 from numpyvae.cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
+from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.fetch import MAX_TRAIN_IMAGES
 from numpyvae.runfolder import atomic_write, refuse_run_file
 
@@ -164,13 +165,17 @@ def check_output(path, flag):
     refuse_run_file(path, flag)
 
 
-def write_json(path, result, flag="--json"):
-    """`result` as indented standard JSON at `path`, atomically. Non-finite numbers are refused
-    (ValueError), never written as the NaN and Infinity that strict JSON readers reject; the
-    measurements have been checked finite before (check_finite)."""
+def write_json(path, result, flag="--json", replace=False):
+    """`result` as indented standard JSON at `path`, atomically: at a new path (check_output
+    made sure there was none), or with replace=True over the file this command itself wrote
+    before (the sweep's, after each size). Non-finite numbers are refused (ValueError), never
+    written as the NaN and Infinity that strict JSON readers reject; the measurements have been
+    checked finite before (check_finite)."""
     text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     try:
-        atomic_write(path, lambda f: f.write(text.encode()))
+        if not atomic_write(path, lambda f: f.write(text.encode()), replace=replace):
+            raise UsageError(f"{flag} {path}: something appeared there while this ran; it is "
+                             f"left as it is (the results are printed above)")
     except OSError as e:
         raise OSError(f"cannot write {flag} {path}: {e.strerror or e}") from None
 
@@ -322,7 +327,7 @@ def build_parser():
     p.add_argument("--busy", action="store_true",
                    help="also time every epoch beside one other CPU-bound process, as on a "
                         "shared machine, and report each implementation's slowdown")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where MNIST is (default: numpyvae.data's, ~/datasets)")
     p.add_argument("--seed", type=seed_flag, default=0, help="the data order, ε and the initial "
                    "parameters (default 0)")

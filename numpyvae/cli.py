@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -54,6 +55,14 @@ def flag_type(convert, accept, expected):
     return parse
 
 
+def decimal_int(text):
+    """int(text) for plain decimal digits only: int() itself also takes "1_0" and other
+    scripts' digits ("١"), which no one means as a number on a command line."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise ValueError(text)
+    return int(text)
+
+
 def int_in(low, high=None):
     """An argparse type: an integer in [low, high] (no upper bound when high is None). A bound
     keeps a size or count a machine could never hold from reaching arithmetic that overflows."""
@@ -61,7 +70,7 @@ def int_in(low, high=None):
         words = "a positive integer" if low == 1 else f"an integer ≥ {low}"
     else:
         words = f"an integer from {low} to {high:,}"
-    return flag_type(int, lambda v: low <= v and (high is None or v <= high), words)
+    return flag_type(decimal_int, lambda v: low <= v and (high is None or v <= high), words)
 
 
 positive_int = int_in(1)
@@ -72,14 +81,20 @@ positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positiv
 # ---------------------------------------------------------------------------- output paths
 
 def check_output_path(path, flag):
-    """UsageError, before any computation, unless `path` (the text given to `flag`) names a file
-    that can be written once the work is done: not empty, not a folder (one that exists, or a
-    name ending in "/", "." or ".."), in a folder that exists and takes new files."""
+    """UsageError, before any computation, unless `path` (the text given to `flag`) names a new
+    file that can be written once the work is done: not empty, not a folder (one that exists,
+    or a name ending in "/", "." or ".."), nothing that exists already — a file of the user's,
+    an earlier result, a device, a FIFO, a link: a command's outputs go to paths it creates —
+    in a folder that exists and takes new files."""
     text = os.fspath(path)
     if not text:
         raise UsageError(f'{flag} "": an empty path; name the file to write')
     if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
         raise UsageError(f"{flag} {text}: that is a folder; name a file in it")
+    if os.path.lexists(text):
+        from .runfolder import file_kind          # imported here: runfolder imports this module
+        raise UsageError(f"{flag} {text}: {file_kind(text)} is there already; an output never "
+                         f"replaces anything — choose a new name, or move that away first")
     folder = os.path.dirname(text) or "."
     if not os.path.isdir(folder):
         found = "is not a folder" if os.path.exists(folder) else "does not exist"

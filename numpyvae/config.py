@@ -154,6 +154,8 @@ SETTINGS = (
     Setting("preset", None, text_or_null("a preset's name"), fixed=False, format1=None),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+# --data-dir's type, for every command that takes one: a folder name, made absolute
+DATA_DIR_FLAG = BY_NAME["data_dir"].kind.flag
 
 # The run's settings: one field per entry of SETTINGS, with its default.
 Config = make_dataclass("Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS])

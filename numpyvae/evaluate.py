@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import data
 from .checkpoint import CheckpointError, load_model
 from .cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
-from .config import BY_NAME, MAX_BATCH, MAX_LIMIT, MAX_SEED
+from .config import DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import OutputNames, atomic_write, refuse_run_file, remove_stale_temp_files
@@ -81,8 +81,8 @@ def check_json_path(path, reading=None):
     must name a file (check_output_path) in a folder that exists, not a file of a run or the
     checkpoint `reading`, and a run folder must not be in use by a training (its lock is taken
     and given back at once; write_json takes it again to write)."""
+    refuse_run_file(path, "--json", reading)         # the more telling refusal first
     check_output_path(path, "--json")
-    refuse_run_file(path, "--json", reading)
     lock = lock_if_run_folder(Path(path).parent)
     if lock is not None:
         lock.release()
@@ -119,7 +119,9 @@ def write_json(path, result, wait=10.0):
     try:
         if lock is not None:
             remove_stale_temp_files(Path(path).parent, OutputNames({Path(path).name}))
-        atomic_write(path, lambda f: f.write(text.encode() + b"\n"))
+        if not atomic_write(path, lambda f: f.write(text.encode() + b"\n"), replace=False):
+            raise UsageError(f"--json {path}: something appeared there while this ran; it is "
+                             f"left as it is (the results are printed above)")
     except OSError as e:
         raise UsageError(f"cannot write --json {path}: {e.strerror or e}") from None
     finally:
@@ -229,7 +231,7 @@ def build_parser():
                    help="images per importance-sampling batch (default 25)")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="seed of the k samples (default 0)")
-    p.add_argument("--data-dir", type=BY_NAME["data_dir"].kind.flag, default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON (nats per image)")

@@ -86,15 +86,28 @@ def atomic_write(path, write, replace=True):
 _TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[a-z0-9_]+)?\.tmp")
 
 
+def _alive(pid):
+    """Is there a process `pid` (this one included)? Its temp files are not stale."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)                          # signal 0: asks whether it exists, sends nothing
+    except PermissionError:                      # it does, another user's
+        return True
+    except (ProcessLookupError, OverflowError):  # none, or a number no PID can be
+        return False
+    return pid > 0                               # 0 and -1 name process groups, not a process
+
+
 def remove_stale_temp_files(folder, names):
     """Remove the temp files atomic_write left in `folder` for any of `names` when its process
-    was killed mid-write (those of another process), and links planted under such a name. Only
-    for a caller that holds the folder's run lock: then no other process is writing them.
-    Returns the removed paths."""
+    was killed mid-write (those of a process that no longer exists), and links planted under
+    such a name. Only for a caller that holds the folder's run lock: then no other numpyvae
+    process is writing them. Returns the removed paths."""
     removed = []
     for p in Path(folder).iterdir():
         m = _TEMP_NAME.fullmatch(p.name)
-        if m and m["name"] in names and int(m["pid"]) != os.getpid() \
+        if m and m["name"] in names and not _alive(int(m["pid"])) \
                 and (p.is_symlink() or p.is_file()):
             p.unlink(missing_ok=True)                    # a link itself, never its target
             removed.append(p)
@@ -178,6 +191,8 @@ def file_kind(path):
     p = Path(path)
     if p.is_symlink() and not p.exists():
         return "a broken link"
+    if p.is_symlink():
+        return "a link"
     for test, words in ((p.is_dir, "a directory"), (p.is_fifo, "a FIFO"),
                         (p.is_socket, "a socket"), (p.is_block_device, "a device"),
                         (p.is_char_device, "a device"), (p.is_file, "a file")):

@@ -14,7 +14,7 @@ import numpy as np
 from . import data, plots
 from .checkpoint import load_model
 from .cli import UsageError, argument_parser, check_output_path, int_in, run_command
-from .config import BY_NAME, MAX_SEED
+from .config import DATA_DIR_FLAG, MAX_SEED
 from .evaluate import (data_folder, eval_inputs, run_folder_of,
                        tidy_run_folder)
 from .fetch import MAX_TEST_IMAGES
@@ -44,12 +44,13 @@ def build_parser():
                    help="seed of the draws z ~ N(0, I) (default 0)")
     p.add_argument("--interpolate", action="store_true",
                    help="decode the line between two test images' latent means instead")
-    p.add_argument("--between", type=int_in(0, MAX_TEST_IMAGES - 1), nargs=2, default=(0, 1),
-                   metavar=("I", "J"), help="indices of the two test images (default 0 1)")
-    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=10,
-                   help="points on the line, ends included (default 10; more than "
+    p.add_argument("--between", type=int_in(0, MAX_TEST_IMAGES - 1), nargs=2, default=None,
+                   metavar=("I", "J"), help="with --interpolate: indices of the two test images "
+                                            "(default 0 1)")
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="with --interpolate: points on the line, ends included (default 10; more than "
                         f"{LINE_COLUMNS} wrap into rows)")
-    p.add_argument("--data-dir", type=BY_NAME["data_dir"].kind.flag, default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where the dataset is, for --interpolate (default: the run's --data-dir, "
                         "else ~/datasets)")
     return p
@@ -77,8 +78,19 @@ def line(mu0, mu1, steps):
     return points
 
 
+INTERPOLATION_FLAGS = {"between": (0, 1), "steps": 10}      # their defaults, with --interpolate
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in INTERPOLATION_FLAGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif not args.interpolate:                 # given, and ignored: say so instead
+            parser.error(f"--{name} shapes an interpolation: add --interpolate, or drop --{name}")
+    if args.interpolate and args.n != parser.get_default("n"):
+        parser.error("--n counts generated images; an interpolation's points are --steps")
     return run_command(lambda: _sample(args))
 
 
@@ -93,14 +105,11 @@ def default_out(args):
 def _sample(args):
     """main's work: returns 0 once the picture is written. A run folder written into is locked
     while sample works there, and what a killed writer left in it is removed first."""
-    if args.out is not None:
-        check_output_path(args.out, "--out")
     out = Path(args.out) if args.out is not None else default_out(args)
+    refuse_run_file(out, "--out", reading=args.checkpoint)    # the more telling refusal first
+    check_output_path(args.out if args.out is not None else out, "--out")   # the default too
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: expected a .png file name")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
-    refuse_run_file(out, "--out", reading=args.checkpoint)
     n = max(args.steps, 2) if args.interpolate else args.n
     cols = min(n, LINE_COLUMNS) if args.interpolate else int(np.ceil(np.sqrt(n)))
     flag = f"--steps {args.steps}" if args.interpolate else f"--n {args.n}"

@@ -40,7 +40,7 @@ from .adam import Adam
 from .cli import UsageError, argument_parser, run_command, say, signal_name
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
-from .fetch import MAX_TRAIN_IMAGES
+from .fetch import MAX_TRAIN_IMAGES, data_root
 from .memory import check_memory, training_bytes
 from .model import VAE
 from .runfolder import (OutputNames, StopRequest, Stopped, file_kind, folders_to_make,
@@ -83,7 +83,10 @@ def resolve_config(args):
     if args.preset:
         given = {**PRESETS[args.preset], **given}
     if not args.resume:
-        return Config(**given), None
+        cfg = Config(**given)
+        if cfg.data_dir is None:          # recorded as the folder it is: evaluate and sample
+            cfg.data_dir = str(data_root(None).absolute())    # read it whatever HOME is then
+        return cfg, None
     path = resume_path(args)
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
     saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
@@ -384,9 +387,12 @@ def main(argv=None, cli=False):
     """
     args = build_parser().parse_args(argv)
     where = {"out": args.out}             # the run folder, once known: for a failed write's line
-    return run_command(lambda: _train(args, cli, where),
-                       os_error=lambda e: f"cannot write the run into {where['out']}: "
-                                          f"{e.strerror or e} ({e.filename or where['out']})")
+    # A diverging run stops on its first non-finite loss with one line (NonFinite); numpy's
+    # overflow warnings on the way there would only bury it.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return run_command(lambda: _train(args, cli, where),
+                           os_error=lambda e: f"cannot write the run into {where['out']}: "
+                                              f"{e.strerror or e} ({e.filename or where['out']})")
 
 
 def _train(args, cli, where):
@@ -397,7 +403,13 @@ def _train(args, cli, where):
     try:
         with StopRequest(ignore_after=cli) as stop:
             stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            if args.out == "":
+                raise UsageError('--out "": an empty path; name the run folder (or leave --out '
+                                 'out for runs/<timestamp>)')
             out = where["out"] = Path(args.out) if args.out else Path("runs") / stamp
+            if os.path.lexists(out) and not out.is_dir():
+                raise UsageError(f"--out {out}: {file_kind(out)} is there, not a folder; a run "
+                                 f"needs a folder of its own — choose another --out")
             if args.resume:
                 resume_path(args)                                # before the folder is locked
             else:

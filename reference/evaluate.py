@@ -16,6 +16,7 @@ import numpy as np
 
 from numpyvae import checkpoint, data
 from numpyvae.cli import UsageError, argument_parser, int_in, run_command
+from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, data_folder, eval_generator,
                                eval_inputs, non_finite, write_json)
 from numpyvae.fetch import MAX_TRAIN_IMAGES
@@ -81,7 +82,7 @@ def build_parser():
                    help="images per batch, as numpyvae's (default 25)")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="seed of the k samples, as numpyvae's (default 0)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: CUDA → MPS → CPU)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")

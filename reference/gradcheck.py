@@ -25,7 +25,7 @@ import numpyvae as nv
 from numpyvae import data
 from numpyvae.checkpoint import load_model
 from numpyvae.cli import UsageError, argument_parser, int_in, run_command
-from numpyvae.config import BY_NAME, add_flags
+from numpyvae.config import BY_NAME, DATA_DIR_FLAG, add_flags
 from numpyvae.evaluate import TEST_STREAMS, eval_inputs
 from numpyvae.memory import check_memory, training_bytes
 from reference.compare import TOLERANCE, away_from_kinks, rel_err
@@ -46,7 +46,7 @@ def build_parser():
     p.add_argument("--run", default=None,
                    help="check this run folder's (or checkpoint's) configuration and weights on "
                         "its test images, instead of a freshly initialised network")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="with --run: where its dataset is (default: the run's own)")
     return p
 

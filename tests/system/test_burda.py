@@ -281,6 +281,7 @@ def test_evaluate_the_held_out_images(tmp_path, fake_data, capsys):
     r = json.loads(path.read_text())
     assert (r["split"], r["n_images"]) == ("holdout", 20)
     assert r["neg_elbo"] == ckpt_io.load(out).history["holdout_neg_elbo"][-1]
+    path = tmp_path / "train.json"                                # an output is never replaced
     assert evaluate.main([str(out), "--split", "train", "--k", "5", "--json", str(path)]) == 0
     assert json.loads(path.read_text())["n_images"] == 280        # --limit 300 less the 20
     plain = tmp_path / "plain"

@@ -321,3 +321,14 @@ def test_json_is_standard(tmp_path):
     assert not list(tmp_path.iterdir())
     evaluate.write_json(tmp_path / "r.json", dict(log_px=-90.5, k=2))
     assert json.loads((tmp_path / "r.json").read_text()) == dict(log_px=-90.5, k=2)
+
+
+def test_the_default_data_folder_is_recorded_as_the_folder_it_is(tmp_path, monkeypatch):
+    """A run trained without --data-dir records ~/datasets expanded, so evaluating it with
+    another (or no usable) HOME reads where it trained. Oracle: config.json."""
+    fake_mnist.install(monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    assert train.main([*TINY, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["data_dir"] == \
+        str(tmp_path / "home" / "datasets")

@@ -161,24 +161,27 @@ def test_the_terminal_oracle_is_not_vacuous(capsys):
 
 # ---------------------------------------------------------------------------- signals
 
-def test_sigterm_while_the_command_starts_is_one_line(tmp_path):
-    """SIGTERM delivered the moment numba is first imported, as `python -m numpyvae.train`
-    loads its libraries (sys.argv[0] is "-m" while -m imports the package): 143 and a line,
-    not a silent death."""
+@pytest.mark.parametrize("module, signum", [
+    ("numpyvae.train", signal.SIGTERM), ("numpyvae.train", signal.SIGHUP),
+    ("benchmarks.throughput", signal.SIGTERM), ("reference.train", signal.SIGHUP)])
+def test_a_signal_while_the_command_starts_is_one_line(tmp_path, module, signum):
+    """SIGTERM or SIGHUP delivered the moment numba is first imported, as `python -m <module>`
+    loads its libraries (sys.argv[0] is "-m" while -m imports the package): 128 + signal and a
+    line, not a silent death."""
     code = textwrap.dedent(f"""
         import os, runpy, signal, sys
         class Hook:
             def find_spec(self, name, path=None, target=None):
                 if name == "numba":
-                    os.kill(os.getpid(), signal.SIGTERM)
+                    os.kill(os.getpid(), {int(signum)})
         sys.meta_path.insert(0, Hook())
         sys.argv = ["-m", "--out", {str(tmp_path / "run")!r}]
-        runpy.run_module("numpyvae.train", run_name="__main__", alter_sys=True)
+        runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
-    assert done.returncode == 128 + signal.SIGTERM, done.stderr
-    assert done.stderr.strip() == "interrupted (SIGTERM)"
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr.strip() == f"interrupted ({signal.Signals(signum).name})"
     assert not (tmp_path / "run").exists()
 
 

@@ -329,11 +329,11 @@ def test_resume_oracle_rejects_a_resume_that_forgets_the_generator(tmp_path, mon
         assert_same_run(tmp_path / "full", tmp_path / "half")
 
 
-def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
+def test_an_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "afile").write_text("mine")
     code = train.main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "afile")])
     err = capsys.readouterr().err
-    assert code == 1 and "cannot write the run into" in err and "Traceback" not in err
+    assert code == 2 and "a file is there, not a folder" in err and "Traceback" not in err
     assert (tmp_path / "afile").read_text() == "mine"
 
 

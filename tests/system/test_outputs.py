@@ -1,0 +1,126 @@
+"""An output goes to a path the command creates, and a flag means one thing.
+
+Oracles: exit statuses, the one-line messages, and the file system — what stood at a path
+before a command (a user's file, an earlier result, a device node, a FIFO) is there, byte for
+byte, after it.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fake_mnist
+from benchmarks import throughput
+from numpyvae import evaluate, sample, train
+from reference import evaluate as reference_evaluate
+from test_reliability import ROOT
+from test_train import QUICK, TESTS
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch):
+    fake_mnist.install(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        fake_mnist.install(mp)
+        assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def err_line(capsys):
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(params=["a file of the user's", "a FIFO", "a device"])
+def taken(request, tmp_path):
+    """Something already at the output path, and a check that it is untouched."""
+    path = tmp_path / "out.png"
+    if request.param == "a FIFO":
+        os.mkfifo(path)
+        return path, lambda: path.is_fifo()
+    if request.param == "a device":
+        return "/dev/null", lambda: os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    path.write_bytes(b"mine")
+    return path, lambda: path.read_bytes() == b"mine"
+
+
+def test_no_output_replaces_what_is_there(run_dir, taken, capsys):
+    path, untouched = taken
+    runs = [lambda: evaluate.main([str(run_dir), "--k", "2", "--limit", "5", "--json", str(path)]),
+            lambda: sample.main([str(run_dir), "--n", "4", "--out", str(path)]),
+            lambda: reference_evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
+                                             "--json", str(path)]),
+            lambda: throughput.main(["--steps", "1", "--epochs", "1", "--batch-size", "100",
+                                     "--hidden-dim", "16", "--ll-images", "0", "--impls",
+                                     "numpyvae numpy", "--json", str(path)])]
+    for command in runs:
+        assert command() == 2
+        line = err_line(capsys)
+        assert "is there already; an output never replaces anything" in line, line
+        assert untouched()
+
+
+def test_samples_default_picture_is_not_replaced_either(run_dir, capsys):
+    picture = run_dir / "sample-seed5-n4.png"
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 0 and picture.exists()
+    before = picture.read_bytes()
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 2
+    assert "is there already" in capsys.readouterr().err and picture.read_bytes() == before
+
+
+@pytest.mark.parametrize("value", ["1_0", "١", "0x10", " 1e3"])
+def test_an_integer_flag_takes_decimal_digits_only(capsys, value):
+    """int() also reads "1_0" as 10 and other scripts' digits ("١" is 1): not on a command line."""
+    with pytest.raises(SystemExit) as stop:
+        train.main([*QUICK, "--epochs", value])
+    assert stop.value.code == 2 and "argument --epochs: expected an integer" in \
+        capsys.readouterr().err
+
+
+def test_an_empty_out_is_a_usage_error_not_the_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([*QUICK, "--out", ""]) == 2
+    assert '--out "": an empty path' in err_line(capsys) and not (tmp_path / "runs").exists()
+
+
+def test_train_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    taken = tmp_path / "notes.json"
+    taken.write_text("mine")
+    assert train.main([*QUICK, "--out", str(taken)]) == 2
+    assert "a file is there, not a folder" in err_line(capsys) and taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--between"])
+def test_sample_refuses_interpolation_flags_without_interpolate(run_dir, capsys, flag):
+    value = ["5"] if flag == "--steps" else ["2", "3"]
+    with pytest.raises(SystemExit) as stop:
+        sample.main([str(run_dir), flag, *value])
+    assert stop.value.code == 2 and "add --interpolate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [reference_evaluate.main, throughput.main])
+def test_an_empty_data_dir_is_refused_everywhere(command, run_dir, capsys):
+    argv = [str(run_dir)] if command is reference_evaluate.main else []
+    with pytest.raises(SystemExit) as stop:
+        command([*argv, "--data-dir", ""])
+    assert stop.value.code == 2 and "--data-dir" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_in_one_line(tmp_path):
+    """--lr 1e30: the loss overflows within a few steps. Oracle: exit 3 (a non-finite loss) and
+    one line — numpy's overflow warnings on the way would bury it."""
+    out = tmp_path / "run"
+    code = fake_mnist.PRELUDE.format(tests=TESTS) + (
+        f"sys.exit(main({[*QUICK, '--lr', '1e30', '--epochs', '1', '--out', str(out)]!r}, cli=True))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    lines = [l for l in done.stderr.replace("\r", "\n").splitlines()
+             if l.strip() and "batch" not in l]
+    assert done.returncode == 3 and len(lines) == 1 and "non-finite" in lines[0], done.stderr
