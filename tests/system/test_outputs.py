@@ -15,21 +15,13 @@ from benchmarks import throughput
 from numpyvae import evaluate, sample, train
 from reference import evaluate as reference_evaluate
 from test_reliability import ROOT
+from test_terminal import trained as run_dir  # noqa: F401  (a 1-epoch run, the fixture)
 from test_train import QUICK, TESTS
 
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
     fake_mnist.install(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        fake_mnist.install(mp)
-        assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
-    return out
 
 
 def err_line(capsys):
