@@ -25,9 +25,9 @@ temp file left by a killed process is removed by the next run in that folder.
 Reading opens the zip itself and reads only the entries listed above, each one's .npy header
 (dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
 file can never make the reader allocate more than its own size. The configuration is checked
-key by key against numpyvae.config.SETTINGS: format 2 records every setting; format 1, written
-before the settings of config.FORMAT_1_DEFAULTS existed, reads those as the notebook's values
-it was trained with.
+key by key against numpyvae.config.SETTINGS: format 3 records every setting; an older format,
+written before some settings existed, reads those as the values its runs had
+(config.absent_before): format 1 the notebook's choices, format 2 the environment's thread count.
 """
 import json
 import math
@@ -45,8 +45,8 @@ from .fetch import IMAGE_PIXELS, MAX_TRAIN_IMAGES
 from .runfolder import atomic_write
 from .model import param_shapes
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)          # 1: before the settings of config.FORMAT_1_DEFAULTS existed
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)       # 1, 2: before the settings of config.absent_before(version)
 HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "test_kl",
                    "epoch_seconds", "holdout_neg_elbo")
 # Columns added after format 1 was first written; a checkpoint without one reads it as NaN
@@ -123,9 +123,8 @@ def check_config(path, config, version):
     if not isinstance(config, dict):
         _fail(path, f"its configuration is a JSON {type(config).__name__}, not an object")
     config = dict(config)
-    if version == 1:
-        for key, value in settings.FORMAT_1_DEFAULTS.items():
-            config.setdefault(key, value)
+    for key, value in settings.absent_before(version).items():
+        config.setdefault(key, value)
     missing = [s.name for s in settings.SETTINGS if s.name not in config]
     if missing:
         _fail(path, f"its configuration lacks {', '.join(missing)} (a format-{version} "

@@ -1,10 +1,10 @@
 """Every setting of a training run, each written once: its type, valid values, default, help
-text, whether a resumed run must keep it, and what a format-1 checkpoint (written before the
-setting existed) means by its absence.
+text, whether a resumed run must keep it, the checkpoint format that first recorded it, and
+what an older checkpoint (written before the setting existed) means by its absence.
 
 Everything else derives from SETTINGS: the `Config` dataclass, train's flags (and the Torch
 reference's shared ones), the checks a checkpoint's recorded configuration must pass
-(`check_value`), FIXED_ON_RESUME, FORMAT_1_DEFAULTS and the presets' validity. Adding a setting
+(`check_value`, `absent_before`), FIXED_ON_RESUME and the presets' validity. Adding a setting
 is one entry here plus the code that uses it.
 
     cfg = Config(batch_size=20)              # the run's settings, defaults for the rest
@@ -18,10 +18,11 @@ from typing import Any, Callable
 from .activations import ACTIVATIONS
 from .backend import BACKENDS
 from .backend import DEFAULT as DEFAULT_BACKEND
-from .cli import flag_type, int_in, positive_float
+from .cli import decimal_int, flag_type, int_in, positive_float
 from .data import BINARIZE_MODES
 from .fetch import DATASETS, MAX_TRAIN_IMAGES
 from .model import INITS
+from .threads import AUTO, MAX_THREADS
 
 DTYPES = ("float32", "float64")
 OUTPUT_BIASES = ("init", "data-mean")
@@ -80,7 +81,13 @@ FOLDER_OR_NULL = Kind(lambda v: v is None or isinstance(v, str), "a folder name 
                       flag_type(absolute_folder, lambda v: True, "a folder name"))
 
 
-IN_FORMAT_1 = object()           # a setting that format-1 checkpoints already record
+# The BLAS's threads (numpyvae/threads.py): "auto" or a count as a flag; a recorded run holds
+# the count it trained with, or null — recorded before the setting existed: as the environment.
+BLAS_THREADS = Kind(lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_THREADS),
+                    f"an integer from 1 to {MAX_THREADS:,} or null",
+                    flag_type(lambda t: t.strip() if t.strip() == AUTO else decimal_int(t),
+                              lambda v: v == AUTO or 1 <= v <= MAX_THREADS,
+                              f"{AUTO!r} or an integer from 1 to {MAX_THREADS:,}"))
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ class Setting:
     kind: Kind
     help: str = None             # --help text, "{default}" filled in; None: not a flag of train
     fixed: bool = True           # a resumed run must keep it (its numbers would change)
-    format1: Any = IN_FORMAT_1   # else: the value every format-1 run (which lacks it) had
+    since: int = 1               # the first checkpoint format that records it; an older
+    absent: Any = None           # checkpoint lacks it, and every run it holds had `absent`
 
     @property
     def flag(self):
@@ -136,22 +144,27 @@ SETTINGS = (
     Setting("data_dir", None, FOLDER_OR_NULL,
             "where the dataset is looked for and cached (default ~/datasets)", fixed=False),
     Setting("activation", "leaky_relu", one_of(*ACTIVATIONS),
-            "the hidden layers' activation (default {default}, slope 0.2)", format1="leaky_relu"),
+            "the hidden layers' activation (default {default}, slope 0.2)", since=2, absent="leaky_relu"),
     Setting("init", "torch", one_of(*INITS),
             "torch: nn.Linear's default (default); glorot: Glorot-uniform weights, zero biases",
-            format1="torch"),
+            since=2, absent="torch"),
     Setting("output_bias", "init", one_of(*OUTPUT_BIASES),
             "the decoder's output bias: as --init draws it (default), or the logit of the mean "
-            "training pixel", format1="init"),
-    Setting("adam_eps", 1e-8, POSITIVE, "Adam's ε (default {default})", format1=1e-8),
+            "training pixel", since=2, absent="init"),
+    Setting("adam_eps", 1e-8, POSITIVE, "Adam's ε (default {default})", since=2, absent=1e-8),
     Setting("lr_schedule", "constant", one_of(*LR_SCHEDULES),
             "constant (default), or burda: 3^i epochs at lr·10^(-i/7), i = 0…7",
-            format1="constant"),
+            since=2, absent="constant"),
     Setting("holdout", 0, integer(0, MAX_TRAIN_IMAGES - 1),
             "hold out the last N training images and report their −ELBO per epoch "
-            "(default {default})", format1=0),
+            "(default {default})", since=2, absent=0),
     # The --preset the run started from: a record only (train's --preset flag sets it).
-    Setting("preset", None, text_or_null("a preset's name"), fixed=False, format1=None),
+    Setting("preset", None, text_or_null("a preset's name"), fixed=False, since=2, absent=None),
+    # "auto" is resolved to a count when a run starts (train.py); the count is what is recorded.
+    Setting("blas_threads", AUTO, BLAS_THREADS,
+            "threads of the matrix products: auto (default) times a few steps with each count "
+            "and trains with the fastest; or a count. Recorded: a resumed run uses it again",
+            since=3, absent=None),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 # --data-dir's type, for every command that takes one: a folder name, made absolute
@@ -162,9 +175,16 @@ Config = make_dataclass("Config", [(s.name, Any, field(default=s.default)) for s
 Config.__doc__ = "A training run's settings (numpyvae.config.SETTINGS describes each)."
 
 FIXED_ON_RESUME = tuple(s.name for s in SETTINGS if s.fixed)
-# Format 1 predates these settings; every format-1 run was trained with the source notebook's
-# values, so a format-1 checkpoint without them reads them as exactly these.
-FORMAT_1_DEFAULTS = {s.name: s.format1 for s in SETTINGS if s.format1 is not IN_FORMAT_1}
+
+
+def absent_before(version):
+    """{setting: value} for the settings a format-`version` checkpoint does not record, each
+    the value every run of that format had: format 1 predates the notebook's fixed choices
+    (its runs had the notebook's values), format 2 the thread count (the environment's)."""
+    return {s.name: s.absent for s in SETTINGS if s.since > version}
+
+
+FORMAT_1_DEFAULTS = absent_before(1)
 
 
 def check_value(name, value):

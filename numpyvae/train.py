@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from . import backend as backends
 from . import checkpoint as ckpt_io
-from . import data
+from . import data, threads
 from .adam import Adam
 from .cli import UsageError, argument_parser, run_command, say, signal_name
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
@@ -128,6 +128,36 @@ def memory_check(cfg):
                        f"--hidden-dim {cfg.hidden_dim}, --latent-dim {cfg.latent_dim}, "
                        f"{cfg.dtype})",
                  "use a smaller --batch-size, --samples or --hidden-dim")
+
+
+# ---------------------------------------------------------------------------- the BLAS's threads
+
+def blas_threads(cfg, images, log):
+    """The count of BLAS threads the run trains with (numpyvae/threads.py): cfg.blas_threads
+    when it is one (a resumed run's, or --blas-threads N), else ("auto") the fastest of
+    threads.candidates() for a training step of this run's shape, timed now on a model of its
+    own — the run's model, data and Generators are untouched. None: as the environment."""
+    if cfg.blas_threads != threads.AUTO:
+        return cfg.blas_threads
+    if not threads.controllable():
+        log("BLAS threads: as the environment made them (threadpoolctl finds no thread pool "
+            "in numpy's BLAS to size)")
+        return None
+    size = threads.pool_size()
+    if size == 1:
+        return 1
+    model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
+                backend=cfg.backend, activation=cfg.activation, init=cfg.init)
+    B = min(cfg.batch_size, len(images.train))
+    x = (images.train[:B] >= 128).astype(model.dtype)                          # (B, D)
+    eps = np.random.default_rng(0).standard_normal((cfg.samples, B, cfg.latent_dim),
+                                                   dtype=model.dtype)            # (L, B, Z)
+    grads = model.new_grads()[1]
+    step = backends.training_step(model)
+    n, seconds = threads.choose(lambda: step(x, eps, grads), threads.candidates(size))
+    log(f"BLAS threads: {n} ({', '.join(f'{k}: {1e3 * t:.2f}' for k, t in seconds.items())} "
+        f"ms/step, timed now; --blas-threads N fixes the count)")
+    return n
 
 
 # ---------------------------------------------------------------------------- schedule, output bias
@@ -343,6 +373,17 @@ def run(cfg, out, resume=None, log=print, stop=None):
         with StopRequest() as stop:
             return run(cfg, out, resume, log, stop)
     images = load_images(cfg)
+    cfg = replace(cfg, blas_threads=blas_threads(cfg, images, log))    # a count, recorded
+    with threads.limited(cfg.blas_threads):
+        have = threads.pool_size()
+        if cfg.blas_threads is not None and have != cfg.blas_threads:
+            log(f"BLAS threads: {have}, not the run's {cfg.blas_threads} (this BLAS cannot run "
+                f"{cfg.blas_threads} threads here): float32 results will differ in their last "
+                f"bits from a run with {cfg.blas_threads}")
+        return _run(cfg, out, images, resume, log, stop)
+
+
+def _run(cfg, out, images, resume, log, stop):
     t = Training(cfg, out, images, resume)
     from . import plots                   # imported before the loop: no signal lands in it
 
@@ -438,7 +479,10 @@ def _train(args, cli, where):
             if resume is not None and (resume.step_in_epoch or resume.epoch < cfg.epochs):
                 print(f"resuming at epoch {resume.epoch + 1}"
                       + (f", step {resume.step_in_epoch + 1}" if resume.step_in_epoch else "")
-                      + f", from {out / 'checkpoint.npz'}")
+                      + f", from {out / 'checkpoint.npz'}, with "
+                      + (f"the run's {cfg.blas_threads} BLAS thread"
+                         + "s" * (cfg.blas_threads != 1) if cfg.blas_threads is not None
+                         else "BLAS threads as the environment makes them (the run's)"))
             _, stopped = run(cfg, out, resume, stop=stop)
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)

@@ -193,7 +193,8 @@ def _train(args, device, out, run):
                                 hidden_dim=args.hidden_dim, latent_dim=args.latent_dim,
                                 lr=args.lr, seed=args.seed, binarize=args.binarize,
                                 limit=args.limit, activation=args.activation,
-                                data_dir=args.data_dir)),
+                                data_dir=args.data_dir,
+                                blas_threads=None)),      # torch's threads, not numpyvae's
                   trained_by=f"reference.train, torch {torch.__version__} on {device}")
     history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
     print(f"reference: torch {torch.__version__} on {device}, {args.epochs} epoch"

@@ -28,7 +28,7 @@ def full_config(dims=(784, 8, 3), dtype="float32"):
                 latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
                 dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,
                 activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-                lr_schedule="constant", holdout=0, preset=None)
+                lr_schedule="constant", holdout=0, preset=None, blas_threads=2)
 
 
 def make(dims=(784, 8, 3), dtype="float32", epoch=2):
@@ -326,18 +326,29 @@ def test_missing_settings_are_never_filled_in_silently(saved):
 def test_format_1_reads_the_later_settings_as_the_notebooks(saved):
     """Known values: a format-1 checkpoint (written before these settings existed) was trained
     with LeakyReLU, Torch's init, the initial output bias, Adam's ε 1e-8, a constant lr and
-    nothing held out; without its base settings it is still refused."""
+    nothing held out, the environment's BLAS threads; without its base settings it is still
+    refused."""
     later = {k: ... for k in FORMAT_1_DEFAULTS}
     rewrite(saved, lambda a: a.update(format_version=np.array(1),
                                       config_json=config_bytes(**later)))
     c = ck.load(saved)
     assert {k: c.config[k] for k in FORMAT_1_DEFAULTS} == dict(
         activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-        lr_schedule="constant", holdout=0, preset=None)
+        lr_schedule="constant", holdout=0, preset=None, blas_threads=None)
     rewrite(saved, lambda a: a.update(config_json=config_bytes(batch_size=..., **later)))
     expect_error(saved, "configuration lacks batch_size")
     rewrite(saved, lambda a: a.update(format_version=np.array(2), config_json=config_bytes(**later)))
     expect_error(saved, "configuration lacks activation, init, output_bias")
+
+
+def test_format_2_reads_the_thread_count_as_the_environments(saved):
+    """Known value: a format-2 checkpoint (before --blas-threads) trained with the BLAS threads
+    the environment gave, which a resumed run keeps (None); format 3 must record the count."""
+    rewrite(saved, lambda a: a.update(format_version=np.array(2),
+                                      config_json=config_bytes(blas_threads=...)))
+    assert ck.load(saved).config["blas_threads"] is None
+    rewrite(saved, lambda a: a.update(format_version=np.array(3)))
+    expect_error(saved, "configuration lacks blas_threads")
 
 
 def test_a_model_that_does_not_fit_the_dataset_is_refused(tmp_path):

@@ -1,0 +1,103 @@
+"""How many threads the matrix products use: the BLAS's thread pool, chosen once per run.
+
+Every matrix product of a step is numpy's BLAS (OpenBLAS in numpy's wheels), which runs a pool
+of threads, by default one per core. On a quiet machine two threads make a batch-128 epoch
+1.6× faster than one. On a machine where another process keeps a core busy, OpenBLAS's threads
+wait on each other at every product, and the same epoch becomes 4× slower than on the quiet
+machine — slower than one thread, which does not notice the other process at all (Zen 3,
+docs/speed.md). So a run can choose: `--blas-threads auto` (the default) times a few training
+steps with each candidate count, here and now, and trains with the fastest (`choose`).
+
+The count is a setting of the run, recorded in its checkpoint, because it changes float32
+results in their last bits: OpenBLAS splits a product's work by thread count, and the sums
+come out rounded differently (float64 moves by ~1e-16). A resumed run uses the recorded count
+again, so it continues bit for bit as it would have without the stop; two new runs with the
+same seed are identical when they train with the same count — `--blas-threads N` asks for one.
+A run recorded before this setting existed (`None`) leaves the pool as the environment made it
+(OPENBLAS_NUM_THREADS, or one thread per core), which is what it trained with.
+
+The pool is reached through threadpoolctl, which knows OpenBLAS, MKL and BLIS. With a BLAS it
+does not know (macOS Accelerate, say) there is nothing to choose: `controllable()` is False.
+"""
+import contextlib
+import statistics
+import time
+
+import numpy  # noqa: F401  (loads numpy's BLAS: threadpoolctl finds the libraries loaded)
+
+AUTO = "auto"
+MAX_THREADS = 4096                 # threads a run may ask for (OpenBLAS's own builds stop at 64–512)
+
+
+_CONTROLLER = []
+
+
+def _controller():
+    """threadpoolctl's controller of numpy's BLAS libraries (none found: an empty one), made
+    once: finding the libraries walks everything the process has loaded."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+        _CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
+    return _CONTROLLER[0]
+
+
+def controllable():
+    """True when numpy's BLAS has a thread pool this process can size."""
+    return bool(_controller().lib_controllers)
+
+
+def pool_size():
+    """The BLAS's threads as they are now (the environment's, unless limited), or None."""
+    libs = _controller().lib_controllers
+    return max(lib.num_threads for lib in libs) if libs else None
+
+
+def candidates(size):
+    """The counts `choose` times for a pool of `size` threads: size, size/2, … down to 1."""
+    counts = []
+    while size >= 1:
+        counts.append(size)
+        size //= 2
+    return counts if counts[-1] == 1 else counts + [1]
+
+
+@contextlib.contextmanager
+def limited(n):
+    """The block's matrix products use n BLAS threads (None: as the environment made it).
+    The pool is sized back on the way out."""
+    if n is None:
+        yield
+        return
+    controller = _controller()
+    with controller.limit(limits=n):
+        yield
+
+
+def choose(step, counts, budget=0.5, rounds=7):
+    """(the fastest count, {count: median seconds per step}): `step()` timed under each count
+    of `counts` (candidates()), round-robin so that a busy spell lands on every count alike.
+    Each timing follows an untimed step under the same count, as in training, where the pool's
+    threads are awake from the step before; it covers 3 steps (1 when a step takes over 20 ms).
+    Rounds go on until `budget` seconds have passed: at least 2 (1 for steps over 50 ms), at
+    most `rounds`. `step` must change nothing a run's numbers depend on. Ties (within 5%) go
+    to fewer threads, which a later busy spell slows least."""
+    with limited(counts[0]):
+        t = time.perf_counter()
+        step()                                         # also compiles and allocates, untimed
+        took = time.perf_counter() - t
+    reps, least = (3 if took < 0.02 else 1), (2 if took < 0.05 else 1)
+    times = {n: [] for n in counts}
+    t_end = time.perf_counter() + budget
+    for r in range(rounds):
+        if r >= least and time.perf_counter() > t_end:
+            break
+        for n in counts:
+            with limited(n):
+                step()
+                t = time.perf_counter()
+                for _ in range(reps):
+                    step()
+                times[n].append((time.perf_counter() - t) / reps)
+    medians = {n: statistics.median(ts) for n, ts in times.items()}
+    best = min(medians.values())
+    return min(n for n in counts if medians[n] <= 1.05 * best), medians

@@ -1,0 +1,158 @@
+"""The BLAS's threads (numpyvae/threads.py, --blas-threads): chosen once per run, recorded,
+kept on resume.
+
+Oracles: threadpoolctl's own report of the pool's size (inside and after `limited`); a step
+whose duration is known for each pool size (`choose` must take the faster count, and the
+reversed twin the other one); the run's files (config.json and the checkpoint record the count)
+and the pool's size seen from inside training.
+"""
+import json
+import time
+
+import numpy as np
+import pytest
+
+import fake_mnist
+from numpyvae import checkpoint as ck
+from numpyvae import threads, train
+from numpyvae.threads import choose           # the real one: conftest.py replaces it per test
+
+QUICK = ["--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "100", "--limit", "300"]
+
+needs_a_pool = pytest.mark.skipif(not threads.controllable() or threads.pool_size() < 2,
+                                  reason="numpy's BLAS has no thread pool of 2 or more to size")
+
+
+@pytest.fixture(autouse=True)
+def fake_data(monkeypatch):
+    fake_mnist.install(monkeypatch)
+
+
+def test_candidates_halve_down_to_one():
+    assert threads.candidates(1) == [1]
+    assert threads.candidates(2) == [2, 1]
+    assert threads.candidates(6) == [6, 3, 1]
+    assert threads.candidates(16) == [16, 8, 4, 2, 1]
+
+
+@needs_a_pool
+def test_limited_sizes_the_pool_and_puts_it_back():
+    size = threads.pool_size()
+    with threads.limited(1):
+        assert threads.pool_size() == 1
+    assert threads.pool_size() == size
+    with threads.limited(None):                  # a format-2 run's: as the environment made it
+        assert threads.pool_size() == size
+
+
+def sleeper(seconds_by_size):
+    """A step that takes a known time for each pool size, as the oracle of `choose`."""
+    return lambda: time.sleep(seconds_by_size[threads.pool_size()])
+
+
+@needs_a_pool
+def test_choose_takes_the_faster_count_and_ties_go_to_fewer_threads():
+    """Known durations 6 ms and 2 ms, each way round (the reversed case is the planted error:
+    a choice that ignored the timings would get one of the two wrong)."""
+    n, seconds = choose(sleeper({2: 0.006, 1: 0.002}), [2, 1], budget=0.05)
+    assert n == 1 and seconds[2] > seconds[1]
+    n, seconds = choose(sleeper({2: 0.002, 1: 0.006}), [2, 1], budget=0.05)
+    assert n == 2 and seconds[2] < seconds[1]
+    assert choose(sleeper({2: 0.002, 1: 0.002}), [2, 1], budget=0.05)[0] == 1
+
+
+def test_the_flag_takes_auto_or_a_count(capsys):
+    parse = train.build_parser().parse_args
+    assert parse(["--blas-threads", "auto"]).blas_threads == "auto"
+    assert parse(["--blas-threads", "3"]).blas_threads == 3
+    for bad in ("0", "-1", "two", "1.5", "1_0", "5000"):
+        with pytest.raises(SystemExit):
+            parse(["--blas-threads", bad])
+        assert "argument --blas-threads: expected 'auto' or an integer from 1 to 4,096" in \
+            capsys.readouterr().err
+
+
+def pool_sizes_in_training(monkeypatch):
+    """The pool's size each time training starts (train._run), collected."""
+    seen, real = [], train._run
+
+    def spy(*a, **k):
+        seen.append(threads.pool_size())
+        return real(*a, **k)
+    monkeypatch.setattr(train, "_run", spy)
+    return seen
+
+
+def recorded(out):
+    return (json.loads((out / "config.json").read_text())["blas_threads"],
+            ck.load(out / "checkpoint.npz").config["blas_threads"])
+
+
+@needs_a_pool
+def test_a_count_is_recorded_and_a_resumed_run_trains_with_it(tmp_path, monkeypatch, capsys):
+    seen = pool_sizes_in_training(monkeypatch)
+    size = threads.pool_size()
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--blas-threads", "1", "--epochs", "1", "--out", str(out)]) == 0
+    assert recorded(out) == (1, 1) and seen == [1] and threads.pool_size() == size
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2",
+                       "--blas-threads", str(size)]) == 2
+    assert f"--blas-threads {size} differs from the run's 1" in capsys.readouterr().err
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert "with the run's 1 BLAS thread" in capsys.readouterr().out
+    assert seen == [1, 1] and recorded(out) == (1, 1)
+
+
+def test_auto_records_the_count_it_chose(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(threads, "controllable", lambda: True)
+    monkeypatch.setattr(threads, "pool_size", lambda: 2)
+    timed = []
+
+    def fastest_is_one(step, counts, **kw):
+        step()                                       # the probe's step runs as given
+        timed.append(counts)
+        return 1, {2: 0.009, 1: 0.003}
+    monkeypatch.setattr(threads, "choose", fastest_is_one)
+    monkeypatch.setattr(threads, "limited", lambda n: __import__("contextlib").nullcontext())
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    assert timed == [[2, 1]] and recorded(out) == (1, 1)
+    assert "BLAS threads: 1 (2: 9.00, 1: 3.00 ms/step, timed now" in capsys.readouterr().out
+
+
+def test_the_probe_leaves_the_run_as_it_would_be(tmp_path, monkeypatch):
+    """Oracle: the same run with the count given. The probe trains a model of its own, so a run
+    that chose 2 threads by timing equals one told --blas-threads 2 bit for bit."""
+    monkeypatch.setattr(threads, "controllable", lambda: True)
+    monkeypatch.setattr(threads, "pool_size", lambda: 2)
+    monkeypatch.setattr(threads, "limited", lambda n: __import__("contextlib").nullcontext())
+
+    def probe_then_two(step, counts, **kw):
+        for _ in range(3):
+            step()
+        return 2, {2: 0.001, 1: 0.002}
+    monkeypatch.setattr(threads, "choose", probe_then_two)
+    a, b = tmp_path / "auto", tmp_path / "two"
+    assert train.main([*QUICK, "--epochs", "2", "--out", str(a)]) == 0
+    assert train.main([*QUICK, "--epochs", "2", "--blas-threads", "2", "--out", str(b)]) == 0
+    ca, cb = ck.load(a / "checkpoint.npz"), ck.load(b / "checkpoint.npz")
+    assert all(np.array_equal(ca.params[k], cb.params[k]) for k in ca.params)
+    assert ca.rng_state == cb.rng_state and ca.history["test_neg_elbo"] == cb.history["test_neg_elbo"]
+
+
+def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypatch):
+    """Known value: a run recorded before --blas-threads trained with the pool as the
+    environment made it, and resumes with it (None: `limited` leaves the pool alone)."""
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    c = ck.load(out / "checkpoint.npz")
+    del c.config["blas_threads"]
+    monkeypatch.setattr(ck, "FORMAT_VERSION", 2)
+    ck.save(out / "checkpoint.npz", c)
+    monkeypatch.undo()
+    fake_mnist.install(monkeypatch)
+    asked = []
+    real = threads.limited
+    monkeypatch.setattr(threads, "limited", lambda n: (asked.append(n), real(n))[1])
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert asked == [None] and recorded(out) == (None, None)
