@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 import numpyvae as nv
+from numpyvae import threads
 from numpyvae.fused import matmul_shapes
 
 D = 784
@@ -71,6 +72,9 @@ class Peer:
     name: str
     epoch: Callable                              # ranges -> losses (float64 array) or None
     floor: bool = False                          # a GEMM floor: nothing to validate
+    # ranges -> a note, called before each timed round-robin (quiet, then busy): numpyvae's
+    # choice of BLAS threads, made as `--blas-threads auto` makes it at a run's start
+    start: Callable = None
 
 
 def gpu_names():
@@ -100,7 +104,7 @@ def all_names():
 def make(name, setup):
     """The peer called `name` (see all_names()), built from `setup`."""
     if name in ("numpyvae numba", "numpyvae numpy"):
-        return Peer(name, numpyvae_epoch(setup, name.split()[1]))
+        return Peer(name, *numpyvae_epoch(setup, name.split()[1]))
     if name in ("jax jit", "jax scan-epoch"):
         return Peer(name, jax_epoch(setup, scan=name == "jax scan-epoch"))
     if name in ("gemm floor openblas", "gemm floor torch"):
@@ -120,18 +124,33 @@ def hidden_latent(params):
 # numpyvae
 
 def numpyvae_epoch(s, backend):
+    """(epoch, start): numpyvae as `python -m numpyvae.train` runs it, BLAS threads included —
+    `start` times a step with each count (numpyvae.threads.choose, as --blas-threads auto) and
+    the epochs after it train with the fastest."""
     H, Z = hidden_latent(s.params)
     model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend)
     model.load_params(s.params)
     opt = nv.Adam(model.num_params, s.dtype, lr=s.lr, backend=backend)
     X, E = s.X, s.E
+    chosen = [None]                              # None (before any start): as the environment
+
+    def start(ranges):
+        if not threads.controllable():
+            return "BLAS threads as the environment made them"
+        a, b = ranges[0]
+        grads = model.new_grads()[1]             # the probe changes neither params nor Adam
+        chosen[0], seconds = threads.choose(lambda: model.loss_and_grads(X[a:b], E[a:b], grads),
+                                            threads.candidates(threads.pool_size()))
+        return f"{chosen[0]} BLAS thread{'s' * (chosen[0] != 1)} (" + ", ".join(
+            f"{n}: {1e3 * t:.2f}" for n, t in seconds.items()) + " ms/step)"
 
     def epoch(ranges):
         losses = np.empty(len(ranges))
-        for i, (a, b) in enumerate(ranges):
-            losses[i] = model.train_step(X[a:b], E[a:b], opt)
+        with threads.limited(chosen[0]):
+            for i, (a, b) in enumerate(ranges):
+                losses[i] = model.train_step(X[a:b], E[a:b], opt)
         return losses
-    return epoch
+    return epoch, False, start
 
 
 # ---------------------------------------------------------------------------------------------

@@ -289,21 +289,34 @@ def measure(names, setup, ranges, repeats, log=print, busy=False):
     validate(built, setup, ranges, log)
     n, timed = len(setup.X), sum(b - a for a, b in ranges)
     rows = []
+    notes = start(built, ranges, log)
     for name, times in time_epochs(built, ranges, repeats, n / timed).items():
         check_finite(name, times)
         s = statistics.median(times)
-        rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times))
+        rows.append(dict(impl=name, seconds_per_epoch=s, images_per_s=n / s, epochs=times,
+                         **({"start": notes[name]} if name in notes else {})))
     if busy:
         log(f"  timing again beside one other CPU-bound process ({BUSY_LOOP!r})")
         with competing_process():
+            notes = start(built, ranges, log)
             busy_times = time_epochs(built, ranges, repeats, n / timed)
         for r in rows:
             times = busy_times[r["impl"]]
             check_finite(f"{r['impl']} (busy)", times)
             s = statistics.median(times)
             r.update(busy_seconds_per_epoch=s, busy_epochs=times,
-                     slowdown=s / r["seconds_per_epoch"])
+                     slowdown=s / r["seconds_per_epoch"],
+                     **({"busy_start": notes[r["impl"]]} if r["impl"] in notes else {}))
     return rows, skipped
+
+
+def start(built, ranges, log):
+    """{name: note} from each peer's `start` (numpyvae's choice of BLAS threads), before a
+    timed round-robin, in the conditions it will be timed in."""
+    notes = {peer.name: peer.start(ranges) for peer in built if peer.start}
+    for name, note in notes.items():
+        log(f"  {name}: {note}")
+    return notes
 
 
 def build_parser():
