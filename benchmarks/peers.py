@@ -36,6 +36,7 @@ import numpy as np
 
 import numpyvae as nv
 from numpyvae import threads
+from numpyvae.likelihood import ROWS as LL_ROWS
 from numpyvae.fused import matmul_shapes
 
 D = 784
@@ -347,3 +348,33 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
             for A, Bm, C in mats(b - a):
                 matmul(A, Bm, out=C)
     return epoch
+
+
+def log_likelihood_floor(params, n_images, dtype, rows=LL_ROWS):
+    """k -> None: the matrix products of numpyvae.likelihood.log_likelihood(…, k) on n_images
+    alone, into preallocated outputs — the encoder's once, then the decoder's three for each
+    chunk of rows // n_images samples per image, as it draws them — in NumPy (OpenBLAS).
+    The floor of the evaluation: everything else it does is elementwise."""
+    rng = np.random.default_rng(0)
+    p = {k: np.asarray(v, dtype) for k, v in params.items()}
+    H, Z = hidden_latent(p)
+    chunk = max(1, rows // n_images)
+    x = rng.random((n_images, D)).astype(dtype)                           # (B, D)
+    enc = [np.empty((n_images, H), dtype), np.empty((n_images, H), dtype),
+           np.empty((n_images, Z), dtype), np.empty((n_images, Z), dtype)]
+    z = rng.standard_normal((chunk * n_images, Z)).astype(dtype)          # (N, Z)
+    g1, g2 = np.empty((len(z), H), dtype), np.empty((len(z), H), dtype)   # (N, H)
+    logits = np.empty((len(z), D), dtype)                                 # (N, D)
+
+    def run(k):
+        mm = np.matmul
+        mm(x, p["Encoder.FC_enc1.weight"].T, out=enc[0])
+        mm(enc[0], p["Encoder.FC_enc2.weight"].T, out=enc[1])
+        mm(enc[1], p["Encoder.FC_mean.weight"].T, out=enc[2])
+        mm(enc[1], p["Encoder.FC_std.weight"].T, out=enc[3])
+        for done in range(0, k, chunk):
+            N = min(chunk, k - done) * n_images
+            mm(z[:N], p["Decoder.FC_dec1.weight"].T, out=g1[:N])
+            mm(g1[:N], p["Decoder.FC_dec2.weight"].T, out=g2[:N])
+            mm(g2[:N], p["Decoder.FC_output.weight"].T, out=logits[:N])
+    return run

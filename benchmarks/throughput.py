@@ -458,6 +458,10 @@ def bench_log_likelihood(args, params, dtype):
         if not diff <= LL_TOLERANCE:
             raise ValidationError(f"log-likelihood: {name} differs from the NumPy path by "
                                   f"{diff:.2e} nats (> {LL_TOLERANCE:g}). Nothing was timed.")
+    # the floor: the same matrix products alone (nothing to validate; warmed up here)
+    floor = peers.log_likelihood_floor(params, len(x), dtype)
+    floor(args.k)
+    runs.append((FLOOR, lambda seed, k: floor(k)))
     times = {name: [] for name, _ in runs}
     for _ in range(args.epochs):                                      # round-robin, as epochs
         for name, run in runs:
@@ -467,15 +471,21 @@ def bench_log_likelihood(args, params, dtype):
     for name, _ in runs:
         check_finite(f"log-likelihood: {name}", times[name])
     rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
-                 mean_log_px=float(np.mean(results[name]))) for name, _ in runs]
+                 **({"mean_log_px": float(np.mean(results[name]))} if name in results else {}))
+            for name, _ in runs]
     t_torch = next((r["seconds"] for r in rows if r["impl"] == TORCH), None)
+    t_floor = next(r["seconds"] for r in rows if r["impl"] == FLOOR)
     print(f"\nlog-likelihood, k = {args.k}, {len(x)} test images, {dtype}, median of "
-          f"{args.epochs} runs (same initial parameters and ε for all)")
-    print(f"{'implementation':<26}{'seconds':>9}{'x torch eager':>15}{'mean log p(x)':>15}")
+          f"{args.epochs} runs (same initial parameters and ε for all; the floor: the same "
+          f"matrix products alone)")
+    print(f"{'implementation':<26}{'seconds':>9}{'x torch eager':>15}{'x floor':>9}"
+          f"{'mean log p(x)':>15}")
     for r in rows:
         r["vs_torch_eager"] = r["seconds"] / t_torch if t_torch else None
+        r["vs_floor"] = r["seconds"] / t_floor
         ratio = f"{r['vs_torch_eager']:.2f}" if t_torch else "-"
-        print(f"{r['impl']:<26}{r['seconds']:>9.3f}{ratio:>15}{r['mean_log_px']:>15.3f}")
+        mean = f"{r['mean_log_px']:.3f}" if "mean_log_px" in r else "-"
+        print(f"{r['impl']:<26}{r['seconds']:>9.3f}{ratio:>15}{r['vs_floor']:>9.2f}{mean:>15}")
     return rows
 
 

@@ -47,7 +47,11 @@ def log_weights(model, x, eps):
     return log_px_z + log_pz - log_qz
 
 
-def log_likelihood(model, x, k, rng, rows=5000):
+# samples × images per decoder call: 5000 rows of 784 logits are 16 MB in float32
+ROWS = 5000
+
+
+def log_likelihood(model, x, k, rng, rows=ROWS):
     """Importance-weighted estimate L_k of log p(x) per image, float64 (B,).
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time

@@ -57,9 +57,13 @@ def test_every_peer_runs_end_to_end(monkeypatch, tmp_path, capsys):
             r["seconds_per_epoch"] / by[throughput.FLOOR]["seconds_per_epoch"])
     if installed("threadpoolctl"):
         assert result["machine"]["blas_kernel"]                   # e.g. "Haswell", "SkylakeX"
-    ll = {r["impl"]: r["mean_log_px"] for r in result["log_likelihood"]}
+    ll = {r["impl"]: r["mean_log_px"] for r in result["log_likelihood"] if "mean_log_px" in r}
     assert set(ll) == {"numpyvae numba", "numpyvae numpy"} | (
         {throughput.TORCH} if installed("torch") else set())
+    floor = result["log_likelihood"][-1]                 # the same products alone, the ratios' base
+    assert floor["impl"] == throughput.FLOOR and floor["vs_floor"] == 1 and floor["seconds"] > 0
+    assert all(r["vs_floor"] == pytest.approx(r["seconds"] / floor["seconds"])
+               for r in result["log_likelihood"])
     # same ε for all three: the benchmark itself demands agreement to LL_TOLERANCE nats per image
     assert np.ptp(list(ll.values())) <= throughput.LL_TOLERANCE
 
@@ -192,3 +196,26 @@ def test_busy_times_every_peer_again_beside_a_competitor(monkeypatch, tmp_path):
     for r in rows:
         assert len(r["busy_epochs"]) == 1 and r["busy_seconds_per_epoch"] > 0
         assert r["slowdown"] == pytest.approx(r["busy_seconds_per_epoch"] / r["seconds_per_epoch"])
+
+
+def test_the_log_likelihood_floor_does_the_evaluations_decoder_products(monkeypatch):
+    """Oracle: the evaluation itself. With np.matmul recorded, numpyvae.likelihood's numba path
+    and peers.log_likelihood_floor multiply operands of the same shapes, chunk for chunk, for a
+    k that leaves a partial last chunk (the encoder's own products, `@`, are the floor's first
+    four); a floor that skipped the partial chunk (planted) would not match."""
+    import numpyvae as nv
+    from numpyvae import likelihood
+    model = nv.VAE(784, 8, 3, backend="numba")
+    x = np.zeros((4, 784), np.float32)
+    seen, real = [], np.matmul
+
+    def recording(a, b, **kw):
+        seen.append((a.shape, b.shape))
+        return real(a, b, **kw)
+    monkeypatch.setattr(np, "matmul", recording)
+    likelihood.log_likelihood(model, x, 7, np.random.default_rng(0), rows=12)   # chunks 3, 3, 1
+    evaluation, seen[:] = list(seen), []
+    peers.log_likelihood_floor(model.params, 4, "float32", rows=12)(7)
+    assert seen[4:] == evaluation and len(evaluation) == 9
+    planted = [s for s in seen[4:] if s[0][0] != 4]          # the partial chunk left out
+    assert planted != evaluation
