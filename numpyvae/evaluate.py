@@ -7,6 +7,10 @@ were computed with; `--json PATH` writes them too. A dynamically binarized split
 draw (the run's evaluation stream), the same the training CLI evaluates on. `--split holdout`
 evaluates a `--holdout` run's held-out training images — where its choices are to be made,
 never on the test set.
+
+log p(x) runs with the BLAS threads `--blas-threads` asks for; `auto` (the default) times a
+few of its chunks with each count, as training does (numpyvae/threads.py), and the JSON records
+the count: float32 results differ between counts in their last bits (~1e-6 nats).
 """
 import contextlib
 import json
@@ -18,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import data
+from . import data, threads
 from .checkpoint import CheckpointError, load_model
 from .cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
-from .config import DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
+from .config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import OutputNames, atomic_write, refuse_run_file, remove_stale_temp_files
@@ -161,15 +165,20 @@ QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 10
 MAX_K = 10**6
 
 
+def probe(model, x, k, probe_k=200):
+    """L_k of the batch x with min(k, probe_k) samples (200 × 25 images: one full decoder
+    chunk) from a Generator of its own, so that the evaluation's draws are untouched."""
+    log_likelihood(model, x, min(k, probe_k), np.random.default_rng(0))
+
+
 def expected_time(model, x, k, n, probe_k=200):
     """A line saying how long L_k on n images will take here, and how to get a quick estimate
     when that is long: the cost is linear in images × samples, timed on the batch x with
-    probe_k samples — once to warm up (kernels, workspaces, BLAS threads), once on the clock —
-    from a Generator of its own, so the evaluation's draws are untouched."""
-    probe_k = min(k, probe_k)                 # 200 × 25 images: one full decoder chunk
+    probe_k samples — once to warm up (kernels, workspaces, BLAS threads), once on the clock."""
+    probe_k = min(k, probe_k)
     for _ in range(2):
         t0 = time.perf_counter()
-        log_likelihood(model, x, probe_k, np.random.default_rng(0))
+        probe(model, x, probe_k, probe_k)
     per_sample = (time.perf_counter() - t0) / (len(x) * probe_k)    # seconds per image·sample
     line = f"log p(x) with k={k} on {n:,} images: {duration(per_sample * n * k)} here"
     if per_sample * n * k > 60:
@@ -233,6 +242,10 @@ def build_parser():
                    help="seed of the k samples (default 0)")
     p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,
                    help="where the dataset is (default: the run's --data-dir, else ~/datasets)")
+    p.add_argument("--blas-threads", type=BY_NAME["blas_threads"].kind.flag,
+                   default=threads.AUTO,
+                   help="threads of log p(x)'s matrix products: auto (default) times a few "
+                        "chunks with each count and takes the fastest; or a count")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON (nats per image)")
     return p
@@ -269,22 +282,18 @@ def _evaluate(args):
     refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
-    say(expected_time(model, xs[:batch], args.k, n))
-    rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
-    total = 0.0
-    t0 = time.perf_counter()
-    with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
-        for start in range(0, n, batch):
-            x = xs[start:start + batch]
-            ll = log_likelihood(model, x, args.k, rng)
-            total += ll.sum()
-            bar.update(len(x))
-            bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
-    seconds = time.perf_counter() - t0
+    count, line = threads.resolve(args.blas_threads, lambda: probe(model, xs[:batch], args.k),
+                                  f"{min(args.k, 200)} samples of {batch} images")
+    if line:
+        say(line)
+    with threads.limited(count):
+        say(expected_time(model, xs[:batch], args.k, n))
+        total, seconds = importance_sampled(model, xs, batch, args)
     refuse_non_finite(dict(log_px=total / n), model, args.checkpoint)
     result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
-                  latent_dim=model.latent_dim, seed=args.seed, seconds=seconds)
+                  latent_dim=model.latent_dim, seed=args.seed, seconds=seconds,
+                  blas_threads=count)
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
@@ -295,6 +304,21 @@ def _evaluate(args):
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+def importance_sampled(model, xs, batch, args):
+    """(Σ_images L_k, seconds): the estimate over the images xs (n, D), `batch` at a time,
+    from the --seed's importance stream, with a progress bar."""
+    rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
+    n, total = len(xs), 0.0
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
+        for start in range(0, n, batch):
+            x = xs[start:start + batch]
+            total += log_likelihood(model, x, args.k, rng).sum()
+            bar.update(len(x))
+            bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
+    return total, time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -101,3 +101,21 @@ def choose(step, counts, budget=0.5, rounds=7):
     medians = {n: statistics.median(ts) for n, ts in times.items()}
     best = min(medians.values())
     return min(n for n in counts if medians[n] <= 1.05 * best), medians
+
+
+def resolve(requested, step, what="a training step"):
+    """(count, line): `requested` when it is a count (or None), else ("auto") the fastest of
+    candidates() for `step` (choose), with a line saying what was timed (`what`: one `step`);
+    None when numpy's BLAS has no pool this process can size."""
+    if requested != AUTO:
+        return requested, None
+    if not controllable():
+        return None, ("BLAS threads: as the environment made them (threadpoolctl finds no "
+                      "thread pool in numpy's BLAS to size)")
+    size = pool_size()
+    if size == 1:
+        return 1, None
+    n, seconds = choose(step, candidates(size))
+    return n, (f"BLAS threads: {n} ("
+               + ", ".join(f"{k}: {1e3 * t:.2f}" for k, t in seconds.items())
+               + f" ms for {what}, timed now; --blas-threads N fixes the count)")

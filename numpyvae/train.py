@@ -134,18 +134,11 @@ def memory_check(cfg):
 
 def blas_threads(cfg, images, log):
     """The count of BLAS threads the run trains with (numpyvae/threads.py): cfg.blas_threads
-    when it is one (a resumed run's, or --blas-threads N), else ("auto") the fastest of
-    threads.candidates() for a training step of this run's shape, timed now on a model of its
-    own — the run's model, data and Generators are untouched. None: as the environment."""
+    when it is one (a resumed run's, or --blas-threads N), else ("auto") the fastest for a
+    training step of this run's shape, timed now on a model of its own — the run's model, data
+    and Generators are untouched. None: as the environment."""
     if cfg.blas_threads != threads.AUTO:
         return cfg.blas_threads
-    if not threads.controllable():
-        log("BLAS threads: as the environment made them (threadpoolctl finds no thread pool "
-            "in numpy's BLAS to size)")
-        return None
-    size = threads.pool_size()
-    if size == 1:
-        return 1
     model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
                 backend=cfg.backend, activation=cfg.activation, init=cfg.init)
     B = min(cfg.batch_size, len(images.train))
@@ -154,9 +147,9 @@ def blas_threads(cfg, images, log):
                                                    dtype=model.dtype)            # (L, B, Z)
     grads = model.new_grads()[1]
     step = backends.training_step(model)
-    n, seconds = threads.choose(lambda: step(x, eps, grads), threads.candidates(size))
-    log(f"BLAS threads: {n} ({', '.join(f'{k}: {1e3 * t:.2f}' for k, t in seconds.items())} "
-        f"ms/step, timed now; --blas-threads N fixes the count)")
+    n, line = threads.resolve(cfg.blas_threads, lambda: step(x, eps, grads))
+    if line:
+        log(line)
     return n
 
 

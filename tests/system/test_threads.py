@@ -117,7 +117,7 @@ def test_auto_records_the_count_it_chose(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
     assert timed == [[2, 1]] and recorded(out) == (1, 1)
-    assert "BLAS threads: 1 (2: 9.00, 1: 3.00 ms/step, timed now" in capsys.readouterr().out
+    assert "BLAS threads: 1 (2: 9.00, 1: 3.00 ms for a training step, timed now" in capsys.readouterr().out
 
 
 def test_the_probe_leaves_the_run_as_it_would_be(tmp_path, monkeypatch):
@@ -156,3 +156,23 @@ def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypa
     monkeypatch.setattr(threads, "limited", lambda n: (asked.append(n), real(n))[1])
     assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
     assert asked == [None] and recorded(out) == (None, None)
+
+
+@needs_a_pool
+def test_evaluate_runs_log_p_x_with_the_count_and_records_it(tmp_path, monkeypatch):
+    """Oracle: the pool's size seen from inside the evaluation's log p(x), and its JSON."""
+    from numpyvae import evaluate
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    seen, real = [], evaluate.log_likelihood
+    monkeypatch.setattr(evaluate, "log_likelihood",
+                        lambda *a, **k: (seen.append(threads.pool_size()), real(*a, **k))[1])
+    size = threads.pool_size()
+    args = [str(out), "--k", "5", "--limit", "20"]
+    assert evaluate.main([*args, "--blas-threads", "1", "--json", str(tmp_path / "1.json")]) == 0
+    assert set(seen) == {1} and threads.pool_size() == size
+    assert json.loads((tmp_path / "1.json").read_text())["blas_threads"] == 1
+    seen.clear()
+    assert evaluate.main([*args, "--json", str(tmp_path / "auto.json")]) == 0   # conftest: size
+    assert set(seen) == {size}
+    assert json.loads((tmp_path / "auto.json").read_text())["blas_threads"] == size
