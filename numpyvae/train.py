@@ -93,8 +93,10 @@ def resolve_config(args):
     for name in FIXED_ON_RESUME:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
+            why = ("a resumed run trains with the run's threads, so that it continues bit for "
+                   "bit" if name == "blas_threads" else "a resumed run keeps its hyper-parameters")
             raise UsageError(f"{flag} {given[name]} differs from the run's {getattr(saved, name)} "
-                             f"({path}); a resumed run keeps its hyper-parameters")
+                             f"({path}); {why}")
     for name in set(given) - set(FIXED_ON_RESUME):               # --epochs, --data-dir
         setattr(saved, name, given[name])
     return saved, ck
