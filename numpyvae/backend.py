@@ -78,6 +78,12 @@ def training_step(model):
     return step
 
 
+def flush_below(dtype):
+    """The numba Adam's flush-to-zero bound for its moments (kernels.adam_step): float32's
+    smallest normal number; 0 for float64, whose moments are never flushed."""
+    return np.finfo(np.float32).tiny if dtype == np.float32 else dtype.type(0)
+
+
 def adam_update(backend):
     """f(opt, params, grads): Adam's update of step opt.t (already counted), in place."""
     if check(backend) == "numba":
@@ -87,7 +93,7 @@ def adam_update(backend):
             (b1, b2), f = opt.betas, opt.m.dtype.type
             adam_step(params, grads, opt.m, opt.v, f(1 - b1), f(b2), f(1 - b2),
                       f(1 / np.sqrt(1 - b2 ** opt.t)), f(opt.eps),
-                      f(opt.lr / (1 - b1 ** opt.t)))
+                      f(opt.lr / (1 - b1 ** opt.t)), flush_below(opt.m.dtype))
         return update
     from .adam import numpy_update
     return numpy_update

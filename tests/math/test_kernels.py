@@ -270,3 +270,37 @@ def test_kernel_check_rejects_a_planted_error():
     got[3, 4] += 1e-6
     with pytest.raises(AssertionError):
         assert_close(got, leaky_relu(a + b), TOL_NUMPY[np.float64], "planted")
+
+
+def subnormal(a):
+    """How many entries of a are subnormal numbers of its dtype."""
+    return int(((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)).sum())
+
+
+def test_adam_flushes_subnormal_moments_and_no_parameter_moves():
+    """Oracle: the same kernel told to flush nothing (tiny 0). Half the weights get a small
+    gradient once (1e-30), then 0 for 200 steps, as a rarely lit pixel's do: their first
+    moment decays ×0.9 a step through float32's subnormal range (below 1.2e-38). Flushed, no moment is subnormal and every
+    parameter has the same bits as unflushed; the unflushed run (the planted error: no flush)
+    does hold subnormal moments, so the check can fail. float64 is never flushed."""
+    from numpyvae.backend import flush_below
+    rng = np.random.default_rng(5)
+    P, f = 2001, np.float32
+    p0 = rng.standard_normal(P).astype(f)
+    even = np.arange(P) % 2 == 0
+    g0 = (np.where(even, 1e-30, 1e-3) * rng.standard_normal(P)).astype(f)
+    runs = {}
+    for tiny in (flush_below(np.dtype(f)), f(0)):
+        p, m, v = p0.copy(), np.zeros(P, f), np.zeros(P, f)
+        for t in range(1, 202):
+            g = g0 if t == 1 else np.where(even, f(0), g0)
+            kernels.adam_step(p, g, m, v, f(0.1), f(0.999), f(0.001),
+                              f(1 / np.sqrt(1 - 0.999 ** t)), f(1e-8), f(1e-3 / (1 - 0.9 ** t)),
+                              tiny)
+        runs[float(tiny)] = p, m, v
+    (p, m, v), (p_ref, m_ref, v_ref) = runs[float(flush_below(np.dtype(f)))], runs[0.0]
+    assert subnormal(m) == subnormal(v) == 0
+    assert subnormal(m_ref) > 500                                   # the planted error shows
+    assert np.array_equal(p, p_ref)                                 # bit for bit
+    assert np.array_equal(m[m != 0], m_ref[m != 0]) and np.array_equal(v, v_ref)
+    assert flush_below(np.dtype(np.float64)) == 0
