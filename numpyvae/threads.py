@@ -73,31 +73,32 @@ def limited(n):
         yield
 
 
-def choose(step, counts, budget=0.5, rounds=7):
+def choose(step, counts, warm=0.03, timed=0.07, rounds=2):
     """(the fastest count, {count: median seconds per step}): `step()` timed under each count
-    of `counts` (candidates()), round-robin so that a busy spell lands on every count alike.
-    Each timing follows an untimed step under the same count, as in training, where the pool's
-    threads are awake from the step before; it covers 3 steps (1 when a step takes over 20 ms).
-    Rounds go on until `budget` seconds have passed: at least 2 (1 for steps over 50 ms), at
-    most `rounds`. `step` must change nothing a run's numbers depend on. Ties (within 5%) go
-    to fewer threads, which a later busy spell slows least."""
+    of `counts` (candidates()), `rounds` times in turn. Each timing is a block of steps under
+    one count: `warm` seconds untimed, then `timed` seconds on the clock (at least one step
+    each). Short alternating timings would mislead on a busy machine: a pool thread that slept
+    while the other count ran wakes with the scheduler's credit for sleepers and outruns the
+    competing process for a few milliseconds, before the two settle into sharing the core —
+    measured at batch 16 beside a busy process, 3-step timings chose 2 threads (1.2 against
+    1.6 ms a step) for an epoch that then ran at 6.2 ms a step. `step` must change nothing a
+    run's numbers depend on. Ties (within 5%) go to fewer threads, which a later busy spell
+    slows least."""
     with limited(counts[0]):
-        t = time.perf_counter()
-        step()                                         # also compiles and allocates, untimed
-        took = time.perf_counter() - t
-    reps, least = (3 if took < 0.02 else 1), (2 if took < 0.05 else 1)
+        step()                                         # compiles and allocates, untimed
     times = {n: [] for n in counts}
-    t_end = time.perf_counter() + budget
-    for r in range(rounds):
-        if r >= least and time.perf_counter() > t_end:
-            break
+    for _ in range(rounds):
         for n in counts:
             with limited(n):
+                t_warm = time.perf_counter() + warm
                 step()
-                t = time.perf_counter()
-                for _ in range(reps):
+                while time.perf_counter() < t_warm:
                     step()
-                times[n].append((time.perf_counter() - t) / reps)
+                t, k = time.perf_counter(), 0
+                while k == 0 or time.perf_counter() - t < timed:
+                    step()
+                    k += 1
+                times[n].append((time.perf_counter() - t) / k)
     medians = {n: statistics.median(ts) for n, ts in times.items()}
     best = min(medians.values())
     return min(n for n in counts if medians[n] <= 1.05 * best), medians

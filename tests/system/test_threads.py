@@ -54,11 +54,11 @@ def sleeper(seconds_by_size):
 def test_choose_takes_the_faster_count_and_ties_go_to_fewer_threads():
     """Known durations 6 ms and 2 ms, each way round (the reversed case is the planted error:
     a choice that ignored the timings would get one of the two wrong)."""
-    n, seconds = choose(sleeper({2: 0.006, 1: 0.002}), [2, 1], budget=0.05)
+    n, seconds = choose(sleeper({2: 0.006, 1: 0.002}), [2, 1], warm=0.005, timed=0.02)
     assert n == 1 and seconds[2] > seconds[1]
-    n, seconds = choose(sleeper({2: 0.002, 1: 0.006}), [2, 1], budget=0.05)
+    n, seconds = choose(sleeper({2: 0.002, 1: 0.006}), [2, 1], warm=0.005, timed=0.02)
     assert n == 2 and seconds[2] < seconds[1]
-    assert choose(sleeper({2: 0.002, 1: 0.002}), [2, 1], budget=0.05)[0] == 1
+    assert choose(sleeper({2: 0.002, 1: 0.002}), [2, 1], warm=0.005, timed=0.02)[0] == 1
 
 
 def test_the_flag_takes_auto_or_a_count(capsys):
