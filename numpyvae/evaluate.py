@@ -282,7 +282,8 @@ def _evaluate(args):
     refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
-    count, line = threads.resolve(args.blas_threads, lambda: probe(model, xs[:batch], args.k),
+    count, line = threads.resolve(args.blas_threads,
+                                  lambda: lambda: probe(model, xs[:batch], args.k),
                                   f"{min(args.k, 200)} samples of {batch} images")
     if line:
         say(line)

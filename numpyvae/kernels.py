@@ -366,7 +366,7 @@ def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2,
 
     A moment below `tiny` in magnitude is stored as 0 (backend.adam_update passes float32's
     smallest normal, 1.2e-38, and 0 — nothing flushed — for float64). The first moment of a
-    weight whose gradient is always 0 (a border pixel no image lights) shrinks ×0.9 a step and
+    weight whose gradient is mostly 0 (a border pixel few images light) shrinks ×0.9 a step and
     turns subnormal within a thousand steps; every later operation on it then costs a
     microcode assist on Intel CPUs (Adam 3× slower with half its moments subnormal) and 1.4×
     on AMD Zen 3. Its contribution to the parameter, below 1e-30, is already below any

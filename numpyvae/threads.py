@@ -104,10 +104,11 @@ def choose(step, counts, warm=0.03, timed=0.07, rounds=2):
     return min(n for n in counts if medians[n] <= 1.05 * best), medians
 
 
-def resolve(requested, step, what="a training step"):
+def resolve(requested, make_step, what="a training step"):
     """(count, line): `requested` when it is a count (or None), else ("auto") the fastest of
-    candidates() for `step` (choose), with a line saying what was timed (`what`: one `step`);
-    None when numpy's BLAS has no pool this process can size."""
+    candidates() for the step `make_step()` returns (choose), with a line saying what was
+    timed (`what`: one step); None when numpy's BLAS has no pool this process can size. The
+    step is made only when there is a choice to time."""
     if requested != AUTO:
         return requested, None
     if not controllable():
@@ -116,7 +117,7 @@ def resolve(requested, step, what="a training step"):
     size = pool_size()
     if size == 1:
         return 1, None
-    n, seconds = choose(step, candidates(size))
+    n, seconds = choose(make_step(), candidates(size))
     return n, (f"BLAS threads: {n} ("
                + ", ".join(f"{k}: {1e3 * t:.2f}" for k, t in seconds.items())
                + f" ms for {what}, timed now; --blas-threads N fixes the count)")

@@ -139,17 +139,17 @@ def blas_threads(cfg, images, log):
     when it is one (a resumed run's, or --blas-threads N), else ("auto") the fastest for a
     training step of this run's shape, timed now on a model of its own — the run's model, data
     and Generators are untouched. None: as the environment."""
-    if cfg.blas_threads != threads.AUTO:
-        return cfg.blas_threads
-    model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
-                backend=cfg.backend, activation=cfg.activation, init=cfg.init)
-    B = min(cfg.batch_size, len(images.train))
-    x = (images.train[:B] >= 128).astype(model.dtype)                          # (B, D)
-    eps = np.random.default_rng(0).standard_normal((cfg.samples, B, cfg.latent_dim),
-                                                   dtype=model.dtype)            # (L, B, Z)
-    grads = model.new_grads()[1]
-    step = backends.training_step(model)
-    n, line = threads.resolve(cfg.blas_threads, lambda: step(x, eps, grads))
+    def make_step():
+        model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype, seed=cfg.seed,
+                    backend=cfg.backend, activation=cfg.activation, init=cfg.init)
+        B = min(cfg.batch_size, len(images.train))
+        x = (images.train[:B] >= 128).astype(model.dtype)                      # (B, D)
+        eps = np.random.default_rng(0).standard_normal((cfg.samples, B, cfg.latent_dim),
+                                                       dtype=model.dtype)        # (L, B, Z)
+        grads = model.new_grads()[1]
+        step = backends.training_step(model)
+        return lambda: step(x, eps, grads)
+    n, line = threads.resolve(cfg.blas_threads, make_step)
     if line:
         log(line)
     return n
@@ -372,9 +372,9 @@ def run(cfg, out, resume=None, log=print, stop=None):
     with threads.limited(cfg.blas_threads):
         have = threads.pool_size()
         if cfg.blas_threads is not None and have != cfg.blas_threads:
-            log(f"BLAS threads: {have}, not the run's {cfg.blas_threads} (this BLAS cannot run "
-                f"{cfg.blas_threads} threads here): float32 results will differ in their last "
-                f"bits from a run with {cfg.blas_threads}")
+            log(f"BLAS threads: {have or 'as the environment made them'}, not the run's "
+                f"{cfg.blas_threads} (this BLAS cannot be given {cfg.blas_threads} here): float32 "
+                f"results will differ in their last bits from a run with {cfg.blas_threads}")
         return _run(cfg, out, images, resume, log, stop)
 
 
