@@ -9,8 +9,8 @@ Works on one flat buffer, so the whole model is updated in one pass.
 does the same as one numba pass (numpyvae.kernels.adam_step), which multiplies by
 1/√(1 − β₂ᵗ) where this path divides, so the two differ by one rounding, and which stores a
 float32 moment below the smallest normal number (1.2e-38) as 0: subnormal numbers are slow on
-most CPUs, and such a moment moves no parameter's bits (kernels.adam_step says how this was
-measured).
+most CPUs, and such a moment moves no bit of a weight not ≈ 0 (kernels.adam_step says how
+this was measured).
 """
 import numpy as np
 

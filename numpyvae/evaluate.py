@@ -282,12 +282,16 @@ def _evaluate(args):
     refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
-    count, line = threads.resolve(args.blas_threads,
-                                  lambda: lambda: probe(model, xs[:batch], args.k),
-                                  f"{min(args.k, 200)} samples of {batch} images")
+    few = xs[:min(batch, 25)]                 # 200 samples × 25 images: one decoder chunk
+    count, line = threads.resolve(args.blas_threads, lambda: lambda: probe(model, few, args.k),
+                                  f"{min(args.k, 200)} samples of {len(few)} images")
     if line:
         say(line)
     with threads.limited(count):
+        short = threads.shortfall(count)
+        if short:
+            say(short)
+            count = threads.pool_size()
         say(expected_time(model, xs[:batch], args.k, n))
         total, seconds = importance_sampled(model, xs, batch, args)
     refuse_non_finite(dict(log_px=total / n), model, args.checkpoint)

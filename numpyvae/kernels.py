@@ -368,10 +368,11 @@ def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2,
     smallest normal, 1.2e-38, and 0 — nothing flushed — for float64). The first moment of a
     weight whose gradient is mostly 0 (a border pixel few images light) shrinks ×0.9 a step and
     turns subnormal within a thousand steps; every later operation on it then costs a
-    microcode assist on Intel CPUs (Adam 3× slower with half its moments subnormal) and 1.4×
-    on AMD Zen 3. Its contribution to the parameter, below 1e-30, is already below any
-    weight's last bit: the flushed run's parameters are the same bits (4,000 steps at batch 16:
-    6,863 moments flushed, not one parameter changed)."""
+    microcode assist on Intel CPUs (Adam 3× slower with half its moments subnormal) and, on
+    AMD Zen 3, made this pass 1.8× slower with 2% of them subnormal (docs/speed.md). Its
+    contribution to the parameter, below 1e-30, is below the last bit of any weight not ≈ 0:
+    the flushed runs' parameters had the same bits (2,500 batch-16 steps of `train`, 2,258
+    moments flushed; 4,000 steps through the API, 6,863)."""
     for k in range(params.shape[0]):
         g = grads[k]
         mk = m[k] + (g - m[k]) * one_minus_b1

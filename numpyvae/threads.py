@@ -47,18 +47,29 @@ def controllable():
 
 
 def pool_size():
-    """The BLAS's threads as they are now (the environment's, unless limited), or None."""
+    """The BLAS's threads as they are now (the environment's, unless limited), or None: the
+    fewest over the BLAS libraries loaded (numpy's, and scipy's own copy)."""
     libs = _controller().lib_controllers
-    return max(lib.num_threads for lib in libs) if libs else None
+    return min(lib.num_threads for lib in libs) if libs else None
+
+
+def shortfall(n):
+    """Inside `limited(n)`: None when the pool has n threads (or n is None), else the line
+    saying it could not be given n and what follows."""
+    have = pool_size()
+    if n is None or have == n:
+        return None
+    return (f"BLAS threads: {have or 'as the environment made them'}, not {n} (this BLAS "
+            f"cannot be given {n} here): float32 results differ in their last bits from {n}'s")
 
 
 def candidates(size):
     """The counts `choose` times for a pool of `size` threads: size, size/2, … down to 1."""
     counts = []
-    while size >= 1:
+    while size >= 1:                     # … 2, 1: halving an integer always ends at 1
         counts.append(size)
         size //= 2
-    return counts if counts[-1] == 1 else counts + [1]
+    return counts
 
 
 @contextlib.contextmanager
@@ -116,7 +127,7 @@ def resolve(requested, make_step, what="a training step"):
                       "thread pool in numpy's BLAS to size)")
     size = pool_size()
     if size == 1:
-        return 1, None
+        return 1, "BLAS threads: 1 (the pool has one thread: nothing to choose)"
     n, seconds = choose(make_step(), candidates(size))
     return n, (f"BLAS threads: {n} ("
                + ", ".join(f"{k}: {1e3 * t:.2f}" for k, t in seconds.items())

@@ -90,16 +90,27 @@ def resolve_config(args):
     path = resume_path(args)
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
     saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
+    if given.get("blas_threads") == threads.AUTO:        # the default: the run's own count
+        del given["blas_threads"]
     for name in FIXED_ON_RESUME:
         if name in given and given[name] != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
-            why = ("a resumed run trains with the run's threads, so that it continues bit for "
-                   "bit" if name == "blas_threads" else "a resumed run keeps its hyper-parameters")
-            raise UsageError(f"{flag} {given[name]} differs from the run's {getattr(saved, name)} "
-                             f"({path}); {why}")
+            raise UsageError(f"{flag} {given[name]} differs from the run's "
+                             f"{recorded_as(name, getattr(saved, name))} ({path}); "
+                             + ("a resumed run trains with the run's threads, so that it "
+                                "continues bit for bit" if name == "blas_threads" else
+                                "a resumed run keeps its hyper-parameters"))
     for name in set(given) - set(FIXED_ON_RESUME):               # --epochs, --data-dir
         setattr(saved, name, given[name])
     return saved, ck
+
+
+def recorded_as(name, value):
+    """A recorded setting's value in words, for messages."""
+    if name == "blas_threads" and value is None:
+        return ("threads as the environment makes them (recorded before --blas-threads "
+                "existed: OPENBLAS_NUM_THREADS sets them)")
+    return value
 
 
 def resume_path(args):
@@ -370,11 +381,9 @@ def run(cfg, out, resume=None, log=print, stop=None):
     images = load_images(cfg)
     cfg = replace(cfg, blas_threads=blas_threads(cfg, images, log))    # a count, recorded
     with threads.limited(cfg.blas_threads):
-        have = threads.pool_size()
-        if cfg.blas_threads is not None and have != cfg.blas_threads:
-            log(f"BLAS threads: {have or 'as the environment made them'}, not the run's "
-                f"{cfg.blas_threads} (this BLAS cannot be given {cfg.blas_threads} here): float32 "
-                f"results will differ in their last bits from a run with {cfg.blas_threads}")
+        line = threads.shortfall(cfg.blas_threads)
+        if line:
+            log(line)
         return _run(cfg, out, images, resume, log, stop)
 
 

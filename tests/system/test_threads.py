@@ -7,7 +7,6 @@ reversed twin the other one); the run's files (config.json and the checkpoint re
 and the pool's size seen from inside training.
 """
 import json
-import time
 
 import numpy as np
 import pytest
@@ -45,20 +44,30 @@ def test_limited_sizes_the_pool_and_puts_it_back():
         assert threads.pool_size() == size
 
 
-def sleeper(seconds_by_size):
-    """A step that takes a known time for each pool size, as the oracle of `choose`."""
-    return lambda: time.sleep(seconds_by_size[threads.pool_size()])
+@pytest.fixture
+def clock(monkeypatch):
+    """threads' clock, advanced only by the steps: each takes a known time for each pool size,
+    as the oracle of `choose`, whatever the machine's load."""
+    now = [0.0]
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: now[0])
+
+    def step_taking(seconds_by_size):
+        def step():
+            now[0] += seconds_by_size[threads.pool_size()]
+        return step
+    return step_taking
 
 
 @needs_a_pool
-def test_choose_takes_the_faster_count_and_ties_go_to_fewer_threads():
+def test_choose_takes_the_faster_count_and_ties_go_to_fewer_threads(clock):
     """Known durations 6 ms and 2 ms, each way round (the reversed case is the planted error:
     a choice that ignored the timings would get one of the two wrong)."""
-    n, seconds = choose(sleeper({2: 0.006, 1: 0.002}), [2, 1], warm=0.005, timed=0.02)
-    assert n == 1 and seconds[2] > seconds[1]
-    n, seconds = choose(sleeper({2: 0.002, 1: 0.006}), [2, 1], warm=0.005, timed=0.02)
-    assert n == 2 and seconds[2] < seconds[1]
-    assert choose(sleeper({2: 0.002, 1: 0.002}), [2, 1], warm=0.005, timed=0.02)[0] == 1
+    n, seconds = choose(clock({2: 0.006, 1: 0.002}), [2, 1])
+    assert n == 1 and seconds == pytest.approx({2: 0.006, 1: 0.002})
+    n, seconds = choose(clock({2: 0.002, 1: 0.006}), [2, 1])
+    assert n == 2 and seconds == pytest.approx({2: 0.002, 1: 0.006})
+    assert choose(clock({2: 0.002, 1: 0.0021}), [2, 1])[0] == 1       # within 5%: fewer
+    assert choose(clock({2: 0.002, 1: 0.0022}), [2, 1])[0] == 2
 
 
 def test_the_flag_takes_auto_or_a_count(capsys):
@@ -101,6 +110,9 @@ def test_a_count_is_recorded_and_a_resumed_run_trains_with_it(tmp_path, monkeypa
     assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
     assert "with the run's 1 BLAS thread" in capsys.readouterr().out
     assert seen == [1, 1] and recorded(out) == (1, 1)
+    assert train.main(["--resume", "--out", str(out), "--epochs", "3",     # the default: the
+                       "--blas-threads", "auto"]) == 0                     # run's own count
+    assert seen == [1, 1, 1] and recorded(out) == (1, 1)
 
 
 def test_auto_records_the_count_it_chose(tmp_path, monkeypatch, capsys):
@@ -140,7 +152,7 @@ def test_the_probe_leaves_the_run_as_it_would_be(tmp_path, monkeypatch):
     assert ca.rng_state == cb.rng_state and ca.history["test_neg_elbo"] == cb.history["test_neg_elbo"]
 
 
-def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypatch):
+def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypatch, capsys):
     """Known value: a run recorded before --blas-threads trained with the pool as the
     environment made it, and resumes with it (None: `limited` leaves the pool alone)."""
     out = tmp_path / "run"
@@ -154,6 +166,9 @@ def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypa
     asked = []
     real = threads.limited
     monkeypatch.setattr(threads, "limited", lambda n: (asked.append(n), real(n))[1])
+    assert train.main(["--resume", "--out", str(out), "--epochs", "3", "--blas-threads", "1"]) == 2
+    assert "differs from the run's threads as the environment makes them" in \
+        capsys.readouterr().err
     assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
     assert asked == [None] and recorded(out) == (None, None)
 
