@@ -136,14 +136,11 @@ def numpyvae_epoch(s, backend):
     chosen = [None]                              # None (before any start): as the environment
 
     def start(ranges):
-        if not threads.controllable():
-            return "BLAS threads as the environment made them"
         a, b = ranges[0]
         grads = model.new_grads()[1]             # the probe changes neither params nor Adam
-        chosen[0], seconds = threads.choose(lambda: model.loss_and_grads(X[a:b], E[a:b], grads),
-                                            threads.candidates(threads.pool_size()))
-        return f"{chosen[0]} BLAS thread{'s' * (chosen[0] != 1)} (" + ", ".join(
-            f"{n}: {1e3 * t:.2f}" for n, t in seconds.items()) + " ms/step)"
+        chosen[0], line = threads.resolve(
+            threads.AUTO, lambda: lambda: model.loss_and_grads(X[a:b], E[a:b], grads))
+        return line
 
     def epoch(ranges):
         losses = np.empty(len(ranges))
