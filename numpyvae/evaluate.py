@@ -10,7 +10,9 @@ never on the test set.
 
 log p(x) runs with the BLAS threads `--blas-threads` asks for; `auto` (the default) times a
 few of its chunks with each count, as training does (numpyvae/threads.py), and the JSON records
-the count: float32 results differ between counts in their last bits (~1e-6 nats).
+the count: float32 results differ between counts in their last bits (~1e-6 nats). The −ELBO
+runs with the run's own count, as training evaluated it: on the images the run evaluated (its
+--limit), it is the last test −ELBO of the run's metrics.csv, bit for bit.
 """
 import contextlib
 import json
@@ -278,7 +280,14 @@ def _evaluate(args):
                                   cfg["latent_dim"], cfg["dtype"]),
                  f"--batch {args.batch} with --k {args.k} on {n:,} images",
                  "use a smaller --batch (or --limit)")
-    neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
+    # The −ELBO with the run's own BLAS threads (None: the environment's, which a run recorded
+    # before the setting trained with): training computed its per-epoch test −ELBO so, and the
+    # count moves float32 bits, so this is metrics.csv's number for the same images, bit for bit.
+    with threads.limited(cfg["blas_threads"]):
+        short = threads.shortfall(cfg["blas_threads"])
+        if short:
+            say(f"−ELBO: {short}")
+        neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)
     refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])

@@ -191,3 +191,27 @@ def test_evaluate_runs_log_p_x_with_the_count_and_records_it(tmp_path, monkeypat
     assert evaluate.main([*args, "--json", str(tmp_path / "auto.json")]) == 0   # conftest: size
     assert set(seen) == {size}
     assert json.loads((tmp_path / "auto.json").read_text())["blas_threads"] == size
+
+
+@needs_a_pool
+def test_evaluate_gives_the_runs_own_test_neg_elbo_bit_for_bit(tmp_path):
+    """Oracle: the run's own last test −ELBO (its checkpoint's history, metrics.csv's number),
+    computed by training under the run's count. evaluate's −ELBO must be that float, whatever
+    count its log p(x) uses. Planted: the same evaluation under the pool's full size gives
+    other bits, so the comparison can tell the counts apart."""
+    from numpyvae import evaluate
+    out = tmp_path / "run"
+    assert train.main(["--hidden-dim", "200", "--batch-size", "100", "--limit", "300",
+                       "--blas-threads", "1", "--epochs", "1", "--out", str(out)]) == 0
+    want = ck.load(out / "checkpoint.npz").history["test_neg_elbo"][-1]
+    size = threads.pool_size()
+    path = tmp_path / "e.json"
+    assert evaluate.main([str(out), "--k", "1", "--blas-threads", str(size),
+                          "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["neg_elbo"] == want
+    assert threads.pool_size() == size
+    model, cfg = ck.load_model(out)
+    images = evaluate.split_images(cfg, "test")
+    with threads.limited(size):
+        planted = evaluate.evaluate_test(model, images, cfg["seed"], cfg["binarize"])[0]
+    assert planted != want
