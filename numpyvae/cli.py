@@ -55,6 +55,15 @@ def flag_type(convert, accept, expected):
     return parse
 
 
+def add_checkpoint_argument(parser):
+    """The CHECKPOINT argument of the commands that read a run (evaluate, sample and the
+    reference's evaluate): a run folder or a checkpoint file. An empty one is refused as the
+    usage error it is; it would have read ./checkpoint.npz."""
+    parser.add_argument("checkpoint",
+                        type=flag_type(str, bool, "a run folder or a checkpoint file"),
+                        help="a run folder (holding checkpoint.npz) or a checkpoint file")
+
+
 def decimal_int(text):
     """int(text) for plain decimal digits only: int() itself also takes "1_0" and other
     scripts' digits ("١"), which no one means as a number on a command line."""

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from . import data, threads
 from .checkpoint import CheckpointError, load_model
-from .cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
+from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
+                  run_command, say)
 from .config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
@@ -228,7 +229,7 @@ def split_images(cfg, split, data_dir=None):
 
 def build_parser():
     p = argument_parser("python -m numpyvae.evaluate", __doc__)
-    p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
+    add_checkpoint_argument(p)
     p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image (default 5000)")
     p.add_argument("--split", choices=("test", "train", "holdout"), default="test",

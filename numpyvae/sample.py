@@ -13,7 +13,8 @@ import numpy as np
 
 from . import data, plots
 from .checkpoint import load_model
-from .cli import UsageError, argument_parser, check_output_path, int_in, run_command
+from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
+                  run_command)
 from .config import DATA_DIR_FLAG, MAX_SEED
 from .evaluate import (data_folder, eval_inputs, run_folder_of,
                        tidy_run_folder)
@@ -33,7 +34,7 @@ MAX_STEPS = 10**6
 
 def build_parser():
     p = argument_parser("python -m numpyvae.sample", __doc__)
-    p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
+    add_checkpoint_argument(p)
     p.add_argument("--n", type=int_in(1, MAX_IMAGES), default=64,
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
                         "grid is written pixel for pixel, without a title")

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import UsageError, argument_parser, int_in, run_command
+from numpyvae.cli import UsageError, add_checkpoint_argument, argument_parser, int_in, run_command
 from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, data_folder, eval_generator,
                                eval_inputs, non_finite, write_json)
@@ -73,7 +73,7 @@ def neg_elbo_parts(model, x, eps):
 
 def build_parser():
     p = argument_parser("python -m reference.evaluate", __doc__)
-    p.add_argument("checkpoint", help="a run folder (holding checkpoint.npz) or a checkpoint file")
+    add_checkpoint_argument(p)
     p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image (default 5000)")
     p.add_argument("--limit", type=int_in(0, MAX_IMAGES), default=0,

@@ -82,6 +82,19 @@ def test_an_empty_out_is_a_usage_error_not_the_default(tmp_path, capsys, monkeyp
     assert '--out "": an empty path' in err_line(capsys) and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", [evaluate, sample, reference_evaluate])
+def test_an_empty_checkpoint_is_a_usage_error(tmp_path, capsys, monkeypatch, run_dir, command):
+    """Planted: a checkpoint.npz in the working folder, which the empty path would have read
+    (evaluate and sample exited 1 with "checkpoint.npz: no such checkpoint file" without one)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoint.npz").write_bytes((run_dir / "checkpoint.npz").read_bytes())
+    with pytest.raises(SystemExit) as stop:
+        command.main([""])
+    assert stop.value.code == 2 and "argument checkpoint: expected a run folder or a " \
+        "checkpoint file, got ''" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
 def test_train_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     taken = tmp_path / "notes.json"
     taken.write_text("mine")
