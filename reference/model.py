@@ -28,6 +28,9 @@ def pick_device(name=None):
             raise ValueError(f"this torch ({torch.__version__}) sees no CUDA GPU; use cpu")
         if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
             raise ValueError(f"there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 …)")
+        if device.type in ("cpu", "mps") and device.index not in (None, 0):
+            raise ValueError(f"there is one {device.type.upper()} device here ({device.type} "
+                             f"or {device.type}:0)")
         if device.type == "mps" and not mps:
             raise ValueError(f"this torch ({torch.__version__}) has no MPS device; use cpu")
         if device.type not in ("cpu", "cuda", "mps"):

@@ -264,6 +264,7 @@ def test_torch_reference_evaluation_bad_input(tmp_path, fake_data, monkeypatch, 
     assert "expected an integer from 1 to 60,000, got '0'" in capsys.readouterr().err
     for flags, message in [(["--device", "foo"], "--device foo: not a device name"),
                            (["--device", "xla"], "--device xla: not a device the reference"),
+                           (["--device", "cpu:99"], "--device cpu:99: there is one CPU device"),
                            (["--json", str(tmp_path / "no" / "r.json")], "does not exist")]:
         assert ref_evaluate.main([str(out), *flags]) == 2, flags
         err = capsys.readouterr().err
