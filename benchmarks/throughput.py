@@ -78,7 +78,8 @@ def load_train(data_dir, dtype, seed):
     try:
         images, _ = data.load("mnist", split="train", data_dir=data_dir)
     except data.DataError as err:
-        raise data.DataError(f"benchmarks needs MNIST train (numpyvae.data.load): {err}\n"
+        found = str(err).rstrip(".")
+        raise data.DataError(f"benchmarks needs MNIST train (numpyvae.data.load): {found}. "
                              f"Put the IDX files in --data-dir (or ~/datasets/mnist) and run "
                              f"again.") from None
     rng = np.random.default_rng(seed)

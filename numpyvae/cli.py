@@ -220,6 +220,12 @@ def say(message):
     stream.flush()
 
 
+def one_line(text):
+    """text with its control characters written as escapes (a newline as \\n): an error names
+    what it was given, and a path holding a newline must not split the error's one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m[0])[1:-1], str(text))
+
+
 def signal_name(signum):
     return signal.Signals(signum).name
 
@@ -244,13 +250,13 @@ def run_command(work, os_error=None):
         try:
             return work()
         except UsageError as e:
-            say(f"error: {e}")
+            say(f"error: {one_line(e)}")
             return EXIT_USAGE
         except (DataError, CheckpointError, RunLocked) as e:
-            say(f"error: {e}")
+            say(f"error: {one_line(e)}")
             return EXIT_ERROR
         except OSError as e:
-            say(f"error: {os_error(e) if os_error else e}")
+            say(f"error: {one_line(os_error(e) if os_error else e)}")
             return EXIT_ERROR
         except KeyboardInterrupt as e:
             signum = getattr(e, "signum", signal.SIGINT)

@@ -335,7 +335,7 @@ def _read_local(name, file_name, path):
     try:
         raw = idxfile.read_idx_bytes(path, _ndim(file_name))
     except IDXError as err:
-        raise DataError(f"{err}\n{advice}") from err
+        raise DataError(f"{err}; {advice}") from err
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err}).") from err
     digest = _sha256(raw)

@@ -95,6 +95,16 @@ def test_an_empty_checkpoint_is_a_usage_error(tmp_path, capsys, monkeypatch, run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
 
 
+def test_a_path_with_control_characters_keeps_the_error_on_one_line(tmp_path, capsys):
+    """Oracle: err_line (exactly one line). A newline in the name a user gave split the error
+    in two, and an escape sequence in it reached the terminal raw; both are written as escapes."""
+    name = str(tmp_path / "run\nfolder\x1b[31m")
+    assert evaluate.main([name]) == 1
+    line = err_line(capsys)
+    assert "run\\nfolder\\x1b[31m" in line and "no such checkpoint file" in line
+    assert "\x1b" not in line
+
+
 def test_train_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     taken = tmp_path / "notes.json"
     taken.write_text("mine")
