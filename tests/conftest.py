@@ -20,7 +20,7 @@ _PYCACHE = []
 
 def pytest_configure(config):
     """The suite starts about 200 Python subprocesses. Where PYTHONDONTWRITEBYTECODE is set
-    (as on our CI machines), each of them compiles every module it imports from source: a
+    (as on this project's machines), each of them compiles every module it imports from source: a
     `python -OO -m benchmarks.sweep --help` compiled torch and jax whole, 9.6 s of the suite's
     time each. The subprocesses get a bytecode cache of the session's own instead, in a
     temporary folder removed at the end (PYTHONPYCACHEPREFIX): nothing is written into the
