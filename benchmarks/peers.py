@@ -126,8 +126,8 @@ def hidden_latent(params):
 
 def numpyvae_epoch(s, backend):
     """(epoch, floor=False, start): numpyvae as `python -m numpyvae.train` runs it, BLAS
-    threads included — `start` times a step with each count (numpyvae.threads.choose, as --blas-threads auto) and
-    the epochs after it train with the fastest."""
+    threads included — `start` times a step with each count (numpyvae.threads.choose, as
+    --blas-threads auto) and the epochs after it train with the fastest."""
     H, Z = hidden_latent(s.params)
     model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend)
     model.load_params(s.params)
