@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 import numpyvae as nv
-from numpyvae import data, likelihood
+from numpyvae import data, evaluate, likelihood, threads
 from numpyvae.cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
 from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.fetch import MAX_TRAIN_IMAGES
@@ -432,13 +432,26 @@ def bench_log_likelihood(args, params, dtype):
                              f"{err}") from None
     x = (images[:args.ll_images].reshape(-1, D) >= 128).astype(dtype)        # (n, D)
     H, Z = args.hidden_dim, args.latent_dim
-    runs = []
+    models = {}
     for backend in ("numba", "numpy"):
-        model = nv.VAE(D, H, Z, dtype=dtype, backend=backend)
-        model.load_params(params)
-        runs.append((f"numpyvae {backend}",
-                     lambda seed, k, m=model: likelihood.log_likelihood(
-                         m, x, k, np.random.default_rng(seed))))
+        models[backend] = nv.VAE(D, H, Z, dtype=dtype, backend=backend)
+        models[backend].load_params(params)
+    # numba as `evaluate` runs it: the BLAS threads timed and chosen, the cores left as workers
+    fast = models["numba"]
+    count, line = threads.resolve(threads.AUTO, lambda: evaluate.chunk_step(fast, x, args.k),
+                                  f"{min(args.k, 200)} samples of {len(x)} images",
+                                  evaluate.CHOOSE_WARM)
+    workers = threads.workers(count)
+    print(f"  numpyvae numba, log-likelihood: {line or f'BLAS threads: {count}'}; "
+          f"{workers} worker{'s' * (workers > 1)}, as evaluate chooses")
+
+    def numba_run(seed, k):
+        with threads.limited(count):
+            return likelihood.log_likelihood(fast, x, k, np.random.default_rng(seed),
+                                             workers=workers)
+    runs = [("numpyvae numba", numba_run),
+            ("numpyvae numpy", lambda seed, k: likelihood.log_likelihood(
+                models["numpy"], x, k, np.random.default_rng(seed)))]
     if not args.no_torch:
         try:
             torch = peers.need_torch()
@@ -474,6 +487,7 @@ def bench_log_likelihood(args, params, dtype):
     rows = [dict(impl=name, seconds=statistics.median(times[name]), runs=times[name],
                  **({"mean_log_px": float(np.mean(results[name]))} if name in results else {}))
             for name, _ in runs]
+    rows[0].update(blas_threads=count, workers=workers)                  # numpyvae numba's
     t_torch = next((r["seconds"] for r in rows if r["impl"] == TORCH), None)
     t_floor = next(r["seconds"] for r in rows if r["impl"] == FLOOR)
     print(f"\nlog-likelihood, k = {args.k}, {len(x)} test images, {dtype}, median of "

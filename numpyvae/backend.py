@@ -33,7 +33,7 @@ def numba_kernels(dtype, activation):
         act(a, b)                a ← f(a + b), in place
         act_backward(d, h, db)   d ← d ⊙ f'(·) from the layer's output h; db = Σ_rows d
         bernoulli_logits(ℓ, b, x, 1/L, db, colsum, row)   BCE sum; ℓ ← dℓ in place
-        loglik_rows(ℓ, b, x, out, row)   out[n] = log p(x_n|z_n) per row
+        loglik_rows(ℓ, b, x, out, first, row)   out[r] = log p(x|z) of decoder row first + r
     The float32 kernels use float32 polynomials for exp/log1p/tanh (numpyvae/kernels.py)."""
     from . import kernels
     from .activations import SLOPE
@@ -56,8 +56,8 @@ def numba_kernels(dtype, activation):
     else:
         bernoulli_logits = kernels.bernoulli_logits
 
-        def loglik_rows(logits, b, x, out, row):
-            kernels.bernoulli_loglik_rows(logits, b, x, out)
+        def loglik_rows(logits, b, x, out, first, row):
+            kernels.bernoulli_loglik_rows(logits, b, x, out, first)
     return SimpleNamespace(act=act, act_backward=act_backward, bernoulli_logits=bernoulli_logits,
                            loglik_rows=loglik_rows)
 
@@ -99,12 +99,13 @@ def adam_update(backend):
     return numpy_update
 
 
-def log_weights(model, x, rows):
+def log_weights(model, x, rows, workers=1):
     """f(model, x, ε (S, B, Z)) -> the log importance weights (S, B) of likelihood.py, for the
-    fixed images x (B, D), S·B ≤ rows samples per call."""
+    fixed images x (B, D), S·B ≤ rows samples per call; the numba one shares each call among
+    `workers` threads (the NumPy one computes in this thread)."""
     if model.backend == "numba":
         from .fused import LogWeights
-        return LogWeights(model, x, rows, numba_kernels(model.dtype, model.activation))
+        return LogWeights(model, x, rows, numba_kernels(model.dtype, model.activation), workers)
     from .likelihood import log_weights
     return log_weights
 

@@ -10,7 +10,9 @@ never on the test set.
 
 log p(x) runs with the BLAS threads `--blas-threads` asks for; `auto` (the default) times a
 few of its chunks with each count, as training does (numpyvae/threads.py), and the JSON records
-the count: float32 results differ between counts in their last bits (~1e-6 nats). The −ELBO
+the count: float32 results differ between counts in their last bits (~1e-6 nats). Cores the
+count leaves free become workers that decode separate blocks of each chunk (threads.workers;
+recorded as `workers`), which changes the time, never the numbers. The −ELBO
 runs with the run's own count, as training evaluated it: on the images the run evaluated (its
 --limit), it is the last test −ELBO of the run's metrics.csv, bit for bit.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import backend as backends
 from . import data, threads
 from .checkpoint import CheckpointError, load_model
 from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
@@ -168,20 +171,46 @@ QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 10
 MAX_K = 10**6
 
 
-def probe(model, x, k, probe_k=200):
+def probe(model, x, k, workers, probe_k=200):
     """L_k of the batch x with min(k, probe_k) samples (200 × 25 images: one full decoder
-    chunk) from a Generator of its own, so that the evaluation's draws are untouched."""
-    log_likelihood(model, x, min(k, probe_k), np.random.default_rng(0))
+    chunk) on `workers` threads, from a Generator of its own, so that the evaluation's draws
+    are untouched."""
+    log_likelihood(model, x, min(k, probe_k), np.random.default_rng(0), workers=workers)
 
 
-def expected_time(model, x, k, n, probe_k=200):
+# Untimed seconds before each count's timing when choosing it: after products on more threads,
+# OpenBLAS's idle threads spin for about 0.1 s (its default thread timeout, 2^28 cycles) on
+# the core a second worker would use. Timed after 0.03 s, one BLAS thread on two workers took
+# 29–36 ms a chunk, after 0.15 s 24–25 ms, against 31–33 ms for two BLAS threads (Zen 3).
+CHOOSE_WARM = 0.15
+
+
+def chunk_step(model, x, k, probe_k=200):
+    """step() for threads.choose: the log weights of one chunk of L_k on the images x,
+    min(k, probe_k) fixed samples each, on the workers of the BLAS count it runs under
+    (threads.workers). Each worker count's workspaces are made at its first call and reused,
+    as a long evaluation makes them once: making them is slower with more workers (their
+    pages are first touched by several threads at once), and would mislead the choice."""
+    eps = np.random.default_rng(0).standard_normal((min(k, probe_k), len(x), model.latent_dim),
+                                                   dtype=model.dtype)
+    made = {}
+
+    def step():
+        workers = threads.workers(threads.pool_size())
+        if workers not in made:
+            made[workers] = backends.log_weights(model, x, eps.shape[0] * len(x), workers)
+        made[workers](model, x, eps)
+    return step
+
+
+def expected_time(model, x, k, n, workers, probe_k=200):
     """A line saying how long L_k on n images will take here, and how to get a quick estimate
     when that is long: the cost is linear in images × samples, timed on the batch x with
     probe_k samples — once to warm up (kernels, workspaces, BLAS threads), once on the clock."""
     probe_k = min(k, probe_k)
     for _ in range(2):
         t0 = time.perf_counter()
-        probe(model, x, probe_k, probe_k)
+        probe(model, x, probe_k, workers, probe_k)
     per_sample = (time.perf_counter() - t0) / (len(x) * probe_k)    # seconds per image·sample
     line = f"log p(x) with k={k} on {n:,} images: {duration(per_sample * n * k)} here"
     if per_sample * n * k > 60:
@@ -293,8 +322,8 @@ def _evaluate(args):
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
     few = xs[:min(batch, 25)]                 # 200 samples × 25 images: one decoder chunk
-    count, line = threads.resolve(args.blas_threads, lambda: lambda: probe(model, few, args.k),
-                                  f"{min(args.k, 200)} samples of {len(few)} images")
+    count, line = threads.resolve(args.blas_threads, lambda: chunk_step(model, few, args.k),
+                                  f"{min(args.k, 200)} samples of {len(few)} images", CHOOSE_WARM)
     if line:
         say(line)
     with threads.limited(count):
@@ -302,13 +331,17 @@ def _evaluate(args):
         if short:
             say(short)
             count = threads.pool_size()
-        say(expected_time(model, xs[:batch], args.k, n))
-        total, seconds = importance_sampled(model, xs, batch, args)
+        workers = threads.workers(count)
+        if workers > 1:
+            say(f"log p(x) on {workers} workers of {count} BLAS thread{'s' * (count > 1)} each "
+                f"(the numbers of one such worker, bit for bit)")
+        say(expected_time(model, xs[:batch], args.k, n, workers))
+        total, seconds = importance_sampled(model, xs, batch, args, workers)
     refuse_non_finite(dict(log_px=total / n), model, args.checkpoint)
     result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                   latent_dim=model.latent_dim, seed=args.seed, seconds=seconds,
-                  blas_threads=count)
+                  blas_threads=count, workers=workers)
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
@@ -321,16 +354,16 @@ def _evaluate(args):
     return 0
 
 
-def importance_sampled(model, xs, batch, args):
+def importance_sampled(model, xs, batch, args, workers):
     """(Σ_images L_k, seconds): the estimate over the images xs (n, D), `batch` at a time,
-    from the --seed's importance stream, with a progress bar."""
+    from the --seed's importance stream, on `workers` threads, with a progress bar."""
     rng = np.random.default_rng([args.seed, IMPORTANCE_STREAM])
     n, total = len(xs), 0.0
     t0 = time.perf_counter()
     with tqdm(total=n, desc=f"log p(x), k={args.k}", unit="image", dynamic_ncols=True) as bar:
         for start in range(0, n, batch):
             x = xs[start:start + batch]
-            total += log_likelihood(model, x, args.k, rng).sum()
+            total += log_likelihood(model, x, args.k, rng, workers=workers).sum()
             bar.update(len(x))
             bar.set_postfix_str(f"log p(x) ≈ {total / (start + len(x)):.3f}", refresh=False)
     return total, time.perf_counter() - t0

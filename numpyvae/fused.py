@@ -16,6 +16,8 @@ the largest batch seen and smaller batches (the last, partial one) use their lea
 The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are listed in
 `matmul_shapes`, which benchmarks/throughput.py uses for its GEMM-only floor.
 """
+import threading
+
 import numpy as np
 
 from . import kernels
@@ -131,44 +133,90 @@ class FusedStep:
         return recon + kl, recon, kl
 
 
+# Decoder rows per block in LogWeights: an eighth of a 5,000-row chunk, so that 2, 4 or 8
+# workers share a full chunk evenly. Each block's products are their own BLAS calls, so a
+# block's numbers depend on its rows and the BLAS's thread count only (OpenBLAS rounds a row
+# differently when the rows around it change), never on which worker decodes it.
+BLOCK_ROWS = 625
+
+
+def blocks(n_rows, block):
+    """[(lo, hi), …]: rows 0 … n_rows − 1 in consecutive blocks of `block` rows, the last one
+    shorter. Every row in exactly one block."""
+    return [(lo, min(lo + block, n_rows)) for lo in range(0, n_rows, block)]
+
+
 class LogWeights:
     """Fused log importance weights for likelihood.log_likelihood (numba backend).
 
     For fixed images x: (B, D), called with ε: (S, B, Z) chunks (S·B ≤ rows), returns
     w = log p(x|z) + log p(z) − log q(z|x): (S, B) float64, as likelihood.log_weights does.
     The encoder runs once; each chunk costs the decoder's three products, two bias+activation
-    passes and one fused pass for the per-row Bernoulli log-likelihood."""
+    passes and one fused pass for the per-row Bernoulli log-likelihood, block by block
+    (BLOCK_ROWS rows). With workers > 1, that many Python threads share a chunk's blocks (the
+    BLAS and the kernels release Python's lock); the numbers are the same bits as with one."""
 
-    def __init__(self, model, x, rows, kern):
-        """kern: backend.numba_kernels(model.dtype, model.activation)."""
+    def __init__(self, model, x, rows, kern, workers=1):
+        """kern: backend.numba_kernels(model.dtype, model.activation); workers ≥ 1 threads."""
         self.model, self.x = model, x
         self.mu, self.logvar = model.encode(x)                            # (B, Z)
         self.sigma = np.exp(0.5 * self.logvar)                            # (B, Z)
         self.sum_logvar = self.logvar.sum(axis=1, dtype=np.float64)       # (B,)
         H, D = model.hidden_dim, model.x_dim
         rows = max(rows, x.shape[0])
+        self.workers = workers
         self.g1 = np.empty((rows, H), model.dtype)                        # (rows, H)
         self.g2 = np.empty((rows, H), model.dtype)                        # (rows, H)
         self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
-        self.row = np.empty(D, model.dtype)                               # (D,) scratch
+        self.row = np.empty((workers, D), model.dtype)                    # (D,) per worker
         self.act, self.loglik_rows = kern.act, kern.loglik_rows
 
+    def _decode(self, zf, spans, t):
+        """log p(x|z) of the rows of each block (lo, hi) that `spans` yields, into self.log_px,
+        with worker t's scratch."""
+        p, mm, x = self.model.params, np.matmul, self.x
+        for lo, hi in spans:
+            g1, g2, logits = self.g1[lo:hi], self.g2[lo:hi], self.logits[lo:hi]
+            mm(zf[lo:hi], p["Decoder.FC_dec1.weight"].T, out=g1)          # (n, H)
+            self.act(g1, p["Decoder.FC_dec1.bias"])
+            mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                 # (n, H)
+            self.act(g2, p["Decoder.FC_dec2.bias"])
+            mm(g2, p["Decoder.FC_output.weight"].T, out=logits)           # (n, D)
+            self.loglik_rows(logits, p["Decoder.FC_output.bias"], x, self.log_px[lo:hi], lo,
+                             self.row[t])
+
+    def _decode_all(self, zf):
+        """_decode over every row of zf: the workers (this thread the first) take the blocks
+        one at a time, the next free worker the next block, so a worker slowed by the machine
+        takes fewer. An exception in any worker is raised here once all are done."""
+        spans = blocks(len(zf), BLOCK_ROWS)
+        n = min(self.workers, len(spans))
+        if n == 1:
+            return self._decode(zf, spans, 0)
+        queue, failed = iter(spans), []        # next() on a list iterator: one block each
+
+        def work(t):
+            try:
+                self._decode(zf, queue, t)
+            except BaseException as e:          # Ctrl-C in this thread too: raised below
+                failed.append(e)
+        others = [threading.Thread(target=work, args=(t,)) for t in range(1, n)]
+        for th in others:
+            th.start()
+        work(0)
+        for th in others:
+            th.join()
+        if failed:
+            raise failed[0]
+
     def __call__(self, model, x, eps):
-        p, mm = model.params, np.matmul
         S, B, Z = eps.shape
         N = S * B
         z = self.mu + self.sigma * eps                                    # (S, B, Z)
-        zf = z.reshape(N, Z)                                              # (N, Z)
-        g1, g2, logits, log_px = self.g1[:N], self.g2[:N], self.logits[:N], self.log_px[:N]
-        mm(zf, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
-        self.act(g1, p["Decoder.FC_dec1.bias"])
-        mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                     # (N, H)
-        self.act(g2, p["Decoder.FC_dec2.bias"])
-        mm(g2, p["Decoder.FC_output.weight"].T, out=logits)               # (N, D)
-        self.loglik_rows(logits, p["Decoder.FC_output.bias"], x, log_px, self.row)
+        self._decode_all(z.reshape(N, Z))
         # log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)
         log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * LOG_2PI)   # (S, B)
         log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * LOG_2PI
                          + self.sum_logvar)                                              # (S, B)
-        return log_px.reshape(S, B) + log_pz - log_qz
+        return self.log_px[:N].reshape(S, B) + log_pz - log_qz

@@ -35,6 +35,8 @@ Deterministic by construction: every kernel is single-threaded and every reducti
 a fixed order (column sums add rows in order; loss sums are accumulated in float64).
 Threads were tried for Adam: numba's OpenMP workers spin after a parallel region and fight
 OpenBLAS's two threads for the two cores, which made the whole step several times slower.
+Every kernel releases Python's lock while it runs (`nogil`), so that fused.LogWeights' workers,
+plain Python threads, run them side by side on separate rows.
 """
 import logging
 import math
@@ -310,14 +312,15 @@ def bernoulli_logits_f32(logits, b, x, scale, db, colsum, row):
     return total
 
 
-def bernoulli_loglik_rows(logits, b, x, out):
-    """out[r] = log p(x_{r % B} | z_r) = −Σ_j BCE(x, logits[r, j] + b_j), float64 (libm).
+def bernoulli_loglik_rows(logits, b, x, out, first):
+    """out[r] = log p(x_i | z_r) = −Σ_j BCE(x_i, logits[r, j] + b_j), i = (first + r) % B,
+    float64 (libm): the rows are decoder rows first, first + 1, … of samples × images.
 
     logits: (N, D), b: (D,), x: (B, D), out: (N,) float64. logits are left unchanged."""
     N, D = logits.shape
     B = x.shape[0]
     for r in range(N):
-        i = r % B
+        i = (first + r) % B
         acc = 0.0
         for j in range(D):
             af = np.float64(logits[r, j] + b[j])
@@ -325,14 +328,14 @@ def bernoulli_loglik_rows(logits, b, x, out):
         out[r] = -acc
 
 
-def bernoulli_loglik_rows_f32(logits, b, x, out, row):
+def bernoulli_loglik_rows_f32(logits, b, x, out, first, row):
     """bernoulli_loglik_rows for float32, vectorized: each row's terms go to `row` (D,)
     float32 scratch in one vectorized pass, then are summed in float64 over 8 fixed lanes."""
     N, D = logits.shape
     B = x.shape[0]
     D8 = D - D % 8
     for r in range(N):
-        i = r % B
+        i = (first + r) % B
         for j in range(D):
             a = logits[r, j] + b[j]
             row[j] = ((a if a > F32_ZERO else F32_ZERO) - x[i, j] * a
@@ -435,7 +438,8 @@ def _jitter(**options):
     def jit(kernel):
         global CACHE_PROBLEM
         try:
-            return njit(cache=CACHE_PROBLEM is None, error_model="numpy", **options)(kernel)
+            return njit(cache=CACHE_PROBLEM is None, error_model="numpy", nogil=True,
+                        **options)(kernel)
         except RuntimeError as e:                       # "cannot cache function …"
             if CACHE_PROBLEM is not None or "cannot cache" not in str(e):
                 raise
@@ -443,7 +447,7 @@ def _jitter(**options):
             log.warning("numba cannot cache its compiled kernels here (%s); compiling them on "
                         "every start instead (a few seconds). Set NUMBA_CACHE_DIR to a "
                         "writable folder to keep them.", e)
-            return njit(error_model="numpy", **options)(kernel)
+            return njit(error_model="numpy", nogil=True, **options)(kernel)
     return jit
 
 

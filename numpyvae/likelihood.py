@@ -51,22 +51,24 @@ def log_weights(model, x, eps):
 ROWS = 5000
 
 
-def log_likelihood(model, x, k, rng, rows=ROWS):
+def log_likelihood(model, x, k, rng, rows=ROWS, workers=1):
     """Importance-weighted estimate L_k of log p(x) per image, float64 (B,).
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
     (samples × images per decoder call), combined with a running log-sum-exp.
     The weights come from the model's backend (numpyvae/backend.py): `log_weights` below, or
     with numba fused.LogWeights (the decoder's bias+activation and the per-row Bernoulli sum
-    fused), from the same draws.
+    fused, on `workers` threads — the same bits with any number), from the same draws.
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     x = model.as_input(x)
     B, Z = x.shape[0], model.latent_dim
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)
-    weights = backends.log_weights(model, x, min(chunk, k) * B)
+    weights = backends.log_weights(model, x, min(chunk, k) * B, workers)
     done = 0
     while done < k:
         S = min(chunk, k - done)

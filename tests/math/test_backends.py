@@ -11,6 +11,7 @@ Tolerances, stated once (rel_err from checks.py):
   OpenBLAS with different operand layouts, so a pre-activation within rounding of 0 may land
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
+- The numba log-likelihood on several workers against itself on one: 0, bit for bit.
 """
 import tracemalloc
 
@@ -201,6 +202,38 @@ def test_log_likelihood_backends_agree(dtype, tol):
     ests = [likelihood.log_likelihood(m, x, 300, np.random.default_rng(8), rows=500)
             for m in models]
     assert np.max(np.abs(ests[0] - ests[1])) <= tol, ests
+
+
+def test_blocks_cover_every_row_once():
+    """Oracle: the rows themselves — each row in exactly one block, in order."""
+    from numpyvae.fused import blocks
+    for n, block in [(497, 100), (5000, 625), (7, 98), (1, 1), (100, 7)]:
+        spans = blocks(n, block)
+        assert [r for lo, hi in spans for r in range(lo, hi)] == list(range(n))
+        assert all(0 < hi - lo <= block for lo, hi in spans)
+
+
+def test_log_likelihood_workers_move_no_bit(monkeypatch):
+    """Oracle: the same evaluation on one worker (fused.LogWeights), bit for bit (tolerance 0):
+    the blocks are fixed by the rows, never by the workers, and each worker has its own
+    scratch. float32, where a block's products round differently when its rows change; blocks
+    of 100 rows, which split samples of 7 images and do not divide a 497-row chunk; more
+    workers than blocks. Planted: workers that lose each chunk's last block (its rows keep
+    the previous chunk's numbers) are caught."""
+    from numpyvae import fused
+    monkeypatch.setattr(fused, "BLOCK_ROWS", 100)
+    model = nv.VAE(dtype="float32", seed=0, backend="numba")
+    x, _ = batch(np.random.default_rng(7), 7, 1, "float32")
+
+    def estimate(workers):
+        return likelihood.log_likelihood(model, x, 300, np.random.default_rng(8), rows=500,
+                                         workers=workers)
+    one = estimate(1)
+    for workers in (2, 3, 64):
+        assert np.array_equal(estimate(workers), one), workers
+    real = fused.blocks
+    monkeypatch.setattr(fused, "blocks", lambda *a: real(*a)[:-1])
+    assert not np.array_equal(estimate(2), one)
 
 
 def test_backend_argument_is_checked():

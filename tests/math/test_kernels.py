@@ -196,16 +196,20 @@ def test_float32_exp_and_log1p_within_a_few_ulps():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bernoulli_loglik_rows(dtype):
+@pytest.mark.parametrize("first", [0, 7])
+def test_bernoulli_loglik_rows(dtype, first):
+    """Rows first, first + 1, … of samples × images: row r's image is x[(first + r) % B]."""
     a, b, x = logits_case(dtype, N=75, B=25)
     out = np.empty(75)
     if dtype == np.float32:
-        args, kernel = (a, b, x, out, np.empty(31, dtype)), kernels.bernoulli_loglik_rows_f32
+        args = (a, b, x, out, first, np.empty(31, dtype))
+        kernel = kernels.bernoulli_loglik_rows_f32
     else:
-        args, kernel = (a, b, x, out), kernels.bernoulli_loglik_rows
+        args, kernel = (a, b, x, out, first), kernels.bernoulli_loglik_rows
     (_, rj), (_, rp) = both(kernel, *args)
     ell = (a + b).astype(np.float64)
-    ref = -bernoulli_nll(ell, np.tile(x, (3, 1)).astype(np.float64)).sum(axis=1)
+    images = np.roll(np.tile(x, (4, 1)), -first, axis=0)[:75].astype(np.float64)
+    ref = -bernoulli_nll(ell, images).sum(axis=1)
     assert_close(rj[3], rp[3], TOL_JIT[dtype], "jit vs py_func")
     assert_close(rj[3], ref, TOL_NUMPY[dtype], "vs NumPy")
 

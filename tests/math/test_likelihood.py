@@ -93,3 +93,5 @@ def test_bad_k():
     model, x = tiny()
     with pytest.raises(ValueError, match="k must be"):
         likelihood.log_likelihood(model, x, 0, np.random.default_rng())
+    with pytest.raises(ValueError, match="workers must be"):
+        likelihood.log_likelihood(model, x, 5, np.random.default_rng(), workers=0)

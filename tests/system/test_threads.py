@@ -175,22 +175,52 @@ def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypa
 
 @needs_a_pool
 def test_evaluate_runs_log_p_x_with_the_count_and_records_it(tmp_path, monkeypatch):
-    """Oracle: the pool's size seen from inside the evaluation's log p(x), and its JSON."""
+    """Oracle: the pool's size and the workers seen from inside the evaluation's log p(x),
+    and its JSON: the count's workers fill the pool (size // count)."""
     from numpyvae import evaluate
     out = tmp_path / "run"
     assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
     seen, real = [], evaluate.log_likelihood
-    monkeypatch.setattr(evaluate, "log_likelihood",
-                        lambda *a, **k: (seen.append(threads.pool_size()), real(*a, **k))[1])
+    monkeypatch.setattr(evaluate, "log_likelihood", lambda *a, **k: (
+        seen.append((threads.pool_size(), k["workers"])), real(*a, **k))[1])
     size = threads.pool_size()
     args = [str(out), "--k", "5", "--limit", "20"]
     assert evaluate.main([*args, "--blas-threads", "1", "--json", str(tmp_path / "1.json")]) == 0
-    assert set(seen) == {1} and threads.pool_size() == size
-    assert json.loads((tmp_path / "1.json").read_text())["blas_threads"] == 1
+    assert set(seen) == {(1, size)} and threads.pool_size() == size
+    result = json.loads((tmp_path / "1.json").read_text())
+    assert (result["blas_threads"], result["workers"]) == (1, size)
     seen.clear()
     assert evaluate.main([*args, "--json", str(tmp_path / "auto.json")]) == 0   # conftest: size
-    assert set(seen) == {size}
-    assert json.loads((tmp_path / "auto.json").read_text())["blas_threads"] == size
+    assert set(seen) == {(size, 1)}
+    result = json.loads((tmp_path / "auto.json").read_text())
+    assert (result["blas_threads"], result["workers"]) == (size, 1)
+
+
+@needs_a_pool
+def test_evaluate_log_p_x_on_workers_is_one_workers_bit_for_bit(tmp_path, monkeypatch):
+    """Oracle: the same evaluation with its workers forced to one (threads.workers): with one
+    BLAS thread on a pool of two or more, the workers change no bit of log p(x). Blocks of 40
+    rows, so that 5 samples × 20 images make three blocks to share. Planted: workers that
+    lose the last block of each chunk (its rows keep the previous chunk's numbers) differ."""
+    from numpyvae import evaluate, fused
+    monkeypatch.setattr(fused, "BLOCK_ROWS", 40)
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+
+    def log_px(name, count):
+        assert evaluate.main([str(out), "--k", "5", "--limit", "20", "--blas-threads",
+                              str(count), "--json", str(tmp_path / name)]) == 0
+        result = json.loads((tmp_path / name).read_text())
+        return result["log_px"], result["workers"]
+    shared = log_px("shared.json", 1)
+    real_workers, real_blocks = threads.workers, fused.blocks
+    monkeypatch.setattr(threads, "workers", lambda count: 1)
+    alone = log_px("alone.json", 1)
+    assert shared[1] == threads.pool_size() and alone[1] == 1
+    assert shared[0] == alone[0]
+    monkeypatch.setattr(threads, "workers", real_workers)
+    monkeypatch.setattr(fused, "blocks", lambda *a: real_blocks(*a)[:-1])
+    assert log_px("planted.json", 1)[0] != alone[0]
 
 
 @needs_a_pool
