@@ -18,8 +18,8 @@ A run recorded before this setting existed (`None`) leaves the pool as the envir
 
 Evaluation (`evaluate`) chooses its count the same way, for its log p(x), and then fills the
 cores the count leaves: with one BLAS thread on a two-thread pool, two Python threads decode
-separate blocks of each chunk (`workers`), which is 5–15% faster than one worker with two BLAS
-threads (Zen 3, docs/speed.md) and gives the numbers of one BLAS thread exactly.
+separate blocks of each chunk (`workers`), which is about 13% faster than one worker with two
+BLAS threads (Zen 3, docs/speed.md) and gives the numbers of one BLAS thread exactly.
 
 The pool is reached through threadpoolctl, which knows OpenBLAS, MKL and BLIS. With a BLAS it
 does not know (macOS Accelerate, say) there is nothing to choose: `controllable()` is False.
