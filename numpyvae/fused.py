@@ -169,7 +169,7 @@ class LogWeights:
         self.g2 = np.empty((rows, H), model.dtype)                        # (rows, H)
         self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
-        self.row = np.empty((workers, D), model.dtype)                    # (D,) per worker
+        self.row = np.empty((workers, D), model.dtype)                    # a row per worker
         self.act, self.loglik_rows = kern.act, kern.loglik_rows
 
     def _decode(self, zf, spans, t):
