@@ -21,7 +21,6 @@ import threading
 import numpy as np
 
 from . import kernels
-from .likelihood import LOG_2PI
 
 
 def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
@@ -151,34 +150,40 @@ class LogWeights:
 
     For fixed images x: (B, D), called with ε: (S, B, Z) chunks (S·B ≤ rows), returns
     w = log p(x|z) + log p(z) − log q(z|x): (S, B) float64, as likelihood.log_weights does.
-    The encoder runs once; each chunk costs the decoder's three products, two bias+activation
-    passes and one fused pass for the per-row Bernoulli log-likelihood, block by block
-    (BLOCK_ROWS rows). With workers > 1, that many Python threads share a chunk's blocks (the
+    The encoder runs once; each chunk is decoded block by block (BLOCK_ROWS rows), and a
+    block costs one pass for z = μ + σ ε and log p(z) − log q(z|x), the decoder's three
+    products, two bias+activation passes and one fused pass for the per-row Bernoulli
+    log-likelihood. With workers > 1, that many Python threads share a chunk's blocks (the
     BLAS and the kernels release Python's lock); the numbers are the same bits as with one."""
 
     def __init__(self, model, x, rows, kern, workers=1):
         """kern: backend.numba_kernels(model.dtype, model.activation); workers ≥ 1 threads."""
         self.model, self.x = model, x
-        self.mu, self.logvar = model.encode(x)                            # (B, Z)
-        self.sigma = np.exp(0.5 * self.logvar)                            # (B, Z)
-        self.sum_logvar = self.logvar.sum(axis=1, dtype=np.float64)       # (B,)
-        H, D = model.hidden_dim, model.x_dim
+        self.mu, logvar = model.encode(x)                                 # (B, Z)
+        self.sigma = np.exp(0.5 * logvar)                                 # (B, Z)
+        self.sum_logvar = logvar.sum(axis=1, dtype=np.float64)            # (B,)
+        H, D, Z = model.hidden_dim, model.x_dim, model.latent_dim
         rows = max(rows, x.shape[0])
         self.workers = workers
+        self.z = np.empty((rows, Z), model.dtype)                         # (rows, Z)
         self.g1 = np.empty((rows, H), model.dtype)                        # (rows, H)
         self.g2 = np.empty((rows, H), model.dtype)                        # (rows, H)
         self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
+        self.log_ratio = np.empty(rows, np.float64)                       # (rows,)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
         self.row = np.empty((workers, D), model.dtype)                    # a row per worker
         self.act, self.loglik_rows = kern.act, kern.loglik_rows
 
-    def _decode(self, zf, spans, t):
-        """log p(x|z) of the rows of each block (lo, hi) that `spans` yields, into self.log_px,
-        with worker t's scratch."""
+    def _decode(self, eps, spans, t):
+        """For the rows of each block (lo, hi) that `spans` yields, from ε: (N, Z), the rows'
+        log p(z) − log q(z|x) into self.log_ratio and log p(x|z) into self.log_px, with
+        worker t's scratch."""
         p, mm, x = self.model.params, np.matmul, self.x
         for lo, hi in spans:
-            g1, g2, logits = self.g1[lo:hi], self.g2[lo:hi], self.logits[lo:hi]
-            mm(zf[lo:hi], p["Decoder.FC_dec1.weight"].T, out=g1)          # (n, H)
+            z, g1, g2, logits = self.z[lo:hi], self.g1[lo:hi], self.g2[lo:hi], self.logits[lo:hi]
+            kernels.sample_log_ratio(self.mu, self.sigma, self.sum_logvar, eps[lo:hi], lo, z,
+                                     self.log_ratio[lo:hi])                 # (n, Z), (n,)
+            mm(z, p["Decoder.FC_dec1.weight"].T, out=g1)                  # (n, H)
             self.act(g1, p["Decoder.FC_dec1.bias"])
             mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                 # (n, H)
             self.act(g2, p["Decoder.FC_dec2.bias"])
@@ -186,19 +191,19 @@ class LogWeights:
             self.loglik_rows(logits, p["Decoder.FC_output.bias"], x, self.log_px[lo:hi], lo,
                              self.row[t])
 
-    def _decode_all(self, zf):
-        """_decode over every row of zf: the workers (this thread the first) take the blocks
-        one at a time, the next free worker the next block, so a worker slowed by the machine
-        takes fewer. An exception in any worker is raised here once all are done."""
-        spans = blocks(len(zf), BLOCK_ROWS)
+    def _decode_all(self, eps):
+        """_decode over every row of ε: (N, Z): the workers (this thread the first) take the
+        blocks one at a time, the next free worker the next block, so a worker slowed by the
+        machine takes fewer. An exception in any worker is raised here once all are done."""
+        spans = blocks(len(eps), BLOCK_ROWS)
         n = min(self.workers, len(spans))
         if n == 1:
-            return self._decode(zf, spans, 0)
+            return self._decode(eps, spans, 0)
         queue, failed = iter(spans), []        # next() on a list iterator: one block each
 
         def work(t):
             try:
-                self._decode(zf, queue, t)
+                self._decode(eps, queue, t)
             except BaseException as e:          # Ctrl-C in this thread too: raised below
                 failed.append(e)
         others = [threading.Thread(target=work, args=(t,)) for t in range(1, n)]
@@ -211,12 +216,9 @@ class LogWeights:
             raise failed[0]
 
     def __call__(self, model, x, eps):
+        """w: (S, B) for ε: (S, B, Z); model and x are the ones given at construction
+        (likelihood.log_weights' interface)."""
         S, B, Z = eps.shape
         N = S * B
-        z = self.mu + self.sigma * eps                                    # (S, B, Z)
-        self._decode_all(z.reshape(N, Z))
-        # log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)
-        log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * LOG_2PI)   # (S, B)
-        log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * LOG_2PI
-                         + self.sum_logvar)                                              # (S, B)
-        return self.log_px[:N].reshape(S, B) + log_pz - log_qz
+        self._decode_all(np.ascontiguousarray(eps, self.mu.dtype).reshape(N, Z))
+        return (self.log_px[:N] + self.log_ratio[:N]).reshape(S, B)

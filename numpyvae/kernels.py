@@ -10,6 +10,7 @@ passed in (so a training step allocates nothing):
     tanh_backward_bias         d ← d ⊙ (1 − h²),   db = Σ_rows d      in place    (N, H)
     reparameterize             μ, v ← μ + b_μ, v + b_v;  σ = e^{v/2};  z = μ + σ ε;  KL
     reparameterize_backward    dμ, dv, db_μ, db_v from dz and the KL's own gradient
+    sample_log_ratio           z = μ + σ ε;  log p(z) − log q(z|x)   (the IWAE's, per row)
     bernoulli_logits[_f32]     ℓ = a + b;  Σ BCE(x, ℓ);  ℓ ← (sigmoid(ℓ) − x)/L;  db    (N, D)
     bernoulli_loglik_rows[_f32] out_i = −Σ_j BCE(x, a_ij + b_j)   (the IWAE's log p(x|z))
     adam_step                  torch.optim.Adam's update over one flat buffer
@@ -240,6 +241,27 @@ def reparameterize_backward(dz, eps, mu, logvar, sigma, dmu, dlogvar, db_mu, db_
             dlogvar[i, j] = dv
             db_mu[j] += dmu[i, j]
             db_logvar[j] += dlogvar[i, j]
+
+
+def sample_log_ratio(mu, sigma, sum_logvar, eps, first, z, out):
+    """z[r] = μ_i + σ_i ε[r] and out[r] = log p(z_r) − log q(z_r|x_i), float64, with
+    i = (first + r) % B: the rows are decoder rows first, first + 1, … of samples × images
+    (the importance sampler's, numpyvae/likelihood.py).
+
+    mu, sigma: (B, Z); sum_logvar: (B,) float64 Σ_j log σ_j²; eps, z: (N, Z); out: (N,).
+    log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)   (the log 2π terms cancel)."""
+    N, Z = eps.shape
+    B = mu.shape[0]
+    for r in range(N):
+        i = (first + r) % B
+        acc = 0.0
+        for j in range(Z):
+            e = eps[r, j]
+            v = mu[i, j] + sigma[i, j] * e
+            z[r, j] = v
+            vf, ef = np.float64(v), np.float64(e)
+            acc += vf * vf - ef * ef
+        out[r] = -0.5 * (acc - sum_logvar[i])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,6 +525,7 @@ bias_tanh_f32 = _jit(bias_tanh_f32)
 tanh_backward_bias = _jit(tanh_backward_bias)
 reparameterize = _jit(reparameterize)
 reparameterize_backward = _jit(reparameterize_backward)
+sample_log_ratio = _jit(sample_log_ratio)
 bernoulli_logits = _jit(bernoulli_logits)
 bernoulli_logits_f32 = _jit(bernoulli_logits_f32)
 bernoulli_loglik_rows = _jit(bernoulli_loglik_rows)

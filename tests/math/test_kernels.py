@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from checks import rel_err
-from numpyvae import data, kernels
+from numpyvae import data, kernels, likelihood
 from numpyvae.activations import leaky_relu, leaky_relu_backward, sigmoid, tanh, tanh_backward
 from numpyvae.adam import Adam
 from numpyvae.loss import bernoulli_nll, gaussian_kl
@@ -212,6 +212,29 @@ def test_bernoulli_loglik_rows(dtype, first):
     ref = -bernoulli_nll(ell, images).sum(axis=1)
     assert_close(rj[3], rp[3], TOL_JIT[dtype], "jit vs py_func")
     assert_close(rj[3], ref, TOL_NUMPY[dtype], "vs NumPy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("first", [0, 7])
+def test_sample_log_ratio(dtype, first):
+    """Rows first, first + 1, … of samples × images against likelihood.log_weights' NumPy
+    expressions: z = μ + σ ε bit for bit (the same two roundings), and log p(z) − log q(z|x)
+    (theirs with the log 2π terms that cancel)."""
+    rng = np.random.default_rng(4)
+    B, Z, N = 25, 5, 75
+    mu, sigma = rng.standard_normal((B, Z)).astype(dtype), rng.random((B, Z)).astype(dtype)
+    sum_logvar = np.log(np.square(sigma, dtype=np.float64)).sum(axis=1)      # (B,)
+    eps = rng.standard_normal((N, Z)).astype(dtype)
+    (_, rj), (_, rp) = both(kernels.sample_log_ratio, mu, sigma, sum_logvar, eps, first,
+                            np.empty((N, Z), dtype), np.empty(N))
+    i = (first + np.arange(N)) % B                                          # row r's image
+    z = mu[i] + sigma[i] * eps                                              # (N, Z)
+    log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=1) + Z * likelihood.LOG_2PI)
+    log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=1) + Z * likelihood.LOG_2PI
+                     + sum_logvar[i])
+    assert np.array_equal(rj[5], z) and np.array_equal(rp[5], z)
+    assert_close(rj[6], rp[6], TOL_JIT[dtype], "jit vs py_func")
+    assert_close(rj[6], log_pz - log_qz, TOL_NUMPY[dtype], "vs NumPy")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
