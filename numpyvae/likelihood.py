@@ -15,6 +15,8 @@ bounded for k = 5000.
 Active units (Burda et al. 2015, §5.2): latent unit u is active when A_u = Cov_x(E_q[z_u|x]),
 the variance over the data of its posterior mean μ_u(x), exceeds 10⁻².
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import backend as backends
@@ -69,14 +71,21 @@ def log_likelihood(model, x, k, rng, rows=ROWS, workers=1):
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)
     weights = backends.log_weights(model, x, min(chunk, k) * B, workers)
-    done = 0
-    while done < k:
-        S = min(chunk, k - done)
-        eps = rng.standard_normal((S, B, Z), dtype=model.dtype)    # (S, B, Z)
-        w = weights(model, x, eps)                                 # (S, B)
-        m = w.max(axis=0)                                          # (B,)
-        total = np.logaddexp(total, m + np.log(np.exp(w - m).sum(axis=0)))
-        done += S
+
+    def draw(done):                                                # the next chunk's ε
+        return rng.standard_normal((min(chunk, k - done), B, Z), dtype=model.dtype)
+    # One thread draws chunk c + 1 while chunk c is weighed (NumPy releases Python's lock in
+    # both); it alone touches rng, in order, so the draws are those of a plain loop.
+    with ThreadPoolExecutor(max_workers=1) as drawer:
+        upcoming, done = drawer.submit(draw, 0), 0
+        while done < k:
+            eps = upcoming.result()                                # (S, B, Z)
+            done += len(eps)
+            if done < k:
+                upcoming = drawer.submit(draw, done)
+            w = weights(model, x, eps)                             # (S, B)
+            m = w.max(axis=0)                                      # (B,)
+            total = np.logaddexp(total, m + np.log(np.exp(w - m).sum(axis=0)))
     return total - np.log(k)
 
 

@@ -13,6 +13,8 @@ import numpyvae as nv
 from numpyvae import likelihood
 from numpyvae.loss import bernoulli_nll
 
+LOG_WEIGHTS = likelihood.log_weights               # the real one, under any monkeypatch
+
 
 def tiny(seed=0):
     model = nv.VAE(x_dim=6, hidden_dim=5, latent_dim=1, dtype="float64", seed=seed,
@@ -87,6 +89,37 @@ def test_bound_properties():
     # L_1000 is one draw: 0.05 nat covers its spread (its standard deviation here is < 0.01)
     assert np.all(l10 > l1.mean(0)) and np.all(l1000 > l10 - 0.05)
     assert np.all(l1000 >= elbo.mean(0) - 4 * se)
+
+
+def chunks_seen(monkeypatch, model, x, k, rng, rows):
+    """The ε of every chunk log_likelihood weighs, in order (NumPy path)."""
+    seen = []
+
+    def recording(model, x, eps):
+        seen.append(eps.copy())
+        return LOG_WEIGHTS(model, x, eps)
+    monkeypatch.setattr(likelihood, "log_weights", recording)
+    likelihood.log_likelihood(model, x, k, rng, rows=rows)
+    return seen
+
+
+def test_draws_are_a_plain_loops(monkeypatch):
+    """Oracle: a plain loop on the same Generator drawing the chunks one after another (3 images,
+    rows 6: chunks of 2, 2, 2, 1 samples). The chunks drawn ahead on log_likelihood's drawing
+    thread are those ε bit for bit (tolerance 0), and the Generator is left where that loop
+    leaves it, so the next batch's draws do not move."""
+    model, x = tiny()
+    rng = np.random.default_rng(3)
+    seen = chunks_seen(monkeypatch, model, x, 7, rng, rows=6)
+    plain = np.random.default_rng(3)
+    expected = [plain.standard_normal((s, 3, 1)) for s in (2, 2, 2, 1)]
+    assert len(seen) == 4 and all(np.array_equal(a, b) for a, b in zip(seen, expected))
+    assert rng.bit_generator.state == plain.bit_generator.state
+    # Planted: one draw from the Generator before the loop (another user of the stream)
+    planted = np.random.default_rng(3)
+    planted.standard_normal()
+    moved = chunks_seen(monkeypatch, model, x, 7, planted, rows=6)
+    assert not all(np.array_equal(a, b) for a, b in zip(moved, expected))
 
 
 def test_bad_k():
