@@ -307,7 +307,10 @@ def bernoulli_logits_f32(logits, b, x, scale, db, colsum, row):
 
     Same arguments (scale a float32, row float32). Each term is formed in float32, as NumPy
     and Torch do in float32; the per-column sums are float64. (Accumulating float64 inside
-    the main loop would stop LLVM vectorizing it, hence the float32 row.)"""
+    the main loop would stop LLVM vectorizing it, hence the float32 row.) Each row takes two
+    passes: e = e^(−|a|) into `row`, then the rest, each e read back and its term written in
+    its place — the same operations on the same values as one pass, but a shorter chain of
+    dependent operations per element, which the CPU overlaps better (docs/speed.md)."""
     N, D = logits.shape
     B = x.shape[0]
     for j in range(D):
@@ -316,9 +319,11 @@ def bernoulli_logits_f32(logits, b, x, scale, db, colsum, row):
     for r in range(N):
         i = r % B
         for j in range(D):
+            row[j] = exp_neg_f32(abs(logits[r, j] + b[j]))
+        for j in range(D):
             a = logits[r, j] + b[j]
             xv = x[i, j]
-            e = exp_neg_f32(abs(a))
+            e = row[j]
             row[j] = (a if a > F32_ZERO else F32_ZERO) - xv * a + log1p_f32(e)
             q = F32_ONE / (F32_ONE + e)
             s = q if a >= F32_ZERO else e * q
@@ -352,16 +357,18 @@ def bernoulli_loglik_rows(logits, b, x, out, first):
 
 def bernoulli_loglik_rows_f32(logits, b, x, out, first, row):
     """bernoulli_loglik_rows for float32, vectorized: each row's terms go to `row` (D,)
-    float32 scratch in one vectorized pass, then are summed in float64 over 8 fixed lanes."""
+    float32 scratch in two vectorized passes (e^(−|a|), then the term from it, as in
+    bernoulli_logits_f32), then are summed in float64 over 8 fixed lanes."""
     N, D = logits.shape
     B = x.shape[0]
     D8 = D - D % 8
     for r in range(N):
         i = (first + r) % B
         for j in range(D):
+            row[j] = exp_neg_f32(abs(logits[r, j] + b[j]))
+        for j in range(D):
             a = logits[r, j] + b[j]
-            row[j] = ((a if a > F32_ZERO else F32_ZERO) - x[i, j] * a
-                      + log1p_f32(exp_neg_f32(abs(a))))
+            row[j] = (a if a > F32_ZERO else F32_ZERO) - x[i, j] * a + log1p_f32(row[j])
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
         for j in range(0, D8, 8):
             s0 += row[j]
