@@ -479,6 +479,7 @@ def bench_log_likelihood(args, params, dtype):
     times = {name: [] for name, _ in runs}
     for _ in range(args.epochs):                                      # round-robin, as epochs
         for name, run in runs:
+            time.sleep(SETTLE)                   # the previous one's threads stop spinning
             t = time.perf_counter()
             run(123, args.k)
             times[name].append(time.perf_counter() - t)
