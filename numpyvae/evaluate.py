@@ -176,7 +176,7 @@ def probe(model, x, k, workers, probe_k=200):
     chunk) on `workers` threads, from a Generator of its own, so that the evaluation's draws
     are untouched. Everything an evaluation does is in it — the draws, the workspaces, the
     log-sum-exp — so it forecasts well: chunk_step alone (the choice's) forecast 26 s for an
-    evaluation of 31 s (Burda checkpoint, 1,000 images, Zen 3), this 33 s for 32 s."""
+    evaluation of 31 s (Burda checkpoint, 1,000 images, Zen 3), this 31 s for 29–30 s."""
     log_likelihood(model, x, min(k, probe_k), np.random.default_rng(0), workers=workers)
 
 
