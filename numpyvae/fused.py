@@ -216,9 +216,13 @@ class LogWeights:
             raise failed[0]
 
     def __call__(self, model, x, eps):
-        """w: (S, B) for ε: (S, B, Z); model and x are the ones given at construction
-        (likelihood.log_weights' interface)."""
+        """w: (S, B) for ε: (S, B, Z), taken in the model's dtype; model and x are the ones
+        given at construction (likelihood.log_weights' interface). A chunk of more rows than
+        the workspaces hold is refused (the kernels do not check their bounds)."""
         S, B, Z = eps.shape
         N = S * B
+        if N > len(self.z) or B != len(self.mu):
+            raise ValueError(f"LogWeights: ε of shape {eps.shape} is {N} rows of {B} images; "
+                             f"made for at most {len(self.z)} rows of {len(self.mu)} images")
         self._decode_all(np.ascontiguousarray(eps, self.mu.dtype).reshape(N, Z))
         return (self.log_px[:N] + self.log_ratio[:N]).reshape(S, B)

@@ -236,6 +236,21 @@ def test_log_likelihood_workers_move_no_bit(monkeypatch):
     assert not np.array_equal(estimate(2), one)
 
 
+def test_log_weights_refuse_a_chunk_larger_than_their_workspaces():
+    """Known message: the kernels do not check their bounds, so fused.LogWeights refuses a
+    chunk of more rows (or other images) than it was made for, before writing any."""
+    from numpyvae import backend
+    model = nv.VAE(dtype="float32", seed=0, backend="numba")
+    x, _ = batch(np.random.default_rng(7), 7, 1, "float32")
+    weights = backend.log_weights(model, x, 14)
+    eps = np.zeros((3, 7, model.latent_dim), np.float32)
+    with pytest.raises(ValueError, match="made for at most 14 rows of 7 images"):
+        weights(model, x, eps)
+    with pytest.raises(ValueError, match="made for at most 14 rows of 7 images"):
+        weights(model, x, eps[:, :6])
+    assert weights(model, x, eps[:2]).shape == (2, 7)
+
+
 def test_backend_argument_is_checked():
     with pytest.raises(ValueError, match="backend"):
         nv.VAE(backend="jax")
