@@ -58,8 +58,8 @@ def log_likelihood(model, x, k, rng, rows=ROWS, workers=1):
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
     (samples × images per decoder call), combined with a running log-sum-exp. A thread of its
-    own draws each chunk's ε while the one before is weighed; the draws, and rng's state
-    after, are those of a plain loop.
+    own draws each chunk's ε while the one before is weighed; the draws, and rng's state when
+    it returns, are those of a plain loop (an exception leaves rng a chunk further on).
     The weights come from the model's backend (numpyvae/backend.py): `log_weights` below, or
     with numba fused.LogWeights (the decoder's bias+activation and the per-row Bernoulli sum
     fused, on `workers` threads — the same bits with any number), from the same draws.
