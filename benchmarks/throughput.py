@@ -438,9 +438,7 @@ def bench_log_likelihood(args, params, dtype):
         models[backend].load_params(params)
     # numba as `evaluate` runs it: the BLAS threads timed and chosen, the cores left as workers
     fast = models["numba"]
-    count, line = threads.resolve(threads.AUTO, lambda: evaluate.chunk_step(fast, x, args.k),
-                                  f"{min(args.k, 200)} samples of {len(x)} images",
-                                  evaluate.CHOOSE_WARM)
+    count, line = evaluate.choose_threads(threads.AUTO, fast, x, args.k)
     workers = threads.workers(count)
     print(f"  numpyvae numba, log-likelihood: {line or f'BLAS threads: {count}'}; "
           f"{workers} worker{'s' * (workers > 1)}, as evaluate chooses")

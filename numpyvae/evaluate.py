@@ -205,6 +205,14 @@ def chunk_step(model, x, k, probe_k=200):
     return step
 
 
+def choose_threads(requested, model, x, k):
+    """threads.resolve for log p(x): (count, line), `auto` timing chunk_step's chunk of the
+    images x under each count (CHOOSE_WARM seconds untimed first). benchmarks.throughput
+    chooses with it too, so that it times numpyvae as evaluate runs it."""
+    return threads.resolve(requested, lambda: chunk_step(model, x, k),
+                           f"{min(k, 200)} samples of {len(x)} images", CHOOSE_WARM)
+
+
 def expected_time(model, x, k, n, workers, probe_k=200):
     """A line saying how long L_k on n images will take here, and how to get a quick estimate
     when that is long: the cost is linear in images × samples, timed on the images x with
@@ -324,8 +332,7 @@ def _evaluate(args):
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
     few = xs[:min(batch, 25)]                 # 200 samples × 25 images: one decoder chunk
-    count, line = threads.resolve(args.blas_threads, lambda: chunk_step(model, few, args.k),
-                                  f"{min(args.k, 200)} samples of {len(few)} images", CHOOSE_WARM)
+    count, line = choose_threads(args.blas_threads, model, few, args.k)
     if line:
         say(line)
     with threads.limited(count):
