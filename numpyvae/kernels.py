@@ -149,13 +149,16 @@ def bias_leaky_relu(a, b, slope):
 def leaky_relu_backward_bias(d, h, slope, db):
     """d ← d ⊙ lrelu'(·) in place, given the layer's output h; db = Σ_rows d (the bias grad).
 
-    d, h: (N, H); db: (H,). lrelu' is 1 where h > 0, else slope (Torch's choice at 0)."""
+    d, h: (N, H); db: (H,). lrelu' is 1 where h > 0, else slope (Torch's choice at 0).
+    d is multiplied by the one or the other (d · 1 = d exactly, NaN and −0 too): written as
+    "d, or d · slope", LLVM stores only the changed entries, with AVX's masked stores, which
+    took this pass from 0.3 to 1–1.6 ns an entry (Zen 3)."""
     N, H = d.shape
     for j in range(H):
         db[j] = 0
     for i in range(N):
         for j in range(H):
-            v = d[i, j] if h[i, j] > 0 else d[i, j] * slope
+            v = d[i, j] * (F32_ONE if h[i, j] > 0 else slope)
             d[i, j] = v
             db[j] += v
 
