@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpyvae as nv
-from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
+from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command, say
 from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.runfolder import atomic_write
 
@@ -120,12 +120,12 @@ def _sweep(args, argv):
     try:
         rows, info, seconds = sweep(args, names, argv)
     except BenchmarkError as e:
-        say(f"error: {e}")
+        say(f"error: {one_line(e)}")
         return 1
-    print(f"\nwrote {args.json} ({len(rows)} rows, {seconds:.0f} s)")
+    print(f"\nwrote {one_line(args.json)} ({len(rows)} rows, {seconds:.0f} s)")
     plot(rows, args.plot, f"{info['cpu']}, {info['cores']} cores, {args.dtype}, latent "
          f"{args.latent_dim}; OpenBLAS kernel {info['blas_kernel']}")
-    print(f"wrote {args.plot}")
+    print(f"wrote {one_line(args.plot)}")
     return 0
 
 

@@ -44,7 +44,8 @@ import numpy as np
 
 import numpyvae as nv
 from numpyvae import data, evaluate, likelihood, threads
-from numpyvae.cli import UsageError, argument_parser, check_output_path, int_in, run_command, say
+from numpyvae.cli import (UsageError, argument_parser, check_output_path, int_in, one_line,
+                          run_command, say)
 from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.fetch import MAX_TRAIN_IMAGES
 from numpyvae.runfolder import atomic_write, refuse_run_file
@@ -364,11 +365,11 @@ def _throughput(args, argv):
     try:
         result = bench(args, names, argv)
     except BenchmarkError as e:
-        say(f"error: {e}")
+        say(f"error: {one_line(e)}")
         return 1
     if args.json is not None:
         write_json(args.json, result)
-        print(f"wrote {args.json}")
+        print(f"wrote {one_line(args.json)}")
     return 0
 
 

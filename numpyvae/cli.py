@@ -196,7 +196,7 @@ class _SayHandler(logging.Handler):
     """The package's log records (data fetch progress, a notice) as lines through `say`."""
 
     def emit(self, record):
-        say(self.format(record))
+        say(one_line(self.format(record)))
 
 
 def _log_to_stderr():

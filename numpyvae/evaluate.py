@@ -30,7 +30,7 @@ from . import backend as backends
 from . import data, threads
 from .checkpoint import CheckpointError, load_model
 from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
-                  run_command, say)
+                  one_line, run_command, say)
 from .config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
 from .likelihood import active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
@@ -359,7 +359,7 @@ def _evaluate(args):
           f"(Var_x E_q[z_u|x] > 0.01)", flush=True)      # shown before --json can fail
     if args.json is not None:
         write_json(args.json, result)
-        print(f"wrote {args.json}")
+        print(f"wrote {one_line(args.json)}")
     return 0
 
 

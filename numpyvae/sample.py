@@ -14,7 +14,7 @@ import numpy as np
 from . import data, plots
 from .checkpoint import load_model
 from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
-                  run_command)
+                  one_line, run_command)
 from .config import DATA_DIR_FLAG, MAX_SEED
 from .evaluate import (data_folder, eval_inputs, run_folder_of,
                        tidy_run_folder)
@@ -140,7 +140,7 @@ def _sample(args):
     finally:
         if lock is not None:
             lock.release()
-    print(f"wrote {out}")
+    print(f"wrote {one_line(out)}")
     return 0
 
 

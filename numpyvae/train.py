@@ -37,7 +37,7 @@ from . import backend as backends
 from . import checkpoint as ckpt_io
 from . import data, threads
 from .adam import Adam
-from .cli import UsageError, argument_parser, run_command, say, signal_name
+from .cli import UsageError, argument_parser, one_line, run_command, say, signal_name
 from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
 from .evaluate import HOLDOUT_STREAMS, evaluate_test
 from .fetch import MAX_TRAIN_IMAGES, data_root
@@ -472,18 +472,18 @@ def _train(args, cli, where):
                 raise UsageError(f"the run in {out} stopped inside epoch {resume.epoch + 1}; "
                                  f"--epochs must be at least {resume.epoch + 1}")
             if resume is not None and resume.epoch >= cfg.epochs and not resume.step_in_epoch:
-                print(f"{out}: the run already has {resume.epoch} epochs (--epochs {cfg.epochs}); "
-                      "nothing to train, redrawing its pictures")
+                print(f"{one_line(out)}: the run already has {resume.epoch} epochs "
+                      f"(--epochs {cfg.epochs}); nothing to train, redrawing its pictures")
             memory_check(cfg)
             print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
                   f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
                   f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
                   f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, seed {cfg.seed}, "
-                  f"{cfg.dtype}/{cfg.backend} -> {out}")
+                  f"{cfg.dtype}/{cfg.backend} -> {one_line(out)}")
             if resume is not None and (resume.step_in_epoch or resume.epoch < cfg.epochs):
                 print(f"resuming at epoch {resume.epoch + 1}"
                       + (f", step {resume.step_in_epoch + 1}" if resume.step_in_epoch else "")
-                      + f", from {out / 'checkpoint.npz'}, with "
+                      + f", from {one_line(out / 'checkpoint.npz')}, with "
                       + (f"the run's {cfg.blas_threads} BLAS thread"
                          + "s" * (cfg.blas_threads != 1) if cfg.blas_threads is not None
                          else "BLAS threads as the environment makes them (the run's)"))
@@ -495,8 +495,8 @@ def _train(args, cli, where):
         return 128 + signum
     except NonFinite as e:
         kept = where["out"] / "checkpoint.npz"
-        say(f"error: {e}. The last good checkpoint is kept"
-            + (f": {kept}" if kept.exists() else
+        say(f"error: {one_line(e)}. The last good checkpoint is kept"
+            + (f": {one_line(kept)}" if kept.exists() else
                " (none was written yet: the same command starts the run again)"))
         return EXIT_NONFINITE
     finally:
@@ -505,10 +505,10 @@ def _train(args, cli, where):
         remove_if_empty(made)
     if stopped is not None:
         say(f"stopped by {signal_name(stopped)}; checkpoint written to "
-            f"{out / 'checkpoint.npz'}. Continue with: python -m numpyvae.train --resume "
-            f"--out {out}")
+            f"{one_line(out / 'checkpoint.npz')}. Continue with: "
+            f"python -m numpyvae.train --resume --out {one_line(out)}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT
-    print(f"done: {out}")
+    print(f"done: {one_line(out)}")
     return 0
 
 

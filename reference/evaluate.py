@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from numpyvae import checkpoint, data
-from numpyvae.cli import UsageError, add_checkpoint_argument, argument_parser, int_in, run_command
+from numpyvae.cli import (UsageError, add_checkpoint_argument, argument_parser, int_in, one_line,
+                          run_command)
 from numpyvae.config import DATA_DIR_FLAG
 from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, data_folder, eval_generator,
                                eval_inputs, non_finite, write_json)
@@ -151,7 +152,7 @@ def evaluate(ck, images, device, args):
     print(f"  active units          {active:10d} of {cfg['latent_dim']}", flush=True)
     if args.json is not None:
         write_json(args.json, result)
-        print(f"wrote {args.json}")
+        print(f"wrote {one_line(args.json)}")
     return 0
 
 

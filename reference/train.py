@@ -28,7 +28,7 @@ import numpy as np
 
 from numpyvae import checkpoint as ckpt_io
 from numpyvae import data
-from numpyvae.cli import UsageError, argument_parser, int_in, run_command, say
+from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command, say
 from numpyvae.config import Config, add_flags
 from numpyvae.fetch import MAX_TEST_IMAGES, MAX_TRAIN_IMAGES
 from numpyvae.memory import check_memory, gigabytes, training_bytes
@@ -152,7 +152,8 @@ def train(args, cli=False):
                 "same command to start again")
         elif run["kept"]:
             say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}; the "
-                f"{run['kept']} finished epoch{'s' * (run['kept'] != 1)} are kept in {out} "
+                f"{run['kept']} finished epoch{'s' * (run['kept'] != 1)} are kept in "
+                f"{one_line(out)} "
                 "(reference.train has no --resume: to train again, choose another --out)")
         else:
             say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}, before its "
@@ -198,7 +199,7 @@ def _train(args, device, out, run):
                   trained_by=f"reference.train, torch {torch.__version__} on {device}")
     history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
     print(f"reference: torch {torch.__version__} on {device}, {args.epochs} epoch"
-          f"{'s' * (args.epochs != 1)}" + (f" -> {out}" if out else ""))
+          f"{'s' * (args.epochs != 1)}" + (f" -> {one_line(out)}" if out else ""))
     for epoch in range(args.epochs):
         run["epoch"] = epoch + 1
         order = data.epoch_order(len(flat), rng)

@@ -105,6 +105,31 @@ def test_a_path_with_control_characters_keeps_the_error_on_one_line(tmp_path, ca
     assert "\x1b" not in line
 
 
+def raw_controls(text):
+    """The control characters in a command's output other than its own line ends (and the
+    progress bars' carriage returns)."""
+    return sorted({c for c in text if (c < " " and c not in "\n\r") or c == "\x7f"})
+
+
+def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path, capsys):
+    """Oracle: raw_controls (none) and the names as escapes, on their one line. The lines that
+    name a run folder or an output (train's first line and `done:`, evaluate's and sample's
+    `wrote`) printed the name as given, so an escape sequence in it reached the terminal raw
+    and a newline split the line. Planted: the name itself, printed raw, is caught."""
+    weird = "run\nfolder\x1b[31m"
+    assert raw_controls(f"done: {weird}\n") == ["\x1b"]
+    run = tmp_path / weird
+    assert train.main([*QUICK, "--epochs", "1", "--out", str(run)]) == 0
+    assert evaluate.main([str(run), "--k", "2", "--limit", "5",
+                          "--json", str(tmp_path / "e\x1b[2J.json")]) == 0
+    assert sample.main([str(run), "--n", "4", "--out", str(tmp_path / "s\x07.png")]) == 0
+    out, err = capsys.readouterr()
+    assert raw_controls(out + err) == [], (out, err)
+    lines = out.splitlines()
+    assert f"done: {tmp_path}/run\\nfolder\\x1b[31m" in lines
+    assert f"wrote {tmp_path}/e\\x1b[2J.json" in lines and f"wrote {tmp_path}/s\\x07.png" in lines
+
+
 def test_train_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     taken = tmp_path / "notes.json"
     taken.write_text("mine")
