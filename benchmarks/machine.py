@@ -22,6 +22,8 @@ import tempfile
 
 import numpy as np
 
+from numpyvae.cli import one_line
+
 PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 UNPIN = "env " + " ".join(f"-u {v}" for v in PIN_VARS)
 
@@ -171,7 +173,7 @@ def report(module, argv=None):
     m = info()
     print(describe(m))
     args = sys.argv[1:] if argv is None else list(argv)
-    m["pin_warning"] = pin_warning(m, shlex.join(["python", "-m", module] + args))
+    m["pin_warning"] = pin_warning(m, one_line(shlex.join(["python", "-m", module] + args)))
     if m["pin_warning"]:
         print(m["pin_warning"])
     return m

@@ -24,7 +24,7 @@ import numpy as np
 import numpyvae as nv
 from numpyvae import data
 from numpyvae.checkpoint import load_model
-from numpyvae.cli import UsageError, argument_parser, int_in, run_command
+from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command
 from numpyvae.config import BY_NAME, DATA_DIR_FLAG, add_flags
 from numpyvae.evaluate import TEST_STREAMS, eval_inputs
 from numpyvae.memory import check_memory, training_bytes
@@ -75,7 +75,7 @@ def setup(args):
         images, _ = data.load(cfg["dataset"], "test", data_dir)
         x = eval_inputs(images[:args.batch_size], cfg["seed"], cfg["binarize"], model.dtype,
                         TEST_STREAMS[1])                                    # (B, D)
-        what = (f"{args.run}: {cfg['x_dim']}-{cfg['hidden_dim']}-{cfg['latent_dim']} "
+        what = (f"{one_line(args.run)}: {cfg['x_dim']}-{cfg['hidden_dim']}-{cfg['latent_dim']} "
                 f"{cfg['activation']}, its first {len(x)} {cfg['dataset']} test images")
     L, B, Z = args.samples, len(x), model.latent_dim
     eps = rng.standard_normal((L, B, Z) if L > 1 else (B, Z)).astype(args.dtype)

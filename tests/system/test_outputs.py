@@ -14,6 +14,7 @@ import fake_mnist
 from benchmarks import throughput
 from numpyvae import evaluate, sample, train
 from reference import evaluate as reference_evaluate
+from reference import gradcheck
 from test_reliability import ROOT
 from test_terminal import trained as run_dir  # noqa: F401  (a 1-epoch run, the fixture)
 from test_train import QUICK, TESTS
@@ -114,8 +115,9 @@ def raw_controls(text):
 def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path, capsys):
     """Oracle: raw_controls (none) and the names as escapes, on their one line. The lines that
     name a run folder or an output (train's first line and `done:`, evaluate's and sample's
-    `wrote`) printed the name as given, so an escape sequence in it reached the terminal raw
-    and a newline split the line. Planted: the name itself, printed raw, is caught."""
+    `wrote`, gradcheck's first line) printed the name as given, so an escape sequence in it
+    reached the terminal raw and a newline split the line. Planted: the name itself, printed
+    raw, is caught."""
     weird = "run\nfolder\x1b[31m"
     assert raw_controls(f"done: {weird}\n") == ["\x1b"]
     run = tmp_path / weird
@@ -123,11 +125,14 @@ def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path, capsy
     assert evaluate.main([str(run), "--k", "2", "--limit", "5",
                           "--json", str(tmp_path / "e\x1b[2J.json")]) == 0
     assert sample.main([str(run), "--n", "4", "--out", str(tmp_path / "s\x07.png")]) == 0
+    assert gradcheck.main(["--run", str(run), "--batch-size", "4"]) == 0
     out, err = capsys.readouterr()
     assert raw_controls(out + err) == [], (out, err)
     lines = out.splitlines()
-    assert f"done: {tmp_path}/run\\nfolder\\x1b[31m" in lines
+    run_shown = f"{tmp_path}/run\\nfolder\\x1b[31m"
+    assert f"done: {run_shown}" in lines
     assert f"wrote {tmp_path}/e\\x1b[2J.json" in lines and f"wrote {tmp_path}/s\\x07.png" in lines
+    assert any(line.startswith(f"gradcheck: {run_shown}: ") for line in lines)
 
 
 def test_train_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
