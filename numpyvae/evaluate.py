@@ -32,7 +32,7 @@ from .checkpoint import CheckpointError, load_model
 from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
                   one_line, run_command, say)
 from .config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
-from .likelihood import active_units, log_likelihood, neg_elbo_per_image
+from .likelihood import ROWS, active_units, log_likelihood, neg_elbo_per_image
 from .memory import check_memory, likelihood_bytes
 from .runfolder import OutputNames, atomic_write, refuse_run_file, remove_stale_temp_files
 from .runlock import RunLocked, lock_if_run_folder
@@ -169,11 +169,15 @@ QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 10
 # Importance samples per image: 200 times the literature's 5,000, and hours per image here; the
 # bound keeps the memory estimate and the forecast in range (config.py bounds the rest).
 MAX_K = 10**6
+# The probe that forecasts an evaluation and chooses its threads: PROBE_K samples of the first
+# PROBE_IMAGES images, one full decoder chunk (likelihood.ROWS rows).
+PROBE_K = 200
+PROBE_IMAGES = ROWS // PROBE_K
 
 
-def probe(model, x, k, workers, probe_k=200):
-    """L_k of the images x with min(k, probe_k) samples (200 × 25 images: one full decoder
-    chunk) on `workers` threads, from a Generator of its own, so that the evaluation's draws
+def probe(model, x, k, workers, probe_k=PROBE_K):
+    """L_k of the images x with min(k, probe_k) samples (PROBE_K × PROBE_IMAGES: one full
+    decoder chunk) on `workers` threads, from a Generator of its own, so that the evaluation's draws
     are untouched. Everything an evaluation does is in it — the draws, the workspaces, the
     log-sum-exp — so it forecasts well: chunk_step alone (the choice's) forecast 26 s for an
     evaluation of 31 s (Burda checkpoint, 1,000 images, Zen 3), this 31 s for 29–30 s."""
@@ -187,7 +191,7 @@ def probe(model, x, k, workers, probe_k=200):
 CHOOSE_WARM = 0.15
 
 
-def chunk_step(model, x, k, probe_k=200):
+def chunk_step(model, x, k, probe_k=PROBE_K):
     """step() for threads.choose: the log weights of one chunk of L_k on the images x,
     min(k, probe_k) fixed samples each, on the workers of the BLAS count it runs under
     (threads.workers). Each worker count's workspaces are made at its first call and reused,
@@ -210,10 +214,10 @@ def choose_threads(requested, model, x, k):
     images x under each count (CHOOSE_WARM seconds untimed first). benchmarks.throughput
     chooses with it too, so that it times numpyvae as evaluate runs it."""
     return threads.resolve(requested, lambda: chunk_step(model, x, k),
-                           f"{min(k, 200)} samples of {len(x)} images", CHOOSE_WARM)
+                           f"{min(k, PROBE_K)} samples of {len(x)} images", CHOOSE_WARM)
 
 
-def expected_time(model, x, k, n, workers, probe_k=200):
+def expected_time(model, x, k, n, workers, probe_k=PROBE_K):
     """A line saying how long L_k on n images will take here, and how to get a quick estimate
     when that is long: the cost is linear in images × samples, timed on the images x with
     probe_k samples (probe) — once to warm up (kernels, BLAS threads), once on the clock."""
@@ -331,7 +335,7 @@ def _evaluate(args):
     refuse_non_finite(dict(neg_elbo=neg_elbo, recon=recon, kl=kl), model, args.checkpoint)
     xs = eval_inputs(images, cfg["seed"], mode, model.dtype, streams[1])   # (n, D), the same
     active, _ = active_units(model.encode(xs)[0])
-    few = xs[:min(batch, 25)]                 # 200 samples × 25 images: one decoder chunk
+    few = xs[:min(batch, PROBE_IMAGES)]
     count, line = choose_threads(args.blas_threads, model, few, args.k)
     if line:
         say(line)
