@@ -114,24 +114,34 @@ def raw_controls(text):
 
 def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path, capsys):
     """Oracle: raw_controls (none) and the names as escapes, on their one line. The lines that
-    name a run folder or an output (train's first line and `done:`, evaluate's and sample's
-    `wrote`, gradcheck's first line) printed the name as given, so an escape sequence in it
-    reached the terminal raw and a newline split the line. Planted: the name itself, printed
-    raw, is caught."""
+    name a run folder or an output (train's first line, `resuming … from` and `done:`, the
+    `wrote` lines of evaluate, sample, reference.evaluate and benchmarks.throughput,
+    gradcheck's first line) printed the name as given, so an escape sequence in it reached the
+    terminal raw and a newline split the line. Planted: the name itself, printed raw, is
+    caught."""
     weird = "run\nfolder\x1b[31m"
     assert raw_controls(f"done: {weird}\n") == ["\x1b"]
     run = tmp_path / weird
     assert train.main([*QUICK, "--epochs", "1", "--out", str(run)]) == 0
+    assert train.main([*QUICK, "--epochs", "2", "--out", str(run), "--resume"]) == 0
     assert evaluate.main([str(run), "--k", "2", "--limit", "5",
                           "--json", str(tmp_path / "e\x1b[2J.json")]) == 0
     assert sample.main([str(run), "--n", "4", "--out", str(tmp_path / "s\x07.png")]) == 0
     assert gradcheck.main(["--run", str(run), "--batch-size", "4"]) == 0
+    assert reference_evaluate.main([str(run), "--k", "2", "--limit", "5",
+                                    "--json", str(tmp_path / "r\x1b[1m.json")]) == 0
+    assert throughput.main(["--steps", "1", "--epochs", "1", "--batch-size", "100",
+                            "--hidden-dim", "16", "--ll-images", "0", "--impls", "numpyvae numpy",
+                            "--json", str(tmp_path / "t\x0b.json")]) == 0
     out, err = capsys.readouterr()
     assert raw_controls(out + err) == [], (out, err)
     lines = out.splitlines()
     run_shown = f"{tmp_path}/run\\nfolder\\x1b[31m"
     assert f"done: {run_shown}" in lines
-    assert f"wrote {tmp_path}/e\\x1b[2J.json" in lines and f"wrote {tmp_path}/s\\x07.png" in lines
+    assert any(line.startswith("resuming at epoch 2, from "
+                               f"{run_shown}/checkpoint.npz, ") for line in lines), lines
+    for name in ("e\\x1b[2J.json", "s\\x07.png", "r\\x1b[1m.json", "t\\x0b.json"):
+        assert f"wrote {tmp_path}/{name}" in lines, (name, lines)
     assert any(line.startswith(f"gradcheck: {run_shown}: ") for line in lines)
 
 
