@@ -19,6 +19,10 @@ from test_reliability import ROOT
 from test_terminal import trained as run_dir  # noqa: F401  (a 1-epoch run, the fixture)
 from test_train import QUICK, TESTS
 
+# benchmarks.throughput at its smallest: one step of a hidden-16 NumPy model, no log-likelihood
+TINY_THROUGHPUT = ["--steps", "1", "--epochs", "1", "--batch-size", "100", "--hidden-dim", "16",
+                   "--ll-images", "0", "--impls", "numpyvae numpy"]
+
 
 @pytest.fixture(autouse=True)
 def fake_data(monkeypatch):
@@ -50,9 +54,7 @@ def test_no_output_replaces_what_is_there(run_dir, taken, capsys):
             lambda: sample.main([str(run_dir), "--n", "4", "--out", str(path)]),
             lambda: reference_evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
                                              "--json", str(path)]),
-            lambda: throughput.main(["--steps", "1", "--epochs", "1", "--batch-size", "100",
-                                     "--hidden-dim", "16", "--ll-images", "0", "--impls",
-                                     "numpyvae numpy", "--json", str(path)])]
+            lambda: throughput.main([*TINY_THROUGHPUT, "--json", str(path)])]
     for command in runs:
         assert command() == 2
         line = err_line(capsys)
@@ -130,9 +132,7 @@ def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path, capsy
     assert gradcheck.main(["--run", str(run), "--batch-size", "4"]) == 0
     assert reference_evaluate.main([str(run), "--k", "2", "--limit", "5",
                                     "--json", str(tmp_path / "r\x1b[1m.json")]) == 0
-    assert throughput.main(["--steps", "1", "--epochs", "1", "--batch-size", "100",
-                            "--hidden-dim", "16", "--ll-images", "0", "--impls", "numpyvae numpy",
-                            "--json", str(tmp_path / "t\x0b.json")]) == 0
+    assert throughput.main([*TINY_THROUGHPUT, "--json", str(tmp_path / "t\x0b.json")]) == 0
     out, err = capsys.readouterr()
     assert raw_controls(out + err) == [], (out, err)
     lines = out.splitlines()
