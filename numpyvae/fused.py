@@ -164,14 +164,17 @@ class LogWeights:
         self.sum_logvar = logvar.sum(axis=1, dtype=np.float64)            # (B,)
         H, D, Z = model.hidden_dim, model.x_dim, model.latent_dim
         rows = max(rows, x.shape[0])
+        block = min(rows, BLOCK_ROWS)
         self.workers = workers
-        self.z = np.empty((rows, Z), model.dtype)                         # (rows, Z)
-        self.g1 = np.empty((rows, H), model.dtype)                        # (rows, H)
-        self.g2 = np.empty((rows, H), model.dtype)                        # (rows, H)
-        self.logits = np.empty((rows, D), model.dtype)                    # (rows, D)
+        # each worker decodes one block at a time into scratch of its own, small enough to
+        # stay in cache between the products and the passes over them
+        self.z = np.empty((workers, block, Z), model.dtype)               # (T, n, Z)
+        self.g1 = np.empty((workers, block, H), model.dtype)              # (T, n, H)
+        self.g2 = np.empty((workers, block, H), model.dtype)              # (T, n, H)
+        self.logits = np.empty((workers, block, D), model.dtype)          # (T, n, D)
+        self.row = np.empty((workers, D), model.dtype)                    # a row per worker
         self.log_ratio = np.empty(rows, np.float64)                       # (rows,)
         self.log_px = np.empty(rows, np.float64)                          # (rows,)
-        self.row = np.empty((workers, D), model.dtype)                    # a row per worker
         self.act, self.loglik_rows = kern.act, kern.loglik_rows
 
     def _decode(self, eps, spans, t):
@@ -180,7 +183,8 @@ class LogWeights:
         worker t's scratch."""
         p, mm, x = self.model.params, np.matmul, self.x
         for lo, hi in spans:
-            z, g1, g2, logits = self.z[lo:hi], self.g1[lo:hi], self.g2[lo:hi], self.logits[lo:hi]
+            n = hi - lo
+            z, g1, g2, logits = self.z[t, :n], self.g1[t, :n], self.g2[t, :n], self.logits[t, :n]
             kernels.sample_log_ratio(self.mu, self.sigma, self.sum_logvar, eps[lo:hi], lo, z,
                                      self.log_ratio[lo:hi])                 # (n, Z), (n,)
             mm(z, p["Decoder.FC_dec1.weight"].T, out=g1)                  # (n, H)
@@ -221,8 +225,8 @@ class LogWeights:
         the workspaces hold is refused (the kernels do not check their bounds)."""
         S, B, Z = eps.shape
         N = S * B
-        if N > len(self.z) or B != len(self.mu):
+        if N > len(self.log_px) or B != len(self.mu):
             raise ValueError(f"LogWeights: ε of shape {eps.shape} is {N} rows of {B} images; "
-                             f"made for at most {len(self.z)} rows of {len(self.mu)} images")
+                             f"made for at most {len(self.log_px)} rows of {len(self.mu)} images")
         self._decode_all(np.ascontiguousarray(eps, self.mu.dtype).reshape(N, Z))
         return (self.log_px[:N] + self.log_ratio[:N]).reshape(S, B)
