@@ -36,8 +36,7 @@ import numpy as np
 
 import numpyvae as nv
 from numpyvae import threads
-from numpyvae.likelihood import ROWS as LL_ROWS
-from numpyvae.fused import matmul_shapes
+from numpyvae.fused import CHUNK_ROWS as LL_ROWS, matmul_shapes
 
 D = 784
 SLOPE = 0.2                                     # LeakyReLU(0.2), the notebook's
@@ -350,7 +349,8 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
 def log_likelihood_floor(params, n_images, dtype, rows=LL_ROWS):
     """k -> None: the matrix products of numpyvae.likelihood.log_likelihood(…, k) on n_images
     alone, into preallocated outputs — the encoder's once, then the decoder's three for each
-    chunk of rows // n_images samples per image, as it draws them — in NumPy (OpenBLAS).
+    chunk of rows // n_images samples per image, as the numba path draws them — in NumPy
+    (OpenBLAS).
     The floor of the evaluation: everything else it does is elementwise."""
     rng = np.random.default_rng(0)
     p = {k: np.asarray(v, dtype) for k, v in params.items()}

@@ -99,6 +99,18 @@ def adam_update(backend):
     return numpy_update
 
 
+def likelihood_rows(model):
+    """Rows (samples × images) per chunk of likelihood.log_likelihood when not given: the
+    NumPy path holds a chunk's logits and their float64 temporaries (likelihood.ROWS), the
+    numba one a block per worker (fused.CHUNK_ROWS). The estimate moves by float64 rounding
+    only (the chunks' running log-sum-exp); the draws are the same."""
+    if model.backend == "numba":
+        from .fused import CHUNK_ROWS
+        return CHUNK_ROWS
+    from .likelihood import ROWS
+    return ROWS
+
+
 def log_weights(model, x, rows, workers=1):
     """f(model, x, ε (S, B, Z)) -> the log importance weights (S, B) of likelihood.py, for the
     fixed images x (B, D), S·B ≤ rows samples per call; the numba one shares each call among

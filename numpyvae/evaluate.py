@@ -170,15 +170,15 @@ QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 10
 # bound keeps the memory estimate and the forecast in range (config.py bounds the rest).
 MAX_K = 10**6
 # The probe that forecasts an evaluation and chooses its threads: PROBE_K samples of the first
-# PROBE_IMAGES images, one full decoder chunk (likelihood.ROWS rows).
+# PROBE_IMAGES images, likelihood.ROWS rows (a NumPy chunk; a quarter of a numba one).
 PROBE_K = 200
 PROBE_IMAGES = ROWS // PROBE_K
 
 
 def probe(model, x, k, workers, probe_k=PROBE_K):
-    """L_k of the images x with min(k, probe_k) samples (PROBE_K × PROBE_IMAGES: one full
-    decoder chunk) on `workers` threads, from a Generator of its own, so that the evaluation's draws
-    are untouched. Everything an evaluation does is in it — the draws, the workspaces, the
+    """L_k of the images x with min(k, probe_k) samples (PROBE_K × PROBE_IMAGES rows) on
+    `workers` threads, from a Generator of its own, so that the evaluation's draws are
+    untouched. Everything an evaluation does is in it — the draws, the workspaces, the
     log-sum-exp — so it forecasts well: chunk_step alone (the choice's) forecast 26 s for an
     evaluation of 31 s (Burda checkpoint, 1,000 images, Zen 3), this 31 s for 29–30 s."""
     log_likelihood(model, x, min(k, probe_k), np.random.default_rng(0), workers=workers)

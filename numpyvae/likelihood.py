@@ -49,17 +49,19 @@ def log_weights(model, x, eps):
     return log_px_z + log_pz - log_qz
 
 
-# samples × images per decoder call: 5000 rows of 784 logits are 16 MB in float32
+# samples × images per decoder call of the NumPy path: 5000 rows of 784 logits are 16 MB in
+# float32, and bernoulli_nll's float64 temporaries over them 31 MB each
 ROWS = 5000
 
 
-def log_likelihood(model, x, k, rng, rows=ROWS, workers=1):
+def log_likelihood(model, x, k, rng, rows=None, workers=1):
     """Importance-weighted estimate L_k of log p(x) per image, float64 (B,).
 
     x: (B, D); k samples per image from `rng` (a numpy Generator), decoded `rows` at a time
-    (samples × images per decoder call), combined with a running log-sum-exp. A thread of its
-    own draws each chunk's ε while the one before is weighed; the draws, and rng's state when
-    it returns, are those of a plain loop (an exception leaves rng a chunk further on).
+    (samples × images per decoder call; None: the backend's, backend.likelihood_rows),
+    combined with a running log-sum-exp. A thread of its own draws each chunk's ε while the
+    one before is weighed; the draws, and rng's state when it returns, are those of a plain
+    loop (an exception leaves rng a chunk further on).
     The weights come from the model's backend (numpyvae/backend.py): `log_weights` below, or
     with numba fused.LogWeights (the decoder's bias+activation and the per-row Bernoulli sum
     fused, on `workers` threads — the same bits with any number), from the same draws.
@@ -69,6 +71,7 @@ def log_likelihood(model, x, k, rng, rows=ROWS, workers=1):
     if workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     x = model.as_input(x)
+    rows = backends.likelihood_rows(model) if rows is None else rows
     B, Z = x.shape[0], model.latent_dim
     total = np.full(B, -np.inf)                                    # running logsumexp (B,)
     chunk = max(1, rows // B)
