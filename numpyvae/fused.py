@@ -132,15 +132,15 @@ class FusedStep:
         return recon + kl, recon, kl
 
 
-# Decoder rows per block in LogWeights: an eighth of a 5,000-row chunk, so that 2, 4 or 8
-# workers share a full chunk evenly. Each block's products are their own BLAS calls, so a
-# block's numbers depend on its rows and the BLAS's thread count only (OpenBLAS rounds a row
+# Decoder rows per block in LogWeights: a 32nd of a full chunk (CHUNK_ROWS), so that 2, 4 or 8
+# workers share it evenly. Each block's products are their own BLAS calls, so a block's
+# numbers depend on its rows and the BLAS's thread count only (OpenBLAS rounds a row
 # differently when the rows around it change), never on which worker decodes it.
 BLOCK_ROWS = 625
 # Rows per chunk (samples × images a call) in likelihood.log_likelihood on this path: 32 blocks.
 # A chunk ends with a worker waiting for the other's last block, and its scratch is a block a
 # worker, so a chunk 4× the NumPy path's (likelihood.ROWS) costs 1.6 MB of ε and no more
-# logits. L₅₀₀₀ of 20 images on 2 workers (Zen 4): the waits 8 ms in all against 15–20 ms.
+# logits. L₅₀₀₀ of 20 images on 2 workers (Zen 4): the waits 5–12 ms in all against 12–33 ms.
 CHUNK_ROWS = 32 * BLOCK_ROWS
 
 
