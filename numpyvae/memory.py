@@ -11,6 +11,7 @@ from decimal import Decimal
 import numpy as np
 
 from .cli import UsageError
+from .likelihood import ROWS
 from .model import param_shapes
 
 
@@ -101,9 +102,10 @@ def training_bytes(n_train, n_test, x_dim, hidden_dim, latent_dim, batch_size, s
     return item * (8 * P + 2 * step) + evaluation + (n_train + n_test + B) * D
 
 
-def likelihood_bytes(n_images, batch, k, x_dim, hidden_dim, latent_dim, dtype, rows=5000):
-    """An upper estimate of evaluate's memory: numpyvae.likelihood decodes max(rows, batch)
-    samples at a time — (rows, H) ×4, (rows, D) ×4, (rows, Z) ×4, float64 weights — plus the
+def likelihood_bytes(n_images, batch, k, x_dim, hidden_dim, latent_dim, dtype, rows=ROWS):
+    """An upper estimate of evaluate's memory: numpyvae.likelihood's NumPy path decodes
+    max(rows, batch) samples at a time — (rows, H) ×4, (rows, D) ×4, (rows, Z) ×4, float64
+    weights (the numba path holds its activations and logits a block a worker) — plus the
     encoder's (batch, ·) and the parameters; and the n_images binarized inputs with their
     (n, H) ×2 and (n, Z) ×2 of the −ELBO and active-unit passes, in `dtype`."""
     D, H, Z = x_dim, hidden_dim, latent_dim
