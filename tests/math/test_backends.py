@@ -12,6 +12,9 @@ Tolerances, stated once (rel_err from checks.py):
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
 - The numba log-likelihood on several workers against itself on one: 0, bit for bit.
+- The numba log-likelihood in its own chunks (fused.CHUNK_ROWS) against the NumPy path's
+  (likelihood.ROWS): 1e-9 nats of ~550, the chunks' running log-sum-exp in float64 (≈ 3e-13
+  measured); the rows' weights are the same bits.
 """
 import tracemalloc
 
@@ -234,6 +237,24 @@ def test_log_likelihood_workers_move_no_bit(monkeypatch):
     real = fused.blocks
     monkeypatch.setattr(fused, "blocks", lambda *a: real(*a)[:-1])
     assert not np.array_equal(estimate(2), one)
+
+
+def test_log_likelihood_chunks_move_only_the_log_sum_exp():
+    """Oracle: the numba estimate in the NumPy path's chunks (rows=likelihood.ROWS), the same
+    draws; to 1e-9 nats (the header's). 3,000 samples of 7 images are 21,000 rows: two numba
+    chunks (fused.CHUNK_ROWS) against five. Planted: one sample fewer per image is caught."""
+    from numpyvae import backend, fused
+    model = nv.VAE(dtype="float32", seed=0, backend="numba")
+    assert backend.likelihood_rows(model) == fused.CHUNK_ROWS > likelihood.ROWS
+    assert backend.likelihood_rows(nv.VAE(dtype="float32", backend="numpy")) == likelihood.ROWS
+    x, _ = batch(np.random.default_rng(7), 7, 1, "float32")
+
+    def estimate(k, rows=None):
+        return likelihood.log_likelihood(model, x, k, np.random.default_rng(8), rows=rows,
+                                         workers=2)
+    own, numpy_chunks = estimate(3000), estimate(3000, likelihood.ROWS)
+    assert np.max(np.abs(own - numpy_chunks)) <= 1e-9
+    assert not np.max(np.abs(estimate(2999) - numpy_chunks)) <= 1e-9
 
 
 def test_log_weights_refuse_a_chunk_larger_than_their_workspaces():
