@@ -102,8 +102,9 @@ def adam_update(backend):
 def likelihood_rows(model):
     """Rows (samples × images) per chunk of likelihood.log_likelihood when not given: the
     NumPy path holds a chunk's logits and their float64 temporaries (likelihood.ROWS), the
-    numba one a block per worker (fused.CHUNK_ROWS). The estimate moves by float64 rounding
-    only (the chunks' running log-sum-exp); the draws are the same."""
+    numba one a block per worker (fused.CHUNK_ROWS). The draws are the same in any chunks;
+    the estimate moves by rounding only (a block's float32 products round with its rows, and
+    the running log-sum-exp adds the chunks in another order)."""
     if model.backend == "numba":
         from .fused import CHUNK_ROWS
         return CHUNK_ROWS
