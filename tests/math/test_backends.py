@@ -241,7 +241,7 @@ def test_log_likelihood_workers_move_no_bit(monkeypatch):
     assert not np.array_equal(estimate(2), one)
 
 
-def test_log_likelihood_chunks_move_only_the_log_sum_exp():
+def test_log_likelihood_chunks_move_only_rounding():
     """Oracle: the numba estimate in the NumPy path's chunks (rows=likelihood.ROWS), the same
     draws; float64, to 1e-9 nats (the header's). 3,000 samples of 7 images are 21,000 rows:
     two numba chunks (fused.CHUNK_ROWS) against five. Planted: one sample fewer per image is
