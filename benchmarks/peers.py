@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 import numpyvae as nv
-from numpyvae import threads
+from numpyvae import backend, threads
 from numpyvae.fused import CHUNK_ROWS as LL_ROWS, matmul_shapes
 
 D = 784
@@ -320,9 +320,11 @@ def jax_epoch(s, scan):
 def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
     """The step's matrix products alone, into preallocated outputs, for each batch size:
     in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
-    BLAS, MKL on x86), which says how much of Torch's epoch is matrix products."""
+    BLAS, MKL on x86), which says how much of Torch's epoch is matrix products. NumPy's in the
+    layout the numba step gives each (backend.few_rows), Torch's in nn.Linear's (a·Wᵀ)."""
     rng = np.random.default_rng(0)
     cache = {}
+    few_rows = backend.few_rows(dtype) if library == "numpy" else 0
     if library == "torch":
         torch = need_torch()
         matmul, wrap = torch.matmul, torch.from_numpy
@@ -336,7 +338,8 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
                 a = wrap(a.astype(dtype))
                 return a.T if transposed else a
             cache[B] = [(operand(m, k, ta), operand(k, n, tb), wrap(np.empty((m, n), dtype)))
-                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent)]
+                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent,
+                                                               few_rows=few_rows)]
         return cache[B]
 
     def epoch(ranges):

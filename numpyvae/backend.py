@@ -62,13 +62,38 @@ def numba_kernels(dtype, activation):
                            loglik_rows=loglik_rows)
 
 
+# OpenBLAS kernels (threadpoolctl's `architecture`) whose float32 product a·Wᵀ, with W's `.T`
+# view, runs 1.5–2× slower than W·aᵀ when a has 16–32 rows, with the same bits (measured on
+# Zen 4: hidden 37–1000, 1–128 rows, 1 and 2 threads). At 64 rows it depends on the shape and
+# the threads (0.85–1.2×); from 128 the usual way is as fast or faster. The AVX2 kernels
+# (Haswell, Zen) are as fast or faster the usual way and round differently the other, and
+# float64 is slower the other way (a batch-16 step 0.91×): they keep the usual way. OpenBLAS's
+# Cooperlake and SapphireRapids kernels, not measured, keep it too (docs/speed.md).
+FEW_ROWS_KERNELS = ("SkylakeX",)
+FEW_ROWS = 32
+
+
+def few_rows(dtype):
+    """The most rows a forward product of the numba step runs with as W·aᵀ (fused.FusedStep):
+    FEW_ROWS for float32 where numpy's BLAS is OpenBLAS with one of FEW_ROWS_KERNELS, else 0
+    (never)."""
+    from .threads import blas_libraries
+    if np.dtype(dtype) != np.float32:
+        return 0
+    libs = blas_libraries()
+    fits = libs and all(lib.internal_api == "openblas" and
+                        getattr(lib, "architecture", None) in FEW_ROWS_KERNELS for lib in libs)
+    return FEW_ROWS if fits else 0
+
+
 def training_step(model):
     """f(x (B, D), ε (L, B, Z), grads) -> the batch's −ELBO sum, gradients written into grads
     (a dict keyed like model.params). The numba one is a fused.FusedStep, whose workspaces
     grow to the largest batch seen."""
     if model.backend == "numba":
         from .fused import FusedStep
-        return FusedStep(model, numba_kernels(model.dtype, model.activation))
+        return FusedStep(model, numba_kernels(model.dtype, model.activation),
+                         few_rows(model.dtype))
     from .model import backward, forward
 
     def step(x, eps, grads):

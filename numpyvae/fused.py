@@ -4,6 +4,9 @@ Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable
 out for speed: every matrix product is one BLAS call writing into a workspace
 (`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
+A forward product of few rows (n ≤ `few_rows`, chosen by backend.few_rows for the BLAS
+kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's AVX-512 kernels run
+a Wᵀ view 1.5–2× slower than that at 16–32 rows, with the same float32 bits (docs/speed.md).
 The kernels (the hidden activation f, LeakyReLU or tanh, and float32 or float64) come from
 numpyvae.backend.numba_kernels, chosen once per model.
 After the first call at a given size a step allocates nothing: the workspaces are sized for
@@ -23,13 +26,16 @@ import numpy as np
 from . import kernels
 
 
-def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
+def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1, few_rows=0):
     """The step's matrix products in order, as (m, k, n, a_transposed, b_transposed):
     C (m, n) = A (m, k) · B (k, n), where a transposed operand is the `.T` view of a
-    C-contiguous array, exactly as FusedStep.loss_and_grads passes it to BLAS."""
+    C-contiguous array, exactly as FusedStep(…, few_rows).loss_and_grads passes it to BLAS."""
     B, D, H, Z, N = batch, x_dim, hidden_dim, latent_dim, samples * batch
-    forward = [(B, D, H, 0, 1), (B, H, H, 0, 1), (B, H, Z, 0, 1), (B, H, Z, 0, 1),
-               (N, Z, H, 0, 1), (N, H, H, 0, 1), (N, H, D, 0, 1)]
+
+    def fwd(n, i, o):                       # (n, o) = a (n, i) · Wᵀ, or its W aᵀ (o, n)
+        return (o, i, n, 0, 1) if n <= few_rows else (n, i, o, 0, 1)
+    forward = [fwd(B, D, H), fwd(B, H, H), fwd(B, H, Z), fwd(B, H, Z),
+               fwd(N, Z, H), fwd(N, H, H), fwd(N, H, D)]
     weight_grads = [(D, N, H, 1, 0), (H, N, H, 1, 0), (H, N, Z, 1, 0), (Z, B, H, 1, 0),
                     (Z, B, H, 1, 0), (H, B, H, 1, 0), (H, B, D, 1, 0)]
     input_grads = [(N, D, H, 0, 0), (N, H, H, 0, 0), (N, H, Z, 0, 0), (B, Z, H, 0, 0),
@@ -40,13 +46,17 @@ def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1):
 class FusedStep:
     """Workspaces and the fused loss-and-gradients of one VAE (see VAE(backend="numba"))."""
 
-    def __init__(self, model, kern):
-        """kern: backend.numba_kernels(model.dtype, model.activation)."""
+    def __init__(self, model, kern, few_rows=0):
+        """kern: backend.numba_kernels(model.dtype, model.activation); few_rows: the most rows
+        a forward product may have to run as W aᵀ (backend.few_rows), 0 for never."""
         self.model = model
         self.dtype = model.dtype
         self.act, self.act_backward = kern.act, kern.act_backward
         self.bernoulli = kern.bernoulli_logits
         self.batch_cap = self.rows_cap = 0
+        self.few_rows = few_rows
+        widest = max(model.x_dim, model.hidden_dim, model.latent_dim)
+        self.product_t = np.empty(widest * few_rows, self.dtype)   # W aᵀ (o, n), n ≤ few_rows
 
     def __call__(self, x, eps, grads):
         """The batch's −ELBO sum (backend.training_step's interface); see loss_and_grads."""
@@ -68,11 +78,22 @@ class FusedStep:
         self.row = np.empty(D, self.dtype)                    # one row's BCE terms
         self.batch_cap, self.rows_cap = B, N
 
+    def _forward(self, a, W, out):
+        """out (n, o) = a (n, i) · Wᵀ: one BLAS call on W's `.T` view, or, for n ≤ few_rows,
+        BLAS's W aᵀ (o, n) into scratch, then copied into out transposed."""
+        n, o = out.shape
+        if n > self.few_rows:
+            np.matmul(a, W.T, out=out)
+            return
+        t = self.product_t[:o * n].reshape(o, n)
+        np.matmul(W, a.T, out=t)                                         # (o, n)
+        kernels.transpose_into(t, out)
+
     def loss_and_grads(self, x, eps, grads):
         """−ELBO summed over the batch and its gradients written into `grads` (dict of arrays).
 
         x: (B, D) of the model's dtype; eps: (L, B, Z). Returns (loss, recon, kl) as floats."""
-        p, g, k, mm = self.model.params, grads, kernels, np.matmul
+        p, g, k, mm, fwd = self.model.params, grads, kernels, np.matmul, self._forward
         act, act_backward = self.act, self.act_backward
         L, B, Z = eps.shape
         N = L * B
@@ -88,21 +109,21 @@ class FusedStep:
         logits = self.logits[:N]                                         # (N, D)
 
         # encoder
-        mm(x, p["Encoder.FC_enc1.weight"].T, out=h1)                     # (B, H)
+        fwd(x, p["Encoder.FC_enc1.weight"], h1)                          # (B, H)
         act(h1, p["Encoder.FC_enc1.bias"])
-        mm(h1, p["Encoder.FC_enc2.weight"].T, out=h2)                    # (B, H)
+        fwd(h1, p["Encoder.FC_enc2.weight"], h2)                         # (B, H)
         act(h2, p["Encoder.FC_enc2.bias"])
-        mm(h2, p["Encoder.FC_mean.weight"].T, out=mu)                    # (B, Z)
-        mm(h2, p["Encoder.FC_std.weight"].T, out=logvar)                 # (B, Z)
+        fwd(h2, p["Encoder.FC_mean.weight"], mu)                         # (B, Z)
+        fwd(h2, p["Encoder.FC_std.weight"], logvar)                      # (B, Z)
         # z = μ + σ ε and the analytic KL (K&W 2014, §2.4, App. B)
         kl = k.reparameterize(mu, p["Encoder.FC_mean.bias"], logvar, p["Encoder.FC_std.bias"],
                               eps, sigma, z3)
         # decoder
-        mm(z, p["Decoder.FC_dec1.weight"].T, out=g1)                     # (N, H)
+        fwd(z, p["Decoder.FC_dec1.weight"], g1)                          # (N, H)
         act(g1, p["Decoder.FC_dec1.bias"])
-        mm(g1, p["Decoder.FC_dec2.weight"].T, out=g2)                    # (N, H)
+        fwd(g1, p["Decoder.FC_dec2.weight"], g2)                         # (N, H)
         act(g2, p["Decoder.FC_dec2.bias"])
-        mm(g2, p["Decoder.FC_output.weight"].T, out=logits)              # (N, D)
+        fwd(g2, p["Decoder.FC_output.weight"], logits)                   # (N, D)
         # 1/L Σ_l BCE(x, ℓ_l) (K&W 2014, eq. 7); logits become dℓ = (sigmoid(ℓ) − x)/L
         recon = self.bernoulli(logits, p["Decoder.FC_output.bias"], x, self.dtype.type(1.0 / L),
                                g["Decoder.FC_output.bias"], self.colsum, self.row) / L

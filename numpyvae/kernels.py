@@ -4,6 +4,7 @@ BLAS stays BLAS: every matrix product is `np.matmul(..., out=...)` in numpyvae/f
 These kernels do what lies between the products, in one pass each, writing into arrays
 passed in (so a training step allocates nothing):
 
+    transpose_into             out = aᵀ, for a product BLAS ran as (W aᵀ) (fused.FusedStep)
     bias_leaky_relu            h ← lrelu(a + b)                       in place    (N, H)
     leaky_relu_backward_bias   d ← d ⊙ lrelu'(h),  db = Σ_rows d      in place    (N, H)
     bias_tanh[_f32]            h ← tanh(a + b)                        in place    (N, H)
@@ -133,6 +134,16 @@ def tanh_f32(a):
 
 # ---------------------------------------------------------------------------------------------
 # Linear layers' bias and the hidden activation (LeakyReLU or tanh)
+
+def transpose_into(a, out):
+    """out ← aᵀ.  a: (R, C), out: (C, R). A copy: the same bits.
+
+    Reads a row by row and writes out column by column (a 16 × 784 a: 4 µs, Zen 4)."""
+    R, C = a.shape
+    for i in range(R):
+        for j in range(C):
+            out[j, i] = a[i, j]
+
 
 def bias_leaky_relu(a, b, slope):
     """a ← lrelu(a + b) in place.  a: (N, H) = x Wᵀ from BLAS, b: (H,), slope: a's dtype.
@@ -529,6 +540,7 @@ _inline = _jitter(inline="always")
 exp_neg_f32 = _inline(exp_neg_f32)
 log1p_f32 = _inline(log1p_f32)
 tanh_f32 = _inline(tanh_f32)
+transpose_into = _jit(transpose_into)
 bias_leaky_relu = _jit(bias_leaky_relu)
 leaky_relu_backward_bias = _jit(leaky_relu_backward_bias)
 bias_tanh = _jit(bias_tanh)

@@ -48,6 +48,11 @@ def _controller():
     return _CONTROLLER[0]
 
 
+def blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded (numpy's, scipy's own copy)."""
+    return _controller().lib_controllers
+
+
 def controllable():
     """True when numpy's BLAS has a thread pool this process can size."""
     return bool(_controller().lib_controllers)

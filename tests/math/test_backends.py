@@ -11,6 +11,10 @@ Tolerances, stated once (rel_err from checks.py):
   OpenBLAS with different operand layouts, so a pre-activation within rounding of 0 may land
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
+- The numba step with its forward products as W·aᵀ (fused.FusedStep's few_rows, which
+  backend.few_rows turns on for float32 on OpenBLAS's SkylakeX kernel) against the NumPy path:
+  the same tolerances, forced on every CPU. Where backend.few_rows chooses it, against the
+  usual way: 0, bit for bit (what it was chosen for: the float32 numbers do not move).
 - The numba log-likelihood on several workers against itself on one: 0, bit for bit.
 - The numba log-likelihood in its own chunks (fused.CHUNK_ROWS) against the NumPy path's
   (likelihood.ROWS), float64: 1e-9 nats of ~550, as the float64 log-likelihoods of the two
@@ -25,7 +29,8 @@ import pytest
 
 import numpyvae as nv
 from checks import assert_all_close, away_from_kinks, rel_err
-from numpyvae import likelihood
+from numpyvae import backend, kernels, likelihood
+from numpyvae.fused import FusedStep
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -88,6 +93,65 @@ def test_small_shapes_and_default_out():
     ref_loss, ref_grads = ref.loss_and_grads(x, eps)
     assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
     assert_all_close(grads, ref_grads, 1e-12, "small net")
+
+
+def with_few_rows(model, rows):
+    """model, its numba step replaced by one whose forward products of ≤ rows rows are W·aᵀ."""
+    model._step = FusedStep(model, backend.numba_kernels(model.dtype, model.activation), rows)
+    return model
+
+
+def count_transposes(monkeypatch):
+    """A list that gets one entry per W·aᵀ product the numba step runs (its transposed copy):
+    shows the tests below take the path they claim to."""
+    calls, real = [], kernels.transpose_into
+
+    def counted(a, out):
+        calls.append(a.shape)
+        real(a, out)
+    monkeypatch.setattr(kernels, "transpose_into", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
+def test_forward_products_as_w_at_same_loss_and_gradients(dtype, activation, monkeypatch):
+    """Both sides of the row limit (32; the decoder's L·B rows may cross it when the
+    encoder's B do not), every product W·aᵀ (a limit above every batch), and the scratch
+    reused by a smaller batch after a larger one."""
+    kw = dict(dtype=dtype, seed=0, activation=activation)
+    ref = nv.VAE(**kw, backend="numpy")
+    rng = np.random.default_rng(13)
+    calls = count_transposes(monkeypatch)
+    for rows in (32, 10**6):
+        ours = with_few_rows(nv.VAE(**kw, backend="numba"), rows)
+        for B, L, grey in [(16, 1, False), (32, 1, False), (33, 1, True), (16, 2, False),
+                           (20, 3, True), (128, 1, False), (1, 1, False)]:
+            del calls[:]
+            check_same(ours, ref, *batch(rng, B, L, dtype, grey), TOL[dtype])
+            assert len(calls) == (B <= rows) * 4 + (L * B <= rows) * 3, (rows, B, L, calls)
+
+
+@pytest.mark.skipif(backend.few_rows("float32") == 0,
+                    reason="backend.few_rows uses the usual products with this BLAS kernel")
+def test_forward_products_as_w_at_keep_float32_bits_where_chosen(monkeypatch):
+    """20 Adam steps at batch 16 (all products W·aᵀ) and 20 at 40 (the usual way), and the
+    same model stepped with few_rows 0 throughout: the same losses and parameters, bit for bit."""
+    runs, calls = [], count_transposes(monkeypatch)
+    for rows in (backend.few_rows("float32"), 0):
+        model = with_few_rows(nv.VAE(dtype="float32", seed=2, backend="numba"), rows)
+        opt = nv.Adam(model.num_params, "float32", backend="numba")
+        gflat, grads = model.new_grads()
+        rng = np.random.default_rng(11)
+        losses = []
+        for B in [16] * 20 + [40] * 20:
+            losses.append(model.loss_and_grads(*batch(rng, B, 1, "float32"), out=grads)[0])
+            opt.step(model.flat, gflat)
+        runs.append((losses, model.flat.copy()))
+        assert len(calls) == (20 * 7 if rows else 0), (rows, len(calls))
+        del calls[:]
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
 def test_backend_check_rejects_a_planted_error():

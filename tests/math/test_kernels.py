@@ -42,6 +42,15 @@ def assert_close(ours, ref, tol, what):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose_into(dtype):
+    """A copy: the same bits as NumPy's a.T, jitted or not (oracle: NumPy's transpose)."""
+    a = np.random.default_rng(0).standard_normal((23, 37)).astype(dtype)
+    (_, (_, jit)), (_, (_, py)) = both(kernels.transpose_into, a, np.empty((37, 23), dtype))
+    np.testing.assert_array_equal(jit, a.T)
+    np.testing.assert_array_equal(py, a.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_leaky_relu(dtype):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((37, 23)).astype(dtype)
