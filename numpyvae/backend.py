@@ -62,27 +62,40 @@ def numba_kernels(dtype, activation):
                            loglik_rows=loglik_rows)
 
 
-# OpenBLAS kernels (threadpoolctl's `architecture`) whose float32 product a·Wᵀ, with W's `.T`
-# view, runs 1.5–2× slower than W·aᵀ when a has 16–32 rows, with the same bits (measured on
-# Zen 4: hidden 37–1000, 1–128 rows, 1 and 2 threads). At 64 rows it depends on the shape and
-# the threads (0.85–1.2×); from 128 the usual way is as fast or faster. The AVX2 kernels
-# (Haswell, Zen) are as fast or faster the usual way and round differently the other, and
-# float64 is slower the other way (a batch-16 step 0.91×): they keep the usual way. OpenBLAS's
-# Cooperlake and SapphireRapids kernels, not measured, keep it too (docs/speed.md).
-FEW_ROWS_KERNELS = ("SkylakeX",)
+# Where numpy's float32 product a·Wᵀ, with W's `.T` view, runs 1.3–2× slower than W·aᵀ when a
+# has 16–32 rows, with the same bits: OpenBLAS's AVX-512 kernels (threadpoolctl's
+# `architecture`; on Zen 4 0.3.27 calls its kernel Cooperlake, 0.3.29–0.3.31 SkylakeX), from
+# 0.3.27 on (measured 0.3.27, 0.3.29, 0.3.30, 0.3.31; hidden 37–1000, 1–128 rows, 1 and 2
+# threads). At 64 rows it depends on the shape and the threads (0.75–1.2×); from 128 the usual
+# way is as fast or faster. The rest keep the usual way: 0.3.21 (numpy 1.24) is slower the
+# other way on two threads (0.6–0.75×), the AVX2 kernels (Haswell, Zen) are as fast or faster
+# the usual way and round differently the other, float64 is slower the other way (a batch-16
+# step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured (docs/speed.md).
+FEW_ROWS_KERNELS = ("SkylakeX", "Cooperlake")
+FEW_ROWS_SINCE = (0, 3, 27)
 FEW_ROWS = 32
+
+
+def _version(text):
+    """'0.3.31.188.0' -> (0, 3, 31); None or unreadable -> ()."""
+    parts = []
+    for piece in str(text or "").split(".")[:3]:
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
 
 
 def few_rows(dtype):
     """The most rows a forward product of the numba step runs with as W·aᵀ (fused.FusedStep):
-    FEW_ROWS for float32 where numpy's BLAS is OpenBLAS with one of FEW_ROWS_KERNELS, else 0
-    (never)."""
-    from .threads import blas_libraries
+    FEW_ROWS for float32 where numpy's BLAS is OpenBLAS ≥ FEW_ROWS_SINCE with one of
+    FEW_ROWS_KERNELS, else 0 (never)."""
+    from .threads import numpy_blas
     if np.dtype(dtype) != np.float32:
         return 0
-    libs = blas_libraries()
-    fits = libs and all(lib.internal_api == "openblas" and
-                        getattr(lib, "architecture", None) in FEW_ROWS_KERNELS for lib in libs)
+    libs = numpy_blas()
+    fits = libs and all(lib.internal_api == "openblas" and _version(lib.version) >= FEW_ROWS_SINCE
+                        and getattr(lib, "architecture", None) in FEW_ROWS_KERNELS for lib in libs)
     return FEW_ROWS if fits else 0
 
 

@@ -27,6 +27,7 @@ does not know (macOS Accelerate, say) there is nothing to choose: `controllable(
 import contextlib
 import statistics
 import time
+from pathlib import Path
 
 import numpy  # noqa: F401  (loads numpy's BLAS: threadpoolctl finds the libraries loaded)
 
@@ -48,9 +49,14 @@ def _controller():
     return _CONTROLLER[0]
 
 
-def blas_libraries():
-    """threadpoolctl's controllers of the BLAS libraries loaded (numpy's, scipy's own copy)."""
-    return _controller().lib_controllers
+def numpy_blas():
+    """threadpoolctl's controllers of numpy's BLAS: the libraries loaded from numpy's folders
+    (`numpy.libs`, `numpy/.dylibs`: its wheels bundle one, and scipy's wheels another copy), or
+    all that are loaded where none is (a numpy built on the system's BLAS)."""
+    libs = _controller().lib_controllers
+    ours = [lib for lib in libs if any(part == "numpy" or part.startswith("numpy.")
+                                       for part in Path(lib.filepath or "").parts)]
+    return ours or libs
 
 
 def controllable():

@@ -95,6 +95,30 @@ def test_small_shapes_and_default_out():
     assert_all_close(grads, ref_grads, 1e-12, "small net")
 
 
+def test_few_rows_follows_the_measured_kernels(monkeypatch):
+    """backend.few_rows against the table it encodes (the kernels and versions measured)."""
+    from types import SimpleNamespace
+
+    from numpyvae import threads
+
+    def blas(*libs):
+        monkeypatch.setattr(threads, "numpy_blas", lambda: [
+            SimpleNamespace(internal_api=api, version=version, architecture=arch)
+            for api, version, arch in libs])
+    for libs, want in [([("openblas", "0.3.31.188.0", "SkylakeX")], backend.FEW_ROWS),
+                       ([("openblas", "0.3.27", "Cooperlake")], backend.FEW_ROWS),
+                       ([("openblas", "0.3.21", "SkylakeX")], 0),
+                       ([("openblas", "0.3.31", "Haswell")], 0),
+                       ([("openblas", "0.3.31", "SapphireRapids")], 0),
+                       ([("openblas", None, "SkylakeX")], 0),
+                       ([("mkl", "2024.1", None)], 0), ([], 0),
+                       ([("openblas", "0.3.31", "SkylakeX"), ("openblas", "0.3.21", "Zen")], 0)]:
+        blas(*libs)
+        assert backend.few_rows("float32") == want, libs
+    blas(("openblas", "0.3.31", "SkylakeX"))
+    assert backend.few_rows("float64") == 0
+
+
 def with_few_rows(model, rows):
     """model, its numba step replaced by one whose forward products of ≤ rows rows are W·aᵀ."""
     model._step = FusedStep(model, backend.numba_kernels(model.dtype, model.activation), rows)
