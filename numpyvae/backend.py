@@ -62,15 +62,15 @@ def numba_kernels(dtype, activation):
                            loglik_rows=loglik_rows)
 
 
-# Where numpy's float32 product a·Wᵀ, with W's `.T` view, runs 1.3–2× slower than W·aᵀ when a
+# Where numpy's float32 product a·Wᵀ, with W's `.T` view, runs 1.25–1.8× slower than W·aᵀ when a
 # has 16–32 rows, with the same bits: OpenBLAS's AVX-512 kernels (threadpoolctl's
 # `architecture`; on Zen 4 0.3.27 calls its kernel Cooperlake, 0.3.29–0.3.31 SkylakeX), from
 # 0.3.27 on (measured 0.3.27, 0.3.29, 0.3.30, 0.3.31; hidden 37–1000, 1–128 rows, 1 and 2
-# threads). At 64 rows it depends on the shape and the threads (0.75–1.2×); from 128 the usual
-# way is as fast or faster. The rest keep the usual way: 0.3.21 (numpy 1.24) is slower the
-# other way on two threads (0.6–0.75×), the AVX2 kernels (Haswell, Zen) are as fast or faster
-# the usual way and round differently the other, float64 is slower the other way (a batch-16
-# step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured (docs/speed.md).
+# threads). At 64 rows it depends on the shape and the threads (0.85–1.2×), at 128 0.79–1.06×,
+# and from 256 the usual way is faster. The rest keep the usual way: 0.3.21 (numpy 1.24) is
+# slower the other way on two threads (0.61–0.88×), the AVX2 kernels (Haswell, Zen) are about
+# as fast the usual way and round differently the other, float64 is slower the other way (a
+# batch-16 step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured (docs/speed.md).
 FEW_ROWS_KERNELS = ("SkylakeX", "Cooperlake")
 FEW_ROWS_SINCE = (0, 3, 27)
 FEW_ROWS = 32

@@ -6,7 +6,8 @@ out for speed: every matrix product is one BLAS call writing into a workspace
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
 A forward product of few rows (n ≤ `few_rows`, chosen by backend.few_rows for the BLAS
 kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's AVX-512 kernels run
-a Wᵀ view 1.5–2× slower than that at 16–32 rows, with the same float32 bits (docs/speed.md).
+a Wᵀ view 1.25–1.8× slower than that at 16–32 rows, with the same float32 bits
+(docs/speed.md).
 The kernels (the hidden activation f, LeakyReLU or tanh, and float32 or float64) come from
 numpyvae.backend.numba_kernels, chosen once per model.
 After the first call at a given size a step allocates nothing: the workspaces are sized for
