@@ -4,7 +4,7 @@ BLAS stays BLAS: every matrix product is `np.matmul(..., out=...)` in numpyvae/f
 These kernels do what lies between the products, in one pass each, writing into arrays
 passed in (so a training step allocates nothing):
 
-    transpose_into             out = aᵀ, for a product BLAS ran as (W aᵀ) (fused.FusedStep)
+    transpose_into             out = aᵀ (BLAS's W aᵀ back to rows)    copy  (o, N) → (N, o)
     bias_leaky_relu            h ← lrelu(a + b)                       in place    (N, H)
     leaky_relu_backward_bias   d ← d ⊙ lrelu'(h),  db = Σ_rows d      in place    (N, H)
     bias_tanh[_f32]            h ← tanh(a + b)                        in place    (N, H)

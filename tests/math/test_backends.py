@@ -12,8 +12,8 @@ Tolerances, stated once (rel_err from checks.py):
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
 - The numba step with its forward products as W·aᵀ (fused.FusedStep's few_rows, which
-  backend.few_rows turns on for float32 on OpenBLAS's SkylakeX kernel) against the NumPy path:
-  the same tolerances, forced on every CPU. Where backend.few_rows chooses it, against the
+  backend.few_rows turns on for float32 on OpenBLAS ≥ 0.3.27's AVX-512 kernels) against the
+  NumPy path: the same tolerances, forced on every CPU. Where backend.few_rows chooses it, against the
   usual way: 0, bit for bit (what it was chosen for: the float32 numbers do not move).
 - The numba log-likelihood on several workers against itself on one: 0, bit for bit.
 - The numba log-likelihood in its own chunks (fused.CHUNK_ROWS) against the NumPy path's
