@@ -321,7 +321,8 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
     """The step's matrix products alone, into preallocated outputs, for each batch size:
     in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
     BLAS, MKL on x86), which says how much of Torch's epoch is matrix products. NumPy's in the
-    layout the numba step gives each (backend.few_rows), Torch's in nn.Linear's (a·Wᵀ)."""
+    layout the numba step gives each (backend.few_rows; its transposed copies, elementwise
+    work, are not in the floor), Torch's in nn.Linear's (a·Wᵀ)."""
     rng = np.random.default_rng(0)
     cache = {}
     few_rows = backend.few_rows(dtype) if library == "numpy" else 0

@@ -5,7 +5,8 @@
     numba   the fast path, the same numbers up to rounding (float64 ≤ 1e-12,
             tests/math/test_backends.py): fused.FusedStep, kernels.adam_step,
             kernels.gather_binarize, fused.LogWeights — and, within it, the float32 or
-            float64 kernels (`numba_kernels`). After its first step it allocates nothing.
+            float64 kernels (`numba_kernels`) and, for the BLAS kernel numpy has, the
+            forward products' layout (`few_rows`). After its first step it allocates nothing.
 
 DEFAULT is "numba", for the API (VAE, Adam) and the CLI alike: it is the path a user wants
 to train and evaluate with, 1.5–2× faster than the NumPy one; the NumPy path is the oracle,
@@ -16,6 +17,8 @@ No other module branches on a backend's name; each asks here for the piece it ne
 from types import SimpleNamespace
 
 import numpy as np
+
+from . import threads
 
 BACKENDS = ("numba", "numpy")
 DEFAULT = "numba"
@@ -70,7 +73,8 @@ def numba_kernels(dtype, activation):
 # and from 256 the usual way is faster. The rest keep the usual way: 0.3.21 (numpy 1.24) is
 # slower the other way on two threads (0.61–0.88×), the AVX2 kernels (Haswell, Zen) are about
 # as fast the usual way and round differently the other, float64 is slower the other way (a
-# batch-16 step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured (docs/speed.md).
+# batch-16 step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured. All on a Zen 4,
+# 1 and 2 threads; not on Intel's AVX-512 CPUs (docs/speed.md).
 FEW_ROWS_KERNELS = ("SkylakeX", "Cooperlake")
 FEW_ROWS_SINCE = (0, 3, 27)
 FEW_ROWS = 32
@@ -89,13 +93,14 @@ def _version(text):
 def few_rows(dtype):
     """The most rows a forward product of the numba step runs with as W·aᵀ (fused.FusedStep):
     FEW_ROWS for float32 where numpy's BLAS is OpenBLAS ≥ FEW_ROWS_SINCE with one of
-    FEW_ROWS_KERNELS, else 0 (never)."""
-    from .threads import numpy_blas
+    FEW_ROWS_KERNELS (in any case: builds for one CPU say "SKYLAKEX"), else 0 (never)."""
     if np.dtype(dtype) != np.float32:
         return 0
-    libs = numpy_blas()
+    names = {k.lower() for k in FEW_ROWS_KERNELS}
+    libs = threads.numpy_blas()
     fits = libs and all(lib.internal_api == "openblas" and _version(lib.version) >= FEW_ROWS_SINCE
-                        and getattr(lib, "architecture", None) in FEW_ROWS_KERNELS for lib in libs)
+                        and str(getattr(lib, "architecture", None)).lower() in names
+                        for lib in libs)
     return FEW_ROWS if fits else 0
 
 

@@ -2,10 +2,10 @@
 
 Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable oracle), laid
 out for speed: every matrix product is one BLAS call writing into a workspace
-(`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
+(`np.matmul(a, b.T, out=...)`, transposes are views of W), and everything between the products is
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
 A forward product of few rows (n ≤ `few_rows`, chosen by backend.few_rows for the BLAS
-kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's AVX-512 kernels run
+kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's SkylakeX kernel runs
 a Wᵀ view 1.25–1.8× slower than that at 16–32 rows, with the same float32 bits
 (docs/speed.md).
 The kernels (the hidden activation f, LeakyReLU or tanh, and float32 or float64) come from
@@ -18,13 +18,18 @@ the largest batch seen and smaller batches (the last, partial one) use their lea
               g1 = f(z Wd1ᵀ + b)  g2 = f(g1 Wd2ᵀ + b)  ℓ = g2 W_oᵀ + b          (N, ·), N = L·B
     backward  dℓ = (sigmoid(ℓ) − x)/L, then each layer: dW = dyᵀ x_in, dx_in = dy W
 The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are listed in
-`matmul_shapes`, which benchmarks/throughput.py uses for its GEMM-only floor.
+`matmul_shapes`, which benchmarks/peers.py uses for its GEMM-only floor.
 """
 import threading
 
 import numpy as np
 
 from . import kernels
+
+
+def turned_round(rows, few_rows):
+    """Whether FusedStep runs a forward product of `rows` rows as W aᵀ (see the docstring)."""
+    return rows <= few_rows
 
 
 def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1, few_rows=0):
@@ -34,7 +39,7 @@ def matmul_shapes(batch, x_dim, hidden_dim, latent_dim, samples=1, few_rows=0):
     B, D, H, Z, N = batch, x_dim, hidden_dim, latent_dim, samples * batch
 
     def fwd(n, i, o):                       # (n, o) = a (n, i) · Wᵀ, or its W aᵀ (o, n)
-        return (o, i, n, 0, 1) if n <= few_rows else (n, i, o, 0, 1)
+        return (o, i, n, 0, 1) if turned_round(n, few_rows) else (n, i, o, 0, 1)
     forward = [fwd(B, D, H), fwd(B, H, H), fwd(B, H, Z), fwd(B, H, Z),
                fwd(N, Z, H), fwd(N, H, H), fwd(N, H, D)]
     weight_grads = [(D, N, H, 1, 0), (H, N, H, 1, 0), (H, N, Z, 1, 0), (Z, B, H, 1, 0),
@@ -83,7 +88,7 @@ class FusedStep:
         """out (n, o) = a (n, i) · Wᵀ: one BLAS call on W's `.T` view, or, for n ≤ few_rows,
         BLAS's W aᵀ (o, n) into scratch, then copied into out transposed."""
         n, o = out.shape
-        if n > self.few_rows:
+        if not turned_round(n, self.few_rows):
             np.matmul(a, W.T, out=out)
             return
         t = self.product_t[:o * n].reshape(o, n)

@@ -50,13 +50,19 @@ def _controller():
 
 
 def numpy_blas():
-    """threadpoolctl's controllers of numpy's BLAS: the libraries loaded from numpy's folders
-    (`numpy.libs`, `numpy/.dylibs`: its wheels bundle one, and scipy's wheels another copy), or
-    all that are loaded where none is (a numpy built on the system's BLAS)."""
+    """threadpoolctl's controllers of the BLAS numpy calls: the libraries loaded from numpy's
+    own folders (`numpy.libs`, `numpy/.dylibs`, where its wheels bundle one). Where there is none
+    (a numpy built on the system's BLAS), the loaded ones that no other package bundles (not in
+    a `*.libs` or `.dylibs` folder, as scipy's own copy is); none when numpy's BLAS is one
+    threadpoolctl cannot see (Accelerate)."""
     libs = _controller().lib_controllers
-    ours = [lib for lib in libs if any(part == "numpy" or part.startswith("numpy.")
-                                       for part in Path(lib.filepath or "").parts)]
-    return ours or libs
+    parts = [Path(lib.filepath or "").parts for lib in libs]
+    ours = [lib for lib, p in zip(libs, parts)
+            if any(part == "numpy" or part.startswith("numpy.") for part in p)]
+    if ours:
+        return ours
+    return [lib for lib, p in zip(libs, parts)
+            if not any(part.endswith(".libs") or part == ".dylibs" for part in p)]
 
 
 def controllable():

@@ -12,9 +12,10 @@ Tolerances, stated once (rel_err from checks.py):
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
 - The numba step with its forward products as W·aᵀ (fused.FusedStep's few_rows, which
-  backend.few_rows turns on for float32 on OpenBLAS ≥ 0.3.27's AVX-512 kernels) against the
-  NumPy path: the same tolerances, forced on every CPU. Where backend.few_rows chooses it, against the
-  usual way: 0, bit for bit (what it was chosen for: the float32 numbers do not move).
+  backend.few_rows turns on for float32 on OpenBLAS ≥ 0.3.27's SkylakeX and Cooperlake
+  kernels) against the NumPy path: the same tolerances, forced on every CPU. Where
+  backend.few_rows chooses it, against the usual way: 0, bit for bit (what it was chosen for:
+  the float32 numbers do not move).
 - The numba log-likelihood on several workers against itself on one: 0, bit for bit.
 - The numba log-likelihood in its own chunks (fused.CHUNK_ROWS) against the NumPy path's
   (likelihood.ROWS), float64: 1e-9 nats of ~550, as the float64 log-likelihoods of the two
@@ -115,8 +116,41 @@ def test_few_rows_follows_the_measured_kernels(monkeypatch):
                        ([("openblas", "0.3.31", "SkylakeX"), ("openblas", "0.3.21", "Zen")], 0)]:
         blas(*libs)
         assert backend.few_rows("float32") == want, libs
-    blas(("openblas", "0.3.31", "SkylakeX"))
+    blas(("openblas", "0.3.31", "SKYLAKEX"))                  # a build for one CPU
+    assert backend.few_rows("float32") == backend.FEW_ROWS
     assert backend.few_rows("float64") == 0
+
+
+def test_numpy_blas_is_numpys_own(monkeypatch):
+    """threads.numpy_blas picks numpy's bundled library over scipy's copy, and without one,
+    the system's library, never another package's copy."""
+    from types import SimpleNamespace
+
+    from numpyvae import threads
+
+    def loaded(*paths):
+        libs = [SimpleNamespace(filepath=p) for p in paths]
+        monkeypatch.setattr(threads, "_controller", lambda: SimpleNamespace(lib_controllers=libs))
+        return [lib.filepath for lib in threads.numpy_blas()]
+    site = "/venv/lib/python3.11/site-packages"
+    assert loaded(f"{site}/scipy.libs/libscipy_openblas.so",
+                  f"{site}/numpy.libs/libscipy_openblas64_.so") == [
+        f"{site}/numpy.libs/libscipy_openblas64_.so"]
+    assert loaded(f"{site}/numpy/.dylibs/libscipy_openblas64_.dylib") == [
+        f"{site}/numpy/.dylibs/libscipy_openblas64_.dylib"]
+    assert loaded(f"{site}/scipy.libs/libscipy_openblas.so",
+                  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0") == [
+        "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"]
+    assert loaded(f"{site}/scipy/.dylibs/libscipy_openblas.dylib") == []      # Accelerate
+    assert loaded(None) == [None]
+
+
+def test_numba_step_takes_the_chosen_layout():
+    """backend.training_step hands FusedStep backend.few_rows for the model's dtype."""
+    for dtype in ("float32", "float64"):
+        model = nv.VAE(dtype=dtype, seed=0, backend="numba")
+        model.loss_and_grads(*batch(np.random.default_rng(0), 4, 1, dtype))
+        assert model._step.few_rows == backend.few_rows(dtype)
 
 
 def with_few_rows(model, rows):
@@ -141,13 +175,13 @@ def count_transposes(monkeypatch):
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
 def test_forward_products_as_w_at_same_loss_and_gradients(dtype, activation, monkeypatch):
     """Both sides of the row limit (32; the decoder's L·B rows may cross it when the
-    encoder's B do not), every product W·aᵀ (a limit above every batch), and the scratch
+    encoder's B do not), every product W·aᵀ (a limit of the largest batch), and the scratch
     reused by a smaller batch after a larger one."""
     kw = dict(dtype=dtype, seed=0, activation=activation)
     ref = nv.VAE(**kw, backend="numpy")
     rng = np.random.default_rng(13)
     calls = count_transposes(monkeypatch)
-    for rows in (32, 10**6):
+    for rows in (32, 128):                   # 128: every product of every batch below
         ours = with_few_rows(nv.VAE(**kw, backend="numba"), rows)
         for B, L, grey in [(16, 1, False), (32, 1, False), (33, 1, True), (16, 2, False),
                            (20, 3, True), (128, 1, False), (1, 1, False)]:
@@ -238,11 +272,15 @@ def test_short_trajectory_matches():
     assert_all_close(models[0].params, models[1].params, 1e-11, "after 10 steps")
 
 
-def test_numba_training_step_allocates_nothing():
+@pytest.mark.parametrize("few_rows", [None, 128])
+def test_numba_training_step_allocates_nothing(few_rows):
     """After warm-up, 10 steps (a full and a partial batch, loss and Adam) raise the traced
     peak by < 4 KiB: no array of the step's size — the smallest, (B, Z) float32 at B = 96, is
-    7.5 KiB — is allocated, only a few small Python objects (views, floats) come and go."""
+    7.5 KiB — is allocated, only a few small Python objects (views, floats) come and go.
+    few_rows: the step backend.training_step makes (None), or every forward product W·aᵀ."""
     model = nv.VAE(dtype="float32", seed=0, backend="numba")
+    if few_rows is not None:
+        with_few_rows(model, few_rows)
     opt = nv.Adam(model.num_params, "float32", backend="numba")
     gflat, grads = model.new_grads()
     rng = np.random.default_rng(5)

@@ -48,6 +48,8 @@ def test_transpose_into(dtype):
     (_, (_, jit)), (_, (_, py)) = both(kernels.transpose_into, a, np.empty((37, 23), dtype))
     np.testing.assert_array_equal(jit, a.T)
     np.testing.assert_array_equal(py, a.T)
+    with pytest.raises(ValueError, match="transpose_into"):
+        kernels.transpose_into(a, np.empty((23, 37), dtype))     # numba checks no bounds
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
