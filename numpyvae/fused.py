@@ -2,7 +2,7 @@
 
 Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable oracle), laid
 out for speed: every matrix product is one BLAS call writing into a workspace
-(`np.matmul(a, b.T, out=...)`, transposes are views of W), and everything between the products is
+(`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
 one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
 A forward product of few rows (n ≤ `few_rows`, chosen by backend.few_rows for the BLAS
 kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's SkylakeX kernel runs
