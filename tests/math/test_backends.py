@@ -24,13 +24,14 @@ Tolerances, stated once (rel_err from checks.py):
   log-sum-exp adds them in another order.
 """
 import tracemalloc
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import numpyvae as nv
 from checks import assert_all_close, away_from_kinks, rel_err
-from numpyvae import backend, kernels, likelihood
+from numpyvae import backend, kernels, likelihood, threads
 from numpyvae.fused import FusedStep
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -98,10 +99,6 @@ def test_small_shapes_and_default_out():
 
 def test_few_rows_follows_the_measured_kernels(monkeypatch):
     """backend.few_rows against the table it encodes (the kernels and versions measured)."""
-    from types import SimpleNamespace
-
-    from numpyvae import threads
-
     def blas(*libs):
         monkeypatch.setattr(threads, "numpy_blas", lambda: [
             SimpleNamespace(internal_api=api, version=version, architecture=arch)
@@ -124,10 +121,6 @@ def test_few_rows_follows_the_measured_kernels(monkeypatch):
 def test_numpy_blas_is_numpys_own(monkeypatch):
     """threads.numpy_blas picks numpy's bundled library over scipy's copy, and without one,
     the system's library, never another package's copy."""
-    from types import SimpleNamespace
-
-    from numpyvae import threads
-
     def loaded(*paths):
         libs = [SimpleNamespace(filepath=p) for p in paths]
         monkeypatch.setattr(threads, "_controller", lambda: SimpleNamespace(lib_controllers=libs))
