@@ -8,10 +8,12 @@ the first --steps batches of MNIST train (by default as many as hold --images im
 VALIDATE_STEPS), scaled to a full epoch by images, so large batches do not cost more than small
 ones. Compilation (numba, jax, torch.compile) happens in the untimed first epoch.
 
-Writes --json (rows {impl, batch_size, hidden_dim, seconds_per_epoch, images_per_s, ...},
-rewritten after every grid point, so an interrupted sweep keeps what it measured) and --plot:
-images/s against batch size (log axis), one line per implementation, one panel per hidden
-width, the GEMM floors dashed.
+Writes --json (rows {impl, batch_size, hidden_dim, seconds_per_epoch, images_per_s, ...} and
+`summary`, rewritten after every grid point, so an interrupted sweep keeps what it measured) and
+--plot: images/s against batch size (log axis), one line per implementation, one panel per
+hidden width, the GEMM floors dashed. At the end it prints the summary (`summary`): per point,
+numpyvae's lead over the fastest peer, its time over its products alone, and the lead those
+products allow.
 """
 import math
 import os
@@ -34,6 +36,52 @@ def steps_for(batch, args, n):
     steps = args.steps or math.ceil(args.images / batch)
     return max(min(steps, math.ceil(n / batch)), min(throughput.VALIDATE_STEPS,
                                                       math.ceil(n / batch)))
+
+
+NUMPYVAE = "numpyvae numba"
+PEERS = [n for n in peers.CPU_NAMES if n.startswith(("torch", "jax"))]
+
+
+def summary(rows):
+    """Per grid point, in the grid's order, a dict: numpyvae's s/epoch (`numpyvae`), the
+    fastest CPU peer (Torch or JAX, `peer`) and its s/epoch (`peer_seconds`); `lead`, that
+    time over numpyvae's; `vs_floor`, numpyvae's over its products alone (peers.FLOOR);
+    `bound`, the peer's time over the products': the lead of a step that spent nothing beyond
+    its products, so a lead above it needs faster products than numpy's BLAS; `spread`,
+    numpyvae's slowest timed epoch over its fastest (a noisy point shows here). None where a
+    row is missing; a point without numpyvae is left out."""
+    points = {}
+    for r in rows:
+        points.setdefault((r["hidden_dim"], r["batch_size"]), {})[r["impl"]] = r
+    out = []
+    for (H, B), by in points.items():
+        if NUMPYVAE not in by:
+            continue
+        mine, floor = by[NUMPYVAE], by.get(peers.FLOOR)
+        s = mine["seconds_per_epoch"]
+        timed = [n for n in PEERS if n in by]
+        peer = min(timed, key=lambda n: by[n]["seconds_per_epoch"]) if timed else None
+        p = by[peer]["seconds_per_epoch"] if peer else None
+        f = floor["seconds_per_epoch"] if floor else None
+        out.append(dict(hidden_dim=H, batch_size=B, numpyvae=s, peer=peer, peer_seconds=p,
+                        lead=p / s if p else None, vs_floor=s / f if f else None,
+                        bound=p / f if p and f else None,
+                        spread=max(mine["epochs"]) / min(mine["epochs"])))
+    return out
+
+
+def print_summary(points):
+    """summary(rows) as a table."""
+    num = lambda v, w, d: f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}"   # noqa: E731
+    print(f"\n{'hidden':>6}{'batch':>7}{'numpyvae':>10}  {'fastest peer':<24}{'s/epoch':>8}"
+          f"{'lead':>7}{'x floor':>9}{'bound':>7}{'spread':>8}")
+    for q in points:
+        print(f"{q['hidden_dim']:>6}{q['batch_size']:>7}{q['numpyvae']:>10.3f}  "
+              f"{q['peer'] or '-':<24}{num(q['peer_seconds'], 8, 3)}{num(q['lead'], 7, 2)}"
+              f"{num(q['vs_floor'], 9, 2)}{num(q['bound'], 7, 2)}{q['spread']:>8.2f}")
+    print("lead: the fastest peer's s/epoch over numpyvae's; x floor: numpyvae's over its "
+          "matrix products alone;\nbound: the fastest peer's over those products (the lead of a "
+          "step of products alone); spread: numpyvae's\nslowest timed epoch over its fastest")
 
 
 def plot(rows, path, title):
@@ -122,6 +170,7 @@ def _sweep(args, argv):
     except BenchmarkError as e:
         say(f"error: {one_line(e)}")
         return 1
+    print_summary(summary(rows))
     print(f"\nwrote {one_line(args.json)} ({len(rows)} rows, {seconds:.0f} s)")
     plot(rows, args.plot, f"{info['cpu']}, {info['cores']} cores, {args.dtype}, latent "
          f"{args.latent_dim}; OpenBLAS kernel {info['blas_kernel']}")
@@ -157,7 +206,8 @@ def sweep(args, names, argv):
                       f"{r['images_per_s']:>10.0f} images/s")
             rows += point
             write_json(args.json, dict(machine=info, settings=vars(args), rows=rows, skipped=[
-                dict(impl=k, reason=v) for k, v in skipped.items()]), replace=len(rows) > len(point))
+                dict(impl=k, reason=v) for k, v in skipped.items()], summary=summary(rows)),
+                replace=len(rows) > len(point))
     return rows, info, time.perf_counter() - start
 
 
