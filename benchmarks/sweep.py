@@ -64,8 +64,9 @@ def summary(rows):
         p = by[peer]["seconds_per_epoch"] if peer else None
         f = floor["seconds_per_epoch"] if floor else None
         out.append(dict(hidden_dim=H, batch_size=B, numpyvae=s, peer=peer, peer_seconds=p,
-                        lead=p / s if p else None, vs_floor=s / f if f else None,
-                        bound=p / f if p and f else None,
+                        lead=p / s if p is not None else None,
+                        vs_floor=s / f if f is not None else None,
+                        bound=p / f if p is not None and f is not None else None,
                         spread=max(mine["epochs"]) / min(mine["epochs"])))
     return out
 
