@@ -1,7 +1,10 @@
 """Throughput benchmarks: numpyvae vs the PyTorch reference and JAX.
 
-numpyvae is imported first: `python -m benchmarks.<command>` then loads numpy and the rest under
-numpyvae's start-up guard, so a Ctrl-C, SIGTERM or SIGHUP is one line, as for numpyvae's own
-commands.
+    machine.py     the CPU, the BLAS kernel and the library versions a figure was taken on
+    peers.py       every implementation timed, and the GEMM floor
+    throughput.py  the command: one configuration against every peer
+    sweep.py       the command: a grid of hidden sizes × batch sizes
+
+Each command loads its libraries under numpyvae.run.startup.starting, so a Ctrl-C, SIGTERM or
+SIGHUP meanwhile is one line, as for numpyvae's own commands.
 """
-import numpyvae  # noqa: F401

@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from numpyvae.cli import one_line
+from numpyvae.run.cli import one_line
 
 PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 UNPIN = "env " + " ".join(f"-u {v}" for v in PIN_VARS)
@@ -54,7 +54,7 @@ def openblas_kernels():
     """threadpoolctl's view of numpy's OpenBLAS: [(version, architecture, threads)], or None
     when threadpoolctl is not installed."""
     try:
-        import threadpoolctl
+        import threadpoolctl                                # optional here: None without it
     except ImportError:
         return None
     return [(i.get("version"), i.get("architecture"), i.get("num_threads"))
@@ -101,7 +101,7 @@ def mkl_kernel(torch):
 
 
 def info():
-    import numba
+    import numba                        # the version only, when a report is made
     name, flags = cpu()
     m = dict(cpu=name, cpu_flags=flags, cores=os.cpu_count(), python=platform.python_version(),
              numpy=np.__version__, numba=numba.__version__)
@@ -118,7 +118,7 @@ def info():
     m["blas_kernel_unpinned"] = (unpinned_kernel() if kernels and any(
         os.environ.get(v) for v in PIN_VARS) else m["blas_kernel"])
     try:
-        import torch
+        import torch                                        # an optional peer: None without it
     except ImportError:
         m.update(torch=None)
     else:
@@ -127,8 +127,8 @@ def info():
                  torch_blas_kernel=mkl_kernel(torch),
                  torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
     try:
-        import jax
-        import jaxlib
+        import jax                                          # an optional peer: None without it
+        import jaxlib                                       # with jax
     except ImportError:
         m.update(jax=None)
     else:

@@ -16,7 +16,7 @@ with the same ε rows E[a:b]:
     jax jit                  jax.jit of one step: value_and_grad + Adam written in jax
     jax scan-epoch           the same step under jax.lax.scan, the epoch's full batches in one
                              compiled call (a last partial batch goes through the jitted step)
-    gemm floor openblas      only the step's 20 matrix products (numpyvae.fused.matmul_shapes)
+    gemm floor openblas      only the step's 20 matrix products (numpyvae.fast.fused.matmul_shapes)
                              in NumPy/OpenBLAS: what numpyvae's design cannot go below
     gemm floor torch         the same 20 products in Torch on the CPU (MKL on x86)
     torch <gpu> eager, torch <gpu> eager fused-adam, torch <gpu> compile
@@ -35,8 +35,10 @@ from typing import Callable
 import numpy as np
 
 import numpyvae as nv
-from numpyvae import backend, threads
-from numpyvae.fused import CHUNK_ROWS as LL_ROWS, matmul_shapes
+from numpyvae import threads
+from numpyvae.fast import fused
+from numpyvae.fast.fused import CHUNK_ROWS as LL_ROWS
+from numpyvae.fast.fused import matmul_shapes
 
 D = 784
 SLOPE = 0.2                                     # LeakyReLU(0.2), the notebook's
@@ -80,7 +82,7 @@ class Peer:
 def gpu_names():
     """The Torch rows on the accelerator Torch would pick (CUDA, then MPS), when present."""
     try:
-        from reference.model import pick_device
+        from reference.model import pick_device             # torch with it: an optional peer
     except ImportError:
         return []
     dev = pick_device().type
@@ -155,7 +157,7 @@ def numpyvae_epoch(s, backend):
 
 def need_torch():
     try:
-        import torch
+        import torch                                        # an optional peer: Missing without it
     except ImportError:
         raise Missing(f"torch is not installed: {TORCH_HINT}") from None
     return torch
@@ -166,7 +168,7 @@ def torch_epoch(s, device, mode):
     it; "fused": Adam(fused=True); "compile": torch.compile of the loss (forward, and backward
     through AOTAutograd) + Adam(fused=True). Losses stay on the device until the epoch ends."""
     torch = need_torch()
-    from reference.model import from_params, neg_elbo
+    from reference.model import from_params, neg_elbo       # torch's peer, once torch is there
     if mode == "compile" and device == "cpu":
         if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
             raise Missing("torch compile needs a C++ compiler for inductor's CPU kernels: "
@@ -210,7 +212,7 @@ def forget_compiled():
 
 def need_jax(dtype):
     try:
-        import jax
+        import jax                                          # an optional peer: Missing without it
     except ImportError:
         raise Missing(f"jax is not installed: {JAX_HINT}") from None
     if dtype == "float64":
@@ -321,11 +323,11 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
     """The step's matrix products alone, into preallocated outputs, for each batch size:
     in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
     BLAS, MKL on x86), which says how much of Torch's epoch is matrix products. NumPy's in the
-    layout the numba step gives each (backend.few_rows; its transposed copies, elementwise
+    layout the numba step gives each (fused.few_rows; its transposed copies, elementwise
     work, are not in the floor), Torch's in nn.Linear's (a·Wᵀ)."""
     rng = np.random.default_rng(0)
     cache = {}
-    few_rows = backend.few_rows(dtype) if library == "numpy" else 0
+    few_rows = fused.few_rows(dtype) if library == "numpy" else 0
     if library == "torch":
         torch = need_torch()
         matmul, wrap = torch.matmul, torch.from_numpy

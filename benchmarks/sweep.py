@@ -20,13 +20,17 @@ import os
 import sys
 import time
 
-import numpyvae as nv
-from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command, say
-from numpyvae.config import DATA_DIR_FLAG
-from numpyvae.runfolder import atomic_write
+from numpyvae.run.startup import starting
 
-from . import machine, peers, throughput
-from .throughput import BenchmarkError, check_output, write_json
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpyvae as nv
+    from numpyvae.atomic import atomic_write
+    from numpyvae.errors import UsageError
+    from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
+    from numpyvae.run.config import DATA_DIR_FLAG
+
+    from . import machine, peers, throughput
+    from .throughput import BenchmarkError, check_output, write_json
 
 D = peers.D
 
@@ -87,8 +91,8 @@ def print_summary(points):
 
 def plot(rows, path, title):
     """images/s against batch size, one panel per hidden width, one line per implementation."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg # only when a picture is asked for
+    from matplotlib.figure import Figure                    # (--plot)
     hidden = sorted({r["hidden_dim"] for r in rows})
     names = [n for n in peers.all_names() if any(r["impl"] == n for r in rows)]
     colors = {n: f"C{i}" for i, n in enumerate(names)}

@@ -40,17 +40,22 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+from numpyvae.run.startup import starting
 
-import numpyvae as nv
-from numpyvae import data, evaluate, likelihood, threads
-from numpyvae.cli import (UsageError, argument_parser, check_output_path, int_in, one_line,
-                          run_command, say)
-from numpyvae.config import DATA_DIR_FLAG
-from numpyvae.fetch import MAX_TRAIN_IMAGES
-from numpyvae.runfolder import atomic_write, refuse_run_file
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
 
-from . import machine, peers
+    import numpyvae as nv
+    from numpyvae import data, likelihood, threads
+    from numpyvae.atomic import atomic_write
+    from numpyvae.datasets.fetch import MAX_TRAIN_IMAGES
+    from numpyvae.errors import DataError, UsageError
+    from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
+    from numpyvae.run.config import DATA_DIR_FLAG
+    from numpyvae.run.folder import check_output_path, refuse_run_file
+    from numpyvae.run.probe import choose_threads
+
+    from . import machine, peers
 
 D = peers.D
 FLOOR, TORCH = peers.FLOOR, peers.TORCH
@@ -80,7 +85,7 @@ def load_train(data_dir, dtype, seed):
         images, _ = data.load("mnist", split="train", data_dir=data_dir)
     except data.DataError as err:
         found = str(err).rstrip(".")
-        raise data.DataError(f"benchmarks needs MNIST train (numpyvae.data.load): {found}. "
+        raise DataError(f"benchmarks needs MNIST train (numpyvae.data.load): {found}. "
                              f"Put the IDX files in --data-dir (or ~/datasets/mnist) and run "
                              f"again.") from None
     rng = np.random.default_rng(seed)
@@ -162,7 +167,7 @@ def size_list(size):
 
 def check_output(path, flag):
     """Refuse, before anything is timed, an output `path` of `flag` that could not be written
-    once the timing is done (numpyvae.cli.check_output_path) or that is a file of a run."""
+    once the timing is done (numpyvae.run.folder.check_output_path) or that is a file of a run."""
     check_output_path(path, flag)
     refuse_run_file(path, flag)
 
@@ -429,7 +434,7 @@ def bench_log_likelihood(args, params, dtype):
     try:
         images, _ = data.load("mnist", split="test", data_dir=args.data_dir)
     except data.DataError as err:
-        raise data.DataError(f"benchmarks.throughput needs MNIST test for --ll-images: "
+        raise DataError(f"benchmarks.throughput needs MNIST test for --ll-images: "
                              f"{err}") from None
     x = (images[:args.ll_images].reshape(-1, D) >= 128).astype(dtype)        # (n, D)
     H, Z = args.hidden_dim, args.latent_dim
@@ -439,7 +444,7 @@ def bench_log_likelihood(args, params, dtype):
         models[backend].load_params(params)
     # numba as `evaluate` runs it: the BLAS threads timed and chosen, the cores left as workers
     fast = models["numba"]
-    count, line = evaluate.choose_threads(threads.AUTO, fast, x, args.k)
+    count, line = choose_threads(threads.AUTO, fast, x, args.k)
     workers = threads.workers(count)
     print(f"  numpyvae numba, log-likelihood: {line or f'BLAS threads: {count}'}; "
           f"{workers} worker{'s' * (workers > 1)}, as evaluate chooses")
@@ -457,8 +462,8 @@ def bench_log_likelihood(args, params, dtype):
         except peers.Missing as why:
             print(f"  skipped {TORCH} (log-likelihood): {why}")
         else:
-            from reference.evaluate import log_likelihood as torch_log_likelihood
-            from reference.model import from_params
+            from reference.model import from_params   # torch with it: an optional peer
+            from reference.model import log_likelihood as torch_log_likelihood # (torch's peer)
             tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
             runs.append((TORCH, lambda seed, k: torch_log_likelihood(
                 tm, torch.from_numpy(x), k, np.random.default_rng(seed))))

@@ -6,6 +6,9 @@ the package's commands by name; with no command, or --help, the list of them.
 import importlib
 import sys
 
+from .run.cli import Terminal            # the standard library only: prints on any terminal
+from .run.startup import starting
+
 # Each command is the module numpyvae.<name> with main(argv); train's also takes cli=True.
 SUBCOMMANDS = ("train", "evaluate", "sample")
 
@@ -28,8 +31,9 @@ From a checkout of the repository:
 
 
 def main(argv=None):
-    from .cli import Terminal                   # prints on any terminal
-
+    """The command named by argv[0] (sys.argv[1:] when None: this is the program) with the rest;
+    returns its exit status."""
+    command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         Terminal(sys.stdout).write(COMMANDS)
@@ -39,7 +43,8 @@ def main(argv=None):
         Terminal(sys.stderr).write(f"numpyvae: {name!r} is not a command; the commands are "
                                    f"{', '.join(SUBCOMMANDS)}\n\n{COMMANDS}")
         return 2
-    command = importlib.import_module(f"numpyvae.{name}")
+    with starting(command_line):        # the program: a signal while the command loads is one line
+        command = importlib.import_module(f"numpyvae.{name}")
     if name == "train":
         return command.main(rest, cli=True)
     return command.main(rest)

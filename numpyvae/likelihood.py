@@ -1,28 +1,22 @@
-"""Per-image −ELBO and the importance-weighted estimate of log p(x).
+"""A model's per-image −ELBO and its importance-weighted estimate of log p(x).
 
 ELBO (Kingma & Welling 2014, eq. 3), per image, one ε ~ N(0, I):
     −ELBO(x) = BCE(x, ℓ(z)) + KL(q(z|x) ‖ N(0, I)),   z = μ + σ ε
 
-Importance-weighted bound (Burda, Grosse & Salakhutdinov 2015, eq. 8), k samples z_i ~ q(z|x):
-    log p(x) ≥ L_k = log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x)
-               = logsumexp_i w_i − log k,   w_i = log p(x|z_i) + log p(z_i) − log q(z_i|x)
-    log p(z)   = −½ Σ_j (z_j² + log 2π)
-    log q(z|x) = −½ Σ_j (ε_j² + log 2π + log σ_j²)        (z = μ + σ ε)
-L_1 is the ELBO estimator; L_k rises with k towards log p(x) (Burda et al., Thm. 1).
-The k samples are taken in chunks and combined with a running log-sum-exp, so memory stays
-bounded for k = 5000.
-
-Active units (Burda et al. 2015, §5.2): latent unit u is active when A_u = Cov_x(E_q[z_u|x]),
-the variance over the data of its posterior mean μ_u(x), exceeds 10⁻².
+L_k = logsumexp_i w_i − log k (Burda, Grosse & Salakhutdinov 2015, eq. 8), with the log weights
+w_i of numpyvae/oracle/likelihood.py (the formulas) or of the numba path: the k samples are
+taken in chunks and combined with a running log-sum-exp, so memory stays bounded for k = 5000.
+Active units are the oracle's (`active_units`, named here too).
 """
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import backend as backends
-from .loss import bernoulli_nll, gaussian_kl
+from .oracle.likelihood import LOG_2PI, ROWS, active_units
+from .oracle.loss import bernoulli_nll, gaussian_kl
 
-LOG_2PI = np.log(2 * np.pi)
+__all__ = ["neg_elbo_per_image", "log_likelihood", "active_units", "LOG_2PI", "ROWS"]
 
 
 def neg_elbo_per_image(model, x, eps):
@@ -36,24 +30,6 @@ def neg_elbo_per_image(model, x, eps):
     return recon, kl
 
 
-def log_weights(model, x, eps):
-    """w = log p(x|z) + log p(z) − log q(z|x) for each sample.  eps: (S, B, Z) -> (S, B)."""
-    mu, logvar = model.encode(x)                                   # (B, Z)
-    S, B, Z = eps.shape
-    z = mu + np.exp(0.5 * logvar) * eps                            # (S, B, Z)
-    logits = model.decode_logits(z.reshape(S * B, Z)).reshape(S, B, -1)   # (S, B, D)
-    log_px_z = -bernoulli_nll(logits, x).sum(axis=2, dtype=np.float64)   # (S, B)
-    log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * LOG_2PI)    # (S, B)
-    log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * LOG_2PI
-                     + logvar.sum(axis=1, dtype=np.float64))                  # (S, B)
-    return log_px_z + log_pz - log_qz
-
-
-# samples × images per decoder call of the NumPy path: 5000 rows of 784 logits are 16 MB in
-# float32, and bernoulli_nll's float64 temporaries over them 31 MB each
-ROWS = 5000
-
-
 def log_likelihood(model, x, k, rng, rows=None, workers=1):
     """Importance-weighted estimate L_k of log p(x) per image, float64 (B,).
 
@@ -62,9 +38,10 @@ def log_likelihood(model, x, k, rng, rows=None, workers=1):
     combined with a running log-sum-exp. A thread of its own draws each chunk's ε while the
     one before is weighed; the draws, and rng's state when it returns, are those of a plain
     loop (an exception leaves rng a chunk further on).
-    The weights come from the model's backend (numpyvae/backend.py): `log_weights` below, or
-    with numba fused.LogWeights (the decoder's bias+activation and the per-row Bernoulli sum
-    fused, on `workers` threads — the same bits with any number), from the same draws.
+    The weights come from the model's backend (numpyvae/backend.py): the oracle's
+    (numpyvae/oracle/likelihood.py, `log_weights`), or with numba fused.LogWeights (the
+    decoder's bias+activation and the per-row Bernoulli sum fused, on `workers` threads — the
+    same bits with any number), from the same draws.
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -92,10 +69,3 @@ def log_likelihood(model, x, k, rng, rows=None, workers=1):
             m = w.max(axis=0)                                      # (B,)
             total = np.logaddexp(total, m + np.log(np.exp(w - m).sum(axis=0)))
     return total - np.log(k)
-
-
-def active_units(mu, threshold=1e-2):
-    """(number of active units, A_u for each unit) from posterior means mu: (N, Z) over N images.
-    A_u = Var_x μ_u(x), the population variance in float64 (Burda et al. 2015, §5.2)."""
-    A = np.var(np.asarray(mu, np.float64), axis=0)                 # (Z,)
-    return int((A > threshold).sum()), A

@@ -9,19 +9,23 @@ memory available is refused before anything is decoded.
 import sys
 from pathlib import Path
 
-import numpy as np
+from .run.startup import starting
 
-from . import data, plots
-from .checkpoint import load_model
-from .cli import (UsageError, add_checkpoint_argument, argument_parser, check_output_path, int_in,
-                  one_line, run_command)
-from .config import DATA_DIR_FLAG, MAX_SEED
-from .evaluate import (data_folder, eval_inputs, run_folder_of,
-                       tidy_run_folder)
-from .fetch import MAX_TEST_IMAGES
-from .memory import check_memory, gigabytes
-from .runfolder import OutputNames, refuse_run_file, remove_stale_temp_files
-from .runlock import lock_if_run_folder
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
+
+    from . import data
+    from .datasets.fetch import MAX_TEST_IMAGES
+    from .errors import UsageError
+    from .run import plots
+    from .run.checkpoint import load_model
+    from .run.cli import add_checkpoint_argument, argument_parser, int_in, one_line, run_command
+    from .run.config import DATA_DIR_FLAG, MAX_SEED
+    from .run.evaluation import data_folder, eval_inputs, run_folder_of
+    from .run.folder import (OutputNames, check_output_path, refuse_run_file,
+                             remove_stale_temp_files, tidy_run_folder)
+    from .run.lock import lock_if_run_folder
+    from .run.memory import check_memory, gigabytes
 
 CHUNK = 1024                   # images decoded per call
 LINE_COLUMNS = 20              # an interpolation of more steps wraps into rows of this many

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy  # noqa: F401  (loads numpy's BLAS: threadpoolctl finds the libraries loaded)
+from threadpoolctl import ThreadpoolController
 
 AUTO = "auto"
 MAX_THREADS = 4096                 # threads a run may ask for (OpenBLAS's own builds stop at 64–512)
@@ -43,7 +44,6 @@ def _controller():
     """threadpoolctl's controller of numpy's BLAS libraries (none found: an empty one), made
     once: finding the libraries walks everything the process has loaded."""
     if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
         _CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
         _FIRST_SIZE.append(pool_size())
     return _CONTROLLER[0]

@@ -5,9 +5,9 @@ torch.nn.Linear's initialisation, Adam lr 1e-3, 20 epochs, seed 0. Reports −EL
 image (the notebook printed the batch sum times the batch size). `--preset burda2015` sets up
 the VAE of Burda, Grosse & Salakhutdinov (2015), Table 1 (see PRESETS). Writes into --out
 (default runs/<timestamp>): config.json, metrics.csv, checkpoint.npz (every epoch, atomically)
-and the pictures of numpyvae/plots.py.
+and the pictures of numpyvae/run/plots.py.
 
-The run folder is a transaction (numpyvae/runfolder.py): one command at a time holds its lock;
+The run folder is a transaction (numpyvae/run/folder.py): one command at a time holds its lock;
 the run's files appear with its first checkpoint, so a run stopped before it (Ctrl-C or a kill
 during start-up, a non-finite first epoch, a full disk) leaves nothing, and the same command
 starts it again. A request the machine cannot hold is refused before anything is allocated.
@@ -30,30 +30,33 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
+from .run.startup import starting
 
-from . import backend as backends
-from . import checkpoint as ckpt_io
-from . import data, threads
-from .adam import Adam
-from .cli import UsageError, argument_parser, one_line, run_command, say, signal_name
-from .config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
-from .evaluate import HOLDOUT_STREAMS, evaluate_test
-from .fetch import MAX_TRAIN_IMAGES, data_root
-from .memory import check_memory, training_bytes
-from .model import VAE
-from .runfolder import (OutputNames, StopRequest, Stopped, file_kind, folders_to_make,
-                        refuse_taken, remove_if_empty, remove_stale_temp_files, write_config,
-                        write_metrics)
-from .runlock import RunLock
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
+    from tqdm import tqdm
+
+    from . import backend as backends
+    from . import data, threads
+    from .adam import Adam
+    from .datasets.fetch import MAX_TRAIN_IMAGES, data_root
+    from .errors import CheckpointError, NonFinite, UsageError
+    from .model import VAE
+    from .run import checkpoint as ckpt_io
+    from .run import plots
+    from .run.cli import argument_parser, one_line, run_command, say, signal_name
+    from .run.config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
+    from .run.evaluation import HOLDOUT_STREAMS, evaluate_test
+    from .run.folder import (OutputNames, file_kind, folders_to_make, refuse_taken,
+                             remove_if_empty, remove_stale_temp_files, write_config,
+                             write_metrics)
+    from .run.lock import RunLock
+    from .run.memory import check_memory, training_bytes
+    from .run.signals import StopRequest, Stopped
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
 
-
-class NonFinite(Exception):
-    """A loss or parameter stopped being finite: training stops, the last checkpoint is kept."""
 
 
 # ---------------------------------------------------------------------------- settings
@@ -166,6 +169,25 @@ def blas_threads(cfg, images, log):
     return n
 
 
+def warm_up(model, samples, mode, images_flat):
+    """Compile (or load from numba's on-disk cache) the kernels a training step of `model`
+    uses, before the clock starts, so that epoch_seconds measures training alone. Numba
+    specialises on dtypes and layouts, not sizes, so a throwaway one-image model of the same
+    kind compiles them all; the real model, its workspaces and every Generator are untouched.
+    Nothing to do on the NumPy path."""
+    if model.backend != "numba":
+        return
+    D, Z, L, dtype = model.x_dim, model.latent_dim, samples, model.dtype
+    tiny = VAE(D, 1, Z, dtype=dtype, backend="numba", activation=model.activation)
+    x = np.zeros((1, D), dtype)                                           # (1, D)
+    eps = np.zeros((L, 1, Z) if L > 1 else (1, Z), dtype)
+    gflat, grads = tiny.new_grads()
+    tiny.loss_and_grads(x, eps, out=grads)
+    Adam(tiny.num_params, dtype, backend="numba").step(tiny.flat, gflat)
+    backends.batch_taker("numba", images_flat, 1, mode, np.random.default_rng(0), dtype)(
+        np.zeros(1, np.int64))
+
+
 # ---------------------------------------------------------------------------- schedule, output bias
 
 def train_generator(seed):
@@ -257,7 +279,7 @@ class Training:
                            num_params=self.model.num_params)
         self.take_batch = backends.batch_taker(cfg.backend, images.train, cfg.batch_size,
                                                cfg.binarize, self.rng, self.model.dtype)
-        backends.warm_up(self.model, cfg.samples, cfg.binarize, images.train)
+        warm_up(self.model, cfg.samples, cfg.binarize, images.train)
         self.eps_bufs = {}                                  # batch size -> (L, b, Z) buffer
         if resume is not None:
             self.record()                 # restores config.json and metrics.csv if lost
@@ -389,8 +411,6 @@ def run(cfg, out, resume=None, log=print, stop=None):
 
 def _run(cfg, out, images, resume, log, stop):
     t = Training(cfg, out, images, resume)
-    from . import plots                   # imported before the loop: no signal lands in it
-
     stop.starting = False                 # from here a signal is a checkpoint, not an exception
     if stop.signum is not None:           # one arrived, but its exception was lost on the way
         raise Stopped(stop.signum)        # (swallowed by a callback): nothing trained, nothing to save
@@ -409,13 +429,13 @@ def check_position(ck, n, steps, path):
     """Refuse a checkpoint whose place in training does not fit this dataset and batch size."""
     if ck.step_in_epoch:
         if ck.step_in_epoch >= steps:
-            raise ckpt_io.CheckpointError(f"{path}: stopped at step {ck.step_in_epoch} of an "
+            raise CheckpointError(f"{path}: stopped at step {ck.step_in_epoch} of an "
                                           f"epoch that has {steps}")
         if len(ck.order) != n or not np.array_equal(np.sort(ck.order), np.arange(n)):
-            raise ckpt_io.CheckpointError(f"{path}: its epoch order is not a permutation of "
+            raise CheckpointError(f"{path}: its epoch order is not a permutation of "
                                           f"the {n} training images")
     if ck.adam_t != ck.epoch * steps + ck.step_in_epoch:
-        raise ckpt_io.CheckpointError(f"{path}: Adam has taken {ck.adam_t} steps, but epoch "
+        raise CheckpointError(f"{path}: Adam has taken {ck.adam_t} steps, but epoch "
                                       f"{ck.epoch} step {ck.step_in_epoch} at {steps} steps per "
                                       f"epoch means {ck.epoch * steps + ck.step_in_epoch}")
 
@@ -423,7 +443,7 @@ def check_position(ck, n, steps, path):
 # ---------------------------------------------------------------------------- the command
 
 def main(argv=None, cli=False):
-    """The command: parse argv, train, report. Returns the exit status (numpyvae.cli.run_command:
+    """The command: parse argv, train, report. Returns the exit status (numpyvae.run.cli.run_command:
     2 for a usage error, 1 for bad data, a bad checkpoint, a busy folder or a failed write; a
     stop by a signal 128 + its number, a non-finite loss EXIT_NONFINITE).
 
@@ -441,7 +461,7 @@ def main(argv=None, cli=False):
 
 
 def _train(args, cli, where):
-    """main's work. The run folder is locked (numpyvae.runlock) from before anything is read or
+    """main's work. The run folder is locked (numpyvae/run/lock.py) from before anything is read or
     written in it until the command ends: a second command on the same folder is refused at
     once. Folders made for a run that never started are removed again."""
     made, lock, stopped = [], None, None

@@ -1,7 +1,9 @@
 """The PyTorch reference of the source notebook's VAE (never imported by numpyvae).
 
-numpyvae is imported first: `python -m reference.<command>` then loads numpy and the rest under
-numpyvae's start-up guard, so a Ctrl-C or SIGTERM meanwhile is one line, as for numpyvae's own
-commands.
+    model.py      the notebook's Model in PyTorch, its −ELBO and log p(x)
+    compare.py    how numpyvae's numbers are compared with Torch's (tolerances and why)
+    train.py, evaluate.py, gradcheck.py   commands: `python -m reference.<command>`
+
+Each command loads its libraries under numpyvae.run.startup.starting, so a Ctrl-C, SIGTERM or
+SIGHUP meanwhile is one line, as for numpyvae's own commands.
 """
-import numpyvae  # noqa: F401

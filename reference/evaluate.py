@@ -6,70 +6,30 @@ with the same fixed binarization, and the same ε streams, drawn in the same ord
 print the same test −ELBO, importance-weighted log p(x) (Burda et al. 2015, eq. 8) and active
 units up to float rounding, computed by independent code.
 
-torch is loaded inside the command's work (numpyvae.cli.run_command), not at import: a Ctrl-C
-in the seconds that takes is one line, like any other.
+torch (reference/model.py) is loaded inside the command's work (numpyvae.run.cli.run_command),
+once the request is checked: a refused request never waits the seconds it takes.
 """
 import sys
 import time
 
-import numpy as np
+from numpyvae.run.startup import starting
 
-from numpyvae import checkpoint, data
-from numpyvae.cli import (UsageError, add_checkpoint_argument, argument_parser, int_in, one_line,
-                          run_command)
-from numpyvae.config import DATA_DIR_FLAG
-from numpyvae.evaluate import (IMPORTANCE_STREAM, check_json_path, data_folder, eval_generator,
-                               eval_inputs, non_finite, write_json)
-from numpyvae.fetch import MAX_TRAIN_IMAGES
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
+
+    from numpyvae import data
+    from numpyvae.datasets.fetch import MAX_TRAIN_IMAGES
+    from numpyvae.errors import CheckpointError, UsageError
+    from numpyvae.run import checkpoint
+    from numpyvae.run.cli import (add_checkpoint_argument, argument_parser, int_in, one_line,
+                                  run_command)
+    from numpyvae.run.config import DATA_DIR_FLAG
+    from numpyvae.run.evaluation import IMPORTANCE_STREAM, data_folder, eval_generator, eval_inputs
+    from numpyvae.run.results import check_json_path, non_finite, write_json
 
 MAX_IMAGES = MAX_TRAIN_IMAGES    # no split is larger: a larger --limit or --batch is all of it
 MAX_K = 10**6                    # 200 × the literature's 5000: some 10 h on the test split
 MAX_SEED = 2**64 - 1             # reference.train's: torch.manual_seed's (numpy's: any)
-
-
-def log_likelihood(model, x, k, rng, rows=5000):
-    """L_k per image (float64 numpy (B,)) for x: (B, D) a tensor on the model's device, with
-    ε: (S, B, Z) drawn from the numpy Generator `rng` in chunks of S = rows // B samples —
-    the order numpyvae.likelihood.log_likelihood draws them in.
-
-    w = log p(x|z) + log p(z) − log q(z|x),  L_k = logsumexp_i w_i − log k."""
-    import torch
-    import torch.nn.functional as F
-    with torch.no_grad():
-        B = x.shape[0]
-        mean, log_var = model.Encoder(x)                               # (B, Z)
-        Z = mean.shape[1]
-        sigma = torch.exp(0.5 * log_var)                               # (B, Z)
-        c = Z * float(np.log(2 * np.pi))
-        total = torch.full((B,), -float("inf"), dtype=torch.float64, device=x.device)
-        chunk, done = max(1, rows // B), 0
-        np_dtype = np.float32 if x.dtype == torch.float32 else np.float64
-        while done < k:
-            S = min(chunk, k - done)
-            eps = torch.from_numpy(rng.standard_normal((S, B, Z), dtype=np_dtype)).to(x.device)
-            z = mean + sigma * eps                                     # (S, B, Z)
-            logits = model.Decoder.logits(z)                           # (S, B, D)
-            log_px = -F.binary_cross_entropy_with_logits(
-                logits, x.expand_as(logits), reduction="none").sum(-1, dtype=torch.float64)
-            log_pz = -0.5 * (z.pow(2).sum(-1, dtype=torch.float64) + c)
-            log_qz = -0.5 * (eps.pow(2).sum(-1, dtype=torch.float64) + c
-                             + log_var.sum(-1, dtype=torch.float64))
-            total = torch.logaddexp(total, torch.logsumexp(log_px + log_pz - log_qz, 0))
-            done += S
-        return (total - np.log(k)).cpu().numpy()
-
-
-def neg_elbo_parts(model, x, eps):
-    """(recon, kl) summed over the batch, float64.  x: (B, D), eps: (B, Z) tensors."""
-    import torch
-    import torch.nn.functional as F
-    with torch.no_grad():
-        mean, log_var = model.Encoder(x)
-        logits = model.Decoder.logits(mean + torch.exp(0.5 * log_var) * eps)
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
-            dtype=torch.float64)
-        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(dtype=torch.float64)
-        return recon.item(), kl.item()
 
 
 def build_parser():
@@ -97,7 +57,7 @@ def main(argv=None):
 
 def _evaluate(args):
     """main's work: returns 0 once the numbers are printed (and --json written)."""
-    from reference.model import pick_device              # and torch with it
+    from reference.model import pick_device   # torch with it, once the request is checked
     try:
         device = pick_device(args.device)
     except ValueError as e:
@@ -112,8 +72,8 @@ def _evaluate(args):
 def evaluate(ck, images, device, args):
     """The checkpoint `ck` evaluated on the test `images` by the Torch Model; prints the results
     and writes --json."""
-    import torch
-    from reference.model import from_params
+    import torch                                         # loaded by _evaluate already
+    from reference.model import from_params, log_likelihood, neg_elbo_parts # torch's, as above
     cfg, dtype = ck.config, ck.config["dtype"]
     model = from_params(ck.params, dtype=getattr(torch, dtype), device=device,
                         activation=cfg["activation"])
@@ -142,8 +102,8 @@ def evaluate(ck, images, device, args):
                   latent_dim=cfg["latent_dim"], seed=args.seed, seconds=seconds)
     bad = non_finite(result)
     if bad:                                   # weights that overflow: no number to report
-        raise checkpoint.CheckpointError(f"{args.checkpoint}: the Torch Model evaluates it to "
-                                         f"{bad}, not a finite number; there is nothing to report")
+        raise CheckpointError(f"{args.checkpoint}: the Torch Model evaluates it to {bad}, not "
+                              f"a finite number; there is nothing to report")
     print(f"reference (torch {torch.__version__}, {device}): {cfg['dataset']} test split, "
           f"{n} images, {mode} binarization:")
     print(f"  −ELBO                 {result['neg_elbo']:10.3f} nats/image  "

@@ -15,20 +15,24 @@ images of the run's test split, binarized as its evaluation does. In float32, im
 LeakyReLU pre-activation within rounding of 0 are left out and counted: there the branch is
 the BLAS kernel's choice, not the code's (reference/compare.py says why). A network or batch
 this machine cannot hold is refused before anything is allocated; torch is loaded inside the
-command's work (numpyvae.cli.run_command), so a Ctrl-C meanwhile is one line.
+command's work (numpyvae.run.cli.run_command), so a Ctrl-C meanwhile is one line.
 """
 import sys
 
-import numpy as np
+from numpyvae.run.startup import starting
 
-import numpyvae as nv
-from numpyvae import data
-from numpyvae.checkpoint import load_model
-from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command
-from numpyvae.config import BY_NAME, DATA_DIR_FLAG, add_flags
-from numpyvae.evaluate import TEST_STREAMS, eval_inputs
-from numpyvae.memory import check_memory, training_bytes
-from reference.compare import TOLERANCE, away_from_kinks, rel_err
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
+
+    import numpyvae as nv
+    from numpyvae import data
+    from numpyvae.errors import UsageError
+    from numpyvae.run.checkpoint import load_model
+    from numpyvae.run.cli import argument_parser, int_in, one_line, run_command
+    from numpyvae.run.config import BY_NAME, DATA_DIR_FLAG, add_flags
+    from numpyvae.run.evaluation import TEST_STREAMS, eval_inputs
+    from numpyvae.run.memory import check_memory, training_bytes
+    from reference.compare import TOLERANCE, away_from_kinks, rel_err
 
 DTYPES = ("float32", "float64")
 NETWORK = ("hidden_dim", "latent_dim", "activation", "init")      # a run has its own
@@ -96,8 +100,8 @@ def memory_check(args):
 
 def compare(model, x, eps):
     """[(tensor name, ours, Torch's)]: the loss, the intermediates, the 14 gradients."""
-    import torch
-    from reference.model import from_params, neg_elbo
+    import torch                        # after setup: a request refused there never loads it
+    from reference.model import from_params, neg_elbo       # torch with it
     _, cache = model.forward(x, eps)
     loss, grads = model.loss_and_grads(x, eps)
     tmodel = from_params(model.params, dtype=getattr(torch, model.dtype.name),
@@ -114,7 +118,7 @@ def compare(model, x, eps):
 
 def check(args):
     model, x, eps, what = setup(args)
-    import torch                         # after setup: a request refused there never loads it
+    import torch                        # after setup: a request refused there never loads it
     dropped = 0
     if model.dtype == np.float32 and model.activation == "leaky_relu":
         x, eps, dropped = away_from_kinks(model.params, x, eps)

@@ -152,3 +152,44 @@ def from_params(params, dtype=torch.float64, device="cpu", activation="leaky_rel
     model = build(D, H, Z, dtype=dtype, device=device, activation=activation)
     model.load_state_dict(state_dict_from_params(params, dtype, device), strict=True)
     return model
+
+
+def log_likelihood(model, x, k, rng, rows=5000):
+    """L_k per image (float64 numpy (B,)) for x: (B, D) a tensor on the model's device, with
+    ε: (S, B, Z) drawn from the numpy Generator `rng` in chunks of S = rows // B samples —
+    the order numpyvae.likelihood.log_likelihood draws them in.
+
+    w = log p(x|z) + log p(z) − log q(z|x),  L_k = logsumexp_i w_i − log k."""
+    with torch.no_grad():
+        B = x.shape[0]
+        mean, log_var = model.Encoder(x)                               # (B, Z)
+        Z = mean.shape[1]
+        sigma = torch.exp(0.5 * log_var)                               # (B, Z)
+        c = Z * float(np.log(2 * np.pi))
+        total = torch.full((B,), -float("inf"), dtype=torch.float64, device=x.device)
+        chunk, done = max(1, rows // B), 0
+        np_dtype = np.float32 if x.dtype == torch.float32 else np.float64
+        while done < k:
+            S = min(chunk, k - done)
+            eps = torch.from_numpy(rng.standard_normal((S, B, Z), dtype=np_dtype)).to(x.device)
+            z = mean + sigma * eps                                     # (S, B, Z)
+            logits = model.Decoder.logits(z)                           # (S, B, D)
+            log_px = -F.binary_cross_entropy_with_logits(
+                logits, x.expand_as(logits), reduction="none").sum(-1, dtype=torch.float64)
+            log_pz = -0.5 * (z.pow(2).sum(-1, dtype=torch.float64) + c)
+            log_qz = -0.5 * (eps.pow(2).sum(-1, dtype=torch.float64) + c
+                             + log_var.sum(-1, dtype=torch.float64))
+            total = torch.logaddexp(total, torch.logsumexp(log_px + log_pz - log_qz, 0))
+            done += S
+        return (total - np.log(k)).cpu().numpy()
+
+
+def neg_elbo_parts(model, x, eps):
+    """(recon, kl) summed over the batch, float64.  x: (B, D), eps: (B, Z) tensors."""
+    with torch.no_grad():
+        mean, log_var = model.Encoder(x)
+        logits = model.Decoder.logits(mean + torch.exp(0.5 * log_var) * eps)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
+            dtype=torch.float64)
+        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(dtype=torch.float64)
+        return recon.item(), kl.item()

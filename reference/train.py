@@ -8,9 +8,9 @@ numpyvae's does: metrics.csv with the same columns (so `diff` compares the two r
 config.json, and checkpoint.npz in numpyvae's format (the Model's state_dict names are
 numpyvae's), which `python -m numpyvae.evaluate` and `numpyvae.sample` read.
 
-The run folder is numpyvae's transaction (numpyvae/runfolder.py, numpyvae/runlock.py): locked
+The run folder is numpyvae's transaction (numpyvae/run/folder.py, numpyvae/run/lock.py): locked
 for the whole command, its files written with each epoch's checkpoint. Ctrl-C, SIGTERM or
-SIGHUP stop it at once (numpyvae.runfolder.StopRequest). The reference has no --resume: a run
+SIGHUP stop it at once (numpyvae.run.signals.StopRequest). The reference has no --resume: a run
 stopped (or failing to write) after its first epoch keeps the epochs it finished, a whole run
 folder that evaluate and sample read; one stopped before leaves the folder as it found it, so
 the same command starts it again. A seed torch cannot take, a run the
@@ -24,18 +24,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+from numpyvae.run.startup import starting
 
-from numpyvae import checkpoint as ckpt_io
-from numpyvae import data
-from numpyvae.cli import UsageError, argument_parser, int_in, one_line, run_command, say
-from numpyvae.config import Config, add_flags
-from numpyvae.fetch import MAX_TEST_IMAGES, MAX_TRAIN_IMAGES
-from numpyvae.memory import check_memory, gigabytes, training_bytes
-from numpyvae.runfolder import (RUN_FILES, StopRequest, folders_to_make, refuse_taken,
-                                remove_if_empty, remove_stale_temp_files, write_config,
-                                write_metrics)
-from numpyvae.runlock import RunLock
+with starting(__name__ == "__main__"):    # a signal while these load: one line, 128 + signal
+    import numpy as np
+
+    from numpyvae import data
+    from numpyvae.datasets.fetch import MAX_TEST_IMAGES, MAX_TRAIN_IMAGES
+    from numpyvae.errors import UsageError
+    from numpyvae.run import checkpoint as ckpt_io
+    from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
+    from numpyvae.run.config import Config, add_flags
+    from numpyvae.run.folder import (RUN_FILES, folders_to_make, refuse_taken, remove_if_empty,
+                                     remove_stale_temp_files, write_config, write_metrics)
+    from numpyvae.run.lock import RunLock
+    from numpyvae.run.memory import check_memory, gigabytes, training_bytes
+    from numpyvae.run.signals import StopRequest
 
 COLUMNS = [c for c in ckpt_io.HISTORY_COLUMNS if c != "holdout_neg_elbo"]   # numpyvae's
 WRITES = ("checkpoint.npz", "config.json", "metrics.csv")      # what a reference run writes
@@ -62,8 +66,8 @@ def check_request(args, device):
     numpyvae's upper estimate of its own run in float32 — the Torch run holds the same tensors
     (parameters, their gradients, Adam's two moments, a step's activations, the images).
     (--seed needs no check here: its setting is bounded by what torch.manual_seed takes,
-    numpyvae.config.MAX_SEED.)"""
-    import torch
+    numpyvae.run.config.MAX_SEED.)"""
+    import torch                        # once the request is checked (torch takes seconds)
     n_train = min(args.limit or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES)
     n_test = min(args.limit or MAX_TEST_IMAGES, MAX_TEST_IMAGES)
     need = training_bytes(n_train, n_test, 784, args.hidden_dim, args.latent_dim,
@@ -93,8 +97,8 @@ def check_out(out):
 
 def test_neg_elbo(model, test, latent_dim, device):
     """(−ELBO, recon, KL) per image on the binarized test images, one torch.randn ε each."""
-    import torch
-    from reference.model import neg_elbo
+    import torch                        # once the request is checked (torch takes seconds)
+    from reference.model import neg_elbo                    # torch with it
     recon = kl = 0.0
     with torch.no_grad():
         for i in range(0, len(test), 1000):
@@ -173,8 +177,8 @@ def _train(args, device, out, run):
     """The training run. run["epoch"]: the epoch in progress (1-based, 0 before the first);
     run["wrote"]: the run's files once the first is written; run["kept"]: the epochs whose
     checkpoint, config and metrics are all written."""
-    import torch
-    from reference.model import build, neg_elbo
+    import torch                        # once the request is checked (torch takes seconds)
+    from reference.model import build, neg_elbo             # torch with it
     train_x, _ = data.load("mnist", "train", args.data_dir)
     test_x, _ = data.load("mnist", "test", args.data_dir)
     if args.limit:
@@ -232,7 +236,7 @@ def _train(args, device, out, run):
 
 
 def main(argv=None, cli=False):
-    """The command: parse argv, train. Returns the exit status (numpyvae.cli.run_command: 2 for
+    """The command: parse argv, train. Returns the exit status (numpyvae.run.cli.run_command: 2 for
     a usage error, 1 for bad data, a busy folder or a failed write; a signal 128 + its number).
     cli=True when this is the whole process (python -m reference.train)."""
     args = build_parser().parse_args(argv)

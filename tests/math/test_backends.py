@@ -12,9 +12,9 @@ Tolerances, stated once (rel_err from checks.py):
   on different branches, which is the kernel's choice, not a bug. A planted 1e-4 error in one
   float32 gradient entry is refused.
 - The numba step with its forward products as W·aᵀ (fused.FusedStep's few_rows, which
-  backend.few_rows turns on for float32 on OpenBLAS ≥ 0.3.27's SkylakeX and Cooperlake
+  fused.few_rows turns on for float32 on OpenBLAS ≥ 0.3.27's SkylakeX and Cooperlake
   kernels) against the NumPy path: the same tolerances, forced on every CPU. Where
-  backend.few_rows chooses it, against the usual way: 0, bit for bit (what it was chosen for:
+  fused.few_rows chooses it, against the usual way: 0, bit for bit (what it was chosen for:
   the float32 numbers do not move).
 - The numba log-likelihood on several workers against itself on one: 0, bit for bit.
 - The numba log-likelihood in its own chunks (fused.CHUNK_ROWS) against the NumPy path's
@@ -31,8 +31,9 @@ import pytest
 
 import numpyvae as nv
 from checks import assert_all_close, away_from_kinks, rel_err
-from numpyvae import backend, kernels, likelihood, threads
-from numpyvae.fused import FusedStep
+from numpyvae import backend, likelihood, threads
+from numpyvae.fast import fused, kernels
+from numpyvae.fast.fused import FusedStep
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -98,13 +99,13 @@ def test_small_shapes_and_default_out():
 
 
 def test_few_rows_follows_the_measured_kernels(monkeypatch):
-    """backend.few_rows against the table it encodes (the kernels and versions measured)."""
+    """fused.few_rows against the table it encodes (the kernels and versions measured)."""
     def blas(*libs):
         monkeypatch.setattr(threads, "numpy_blas", lambda: [
             SimpleNamespace(internal_api=api, version=version, architecture=arch)
             for api, version, arch in libs])
-    for libs, want in [([("openblas", "0.3.31.188.0", "SkylakeX")], backend.FEW_ROWS),
-                       ([("openblas", "0.3.27", "Cooperlake")], backend.FEW_ROWS),
+    for libs, want in [([("openblas", "0.3.31.188.0", "SkylakeX")], fused.FEW_ROWS),
+                       ([("openblas", "0.3.27", "Cooperlake")], fused.FEW_ROWS),
                        ([("openblas", "0.3.21", "SkylakeX")], 0),
                        ([("openblas", "0.3.31", "Haswell")], 0),
                        ([("openblas", "0.3.31", "SapphireRapids")], 0),
@@ -112,10 +113,10 @@ def test_few_rows_follows_the_measured_kernels(monkeypatch):
                        ([("mkl", "2024.1", None)], 0), ([], 0),
                        ([("openblas", "0.3.31", "SkylakeX"), ("openblas", "0.3.21", "Zen")], 0)]:
         blas(*libs)
-        assert backend.few_rows("float32") == want, libs
+        assert fused.few_rows("float32") == want, libs
     blas(("openblas", "0.3.31", "SKYLAKEX"))                  # a build for one CPU
-    assert backend.few_rows("float32") == backend.FEW_ROWS
-    assert backend.few_rows("float64") == 0
+    assert fused.few_rows("float32") == fused.FEW_ROWS
+    assert fused.few_rows("float64") == 0
 
 
 def test_numpy_blas_is_numpys_own(monkeypatch):
@@ -139,16 +140,16 @@ def test_numpy_blas_is_numpys_own(monkeypatch):
 
 
 def test_numba_step_takes_the_chosen_layout():
-    """backend.training_step hands FusedStep backend.few_rows for the model's dtype."""
+    """backend.training_step hands FusedStep fused.few_rows for the model's dtype."""
     for dtype in ("float32", "float64"):
         model = nv.VAE(dtype=dtype, seed=0, backend="numba")
         model.loss_and_grads(*batch(np.random.default_rng(0), 4, 1, dtype))
-        assert model._step.few_rows == backend.few_rows(dtype)
+        assert model._step.few_rows == fused.few_rows(dtype)
 
 
 def with_few_rows(model, rows):
     """model, its numba step replaced by one whose forward products of ≤ rows rows are W·aᵀ."""
-    model._step = FusedStep(model, backend.numba_kernels(model.dtype, model.activation), rows)
+    model._step = FusedStep(model, fused.numba_kernels(model.dtype, model.activation), rows)
     return model
 
 
@@ -183,13 +184,13 @@ def test_forward_products_as_w_at_same_loss_and_gradients(dtype, activation, mon
             assert len(calls) == (B <= rows) * 4 + (L * B <= rows) * 3, (rows, B, L, calls)
 
 
-@pytest.mark.skipif(backend.few_rows("float32") == 0,
-                    reason="backend.few_rows uses the usual products with this BLAS kernel")
+@pytest.mark.skipif(fused.few_rows("float32") == 0,
+                    reason="fused.few_rows uses the usual products with this BLAS kernel")
 def test_forward_products_as_w_at_keep_float32_bits_where_chosen(monkeypatch):
     """20 Adam steps at batch 16 (all products W·aᵀ) and 20 at 40 (the usual way), and the
     same model stepped with few_rows 0 throughout: the same losses and parameters, bit for bit."""
     runs, calls = [], count_transposes(monkeypatch)
-    for rows in (backend.few_rows("float32"), 0):
+    for rows in (fused.few_rows("float32"), 0):
         model = with_few_rows(nv.VAE(dtype="float32", seed=2, backend="numba"), rows)
         opt = nv.Adam(model.num_params, "float32", backend="numba")
         gflat, grads = model.new_grads()
@@ -330,7 +331,7 @@ def test_log_likelihood_backends_agree(dtype, tol):
 
 def test_blocks_cover_every_row_once():
     """Oracle: the rows themselves — each row in exactly one block, in order."""
-    from numpyvae.fused import blocks
+    from numpyvae.fast.fused import blocks
     for n, block in [(497, 100), (5000, 625), (7, 98), (1, 1), (100, 7)]:
         spans = blocks(n, block)
         assert [r for lo, hi in spans for r in range(lo, hi)] == list(range(n))

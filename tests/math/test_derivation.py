@@ -1,6 +1,6 @@
 """docs/derivation.md names code that exists, and every gradient function is in it.
 
-Oracle: the modules themselves. Each `numpyvae/<module>.py: <name>` the derivation cites must
+Oracle: the modules themselves. Each `numpyvae/<path>.py: <name>` the derivation cites must
 be defined there (so a rename cannot leave the document pointing at nothing), and every
 function of the math modules that computes a gradient — by name, `*backward*` or `*grad*` —
 must be cited (so a new one cannot land underived). The formulas' correctness is checked by
@@ -15,17 +15,19 @@ import pytest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "derivation.md"
 TEXT = DOC.read_text(encoding="utf-8")
-CITED = sorted(set(re.findall(r"`numpyvae/(\w+)\.py: ([\w.]+)`", TEXT)))
-MATH_MODULES = ("activations", "loss", "linear", "kernels", "model", "adam", "likelihood",
-                "fused")
+CITED = sorted(set(re.findall(r"`numpyvae/([\w/]+)\.py: ([\w.]+)`", TEXT)))
+# Every module of the oracle and the fast path, as its path below numpyvae/.
+MATH_MODULES = ("oracle/activations", "oracle/loss", "oracle/linear", "oracle/network",
+                "oracle/adam", "oracle/likelihood", "oracle/binarize", "fast/kernels",
+                "fast/fused", "fast/adam", "fast/binarize")
 # Gradient code not found by name: the fused passes that also produce a gradient.
-ALSO_REQUIRED = [("kernels", "bernoulli_logits"), ("kernels", "adam_step"),
-                 ("kernels", "reparameterize"), ("model", "backward"), ("adam", "numpy_update"),
-                 ("fused", "FusedStep.loss_and_grads")]
+ALSO_REQUIRED = [("fast/kernels", "bernoulli_logits"), ("fast/kernels", "adam_step"),
+                 ("fast/kernels", "reparameterize"), ("oracle/network", "backward"),
+                 ("oracle/adam", "numpy_update"), ("fast/fused", "FusedStep.loss_and_grads")]
 
 
 def resolve(module, dotted):
-    obj = importlib.import_module(f"numpyvae.{module}")
+    obj = importlib.import_module("numpyvae." + module.replace("/", "."))
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
@@ -46,7 +48,7 @@ def test_every_citation_exists(module, name):
 
 def gradient_functions():
     for module in MATH_MODULES:
-        mod = importlib.import_module(f"numpyvae.{module}")
+        mod = importlib.import_module("numpyvae." + module.replace("/", "."))
         for name, obj in vars(mod).items():
             if name.startswith("_") or not re.search(r"backward|grad", name):
                 continue

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fake_mnist
-import numpyvae.model
+import numpyvae.oracle.network
 from reference import gradcheck
 
 SHIPPED = str(Path(__file__).resolve().parents[2] / "results" / "burda2015-vae")
@@ -42,14 +42,14 @@ def test_passes_on_the_shipped_run(monkeypatch, capsys):
 def test_a_planted_backward_error_fails_naming_the_tensor(monkeypatch, capsys):
     """One entry of one gradient off by 1e-6 of its tensor's largest: exit 1, that tensor FAIL,
     every other OK."""
-    real = numpyvae.model.backward
+    real = numpyvae.oracle.network.backward
 
     def planted(params, cache, grads):
         out = real(params, cache, grads)
         g = out["Decoder.FC_dec2.weight"]
         g[3, 4] += 1e-6 * np.abs(g).max()
         return out
-    monkeypatch.setattr(numpyvae.model, "backward", planted)
+    monkeypatch.setattr(numpyvae.oracle.network, "backward", planted)
     assert gradcheck.main(["--backend", "numpy"]) == 1
     out = capsys.readouterr().out
     table = lines(out)

@@ -19,9 +19,9 @@ import pytest
 
 from checks import rel_err
 from numpyvae import data, kernels, likelihood
-from numpyvae.activations import leaky_relu, leaky_relu_backward, sigmoid, tanh, tanh_backward
+from numpyvae.oracle.activations import leaky_relu, leaky_relu_backward, sigmoid, tanh, tanh_backward
 from numpyvae.adam import Adam
-from numpyvae.loss import bernoulli_nll, gaussian_kl
+from numpyvae.oracle.loss import bernoulli_nll, gaussian_kl
 
 TOL_JIT = {np.float64: 1e-15, np.float32: 1e-6}
 TOL_NUMPY = {np.float64: 1e-13, np.float32: 1e-6}
@@ -228,7 +228,7 @@ def test_bernoulli_loglik_rows(dtype, first):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("first", [0, 7])
 def test_sample_log_ratio(dtype, first):
-    """Rows first, first + 1, … of samples × images against likelihood.log_weights' NumPy
+    """Rows first, first + 1, … of samples × images against the oracle log_weights' NumPy
     expressions: z = μ + σ ε bit for bit (the same two roundings), and log p(z) − log q(z|x)
     (theirs with the log 2π terms that cancel)."""
     rng = np.random.default_rng(4)
@@ -321,7 +321,7 @@ def test_adam_flushes_subnormal_moments_and_no_parameter_moves():
     moment decays ×0.9 a step through float32's subnormal range (below 1.2e-38). Flushed, no moment is subnormal and every
     parameter has the same bits as unflushed; the unflushed run (the planted error: no flush)
     does hold subnormal moments, so the check can fail. float64 is never flushed."""
-    from numpyvae.backend import flush_below
+    from numpyvae.fast.adam import flush_below
     rng = np.random.default_rng(5)
     P, f = 2001, np.float32
     p0 = rng.standard_normal(P).astype(f)

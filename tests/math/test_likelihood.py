@@ -13,9 +13,11 @@ from scipy.special import logsumexp
 
 import numpyvae as nv
 from numpyvae import likelihood
-from numpyvae.loss import bernoulli_nll
+from numpyvae.oracle import likelihood as oracle
+from numpyvae.oracle.loss import bernoulli_nll
+from numpyvae.oracle.network import encode
 
-LOG_WEIGHTS = likelihood.log_weights               # the real one, under any monkeypatch
+LOG_WEIGHTS = oracle.log_weights                   # the real one, under any monkeypatch
 
 
 def tiny(seed=0):
@@ -54,12 +56,10 @@ def test_quadrature_check_rejects_a_wrong_proposal_density(monkeypatch):
     """Planted error: log q without its log σ² term must miss the known value."""
     model, x = tiny()
     exact = exact_log_px(model, x)
-    real = likelihood.log_weights
-
-    def wrong(model, x, eps):
-        mu, logvar = model.encode(x)
-        return real(model, x, eps) - 0.5 * logvar.sum(axis=1)
-    monkeypatch.setattr(likelihood, "log_weights", wrong)
+    def wrong(params, x, eps, activation):
+        _, logvar, _ = encode(params, x, activation)                          # (B, Z)
+        return LOG_WEIGHTS(params, x, eps, activation) - 0.5 * logvar.sum(axis=1)
+    monkeypatch.setattr(oracle, "log_weights", wrong)
     est = likelihood.log_likelihood(model, x, 20000, np.random.default_rng(1))
     assert np.max(np.abs(est - exact)) > 0.1          # the tolerance above
 
@@ -97,10 +97,10 @@ def chunks_seen(monkeypatch, model, x, k, rng, rows):
     """The ε of every chunk log_likelihood weighs, in order (NumPy path)."""
     seen = []
 
-    def recording(model, x, eps):
+    def recording(params, x, eps, activation):
         seen.append(eps.copy())
-        return LOG_WEIGHTS(model, x, eps)
-    monkeypatch.setattr(likelihood, "log_weights", recording)
+        return LOG_WEIGHTS(params, x, eps, activation)
+    monkeypatch.setattr(oracle, "log_weights", recording)
     likelihood.log_likelihood(model, x, k, rng, rows=rows)
     return seen
 

@@ -2,7 +2,7 @@
 anything is timed, Ctrl-C and a measurement that cannot be reported in one line.
 
 Oracle: the exit status and the one line a user sees (argparse's usage error, exit 2;
-numpyvae.cli.run_command's "error: …", exit 1 or 2, and "interrupted", exit 130), and — for
+numpyvae.run.cli.run_command's "error: …", exit 1 or 2, and "interrupted", exit 130), and — for
 what must be refused before any work — a stand-in for the machine report, the first step of
 every run, that fails the test if it is reached. Nothing here is timed: the timings are
 replaced by planted ones, or never reached.

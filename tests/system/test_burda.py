@@ -21,7 +21,7 @@ import fake_mnist
 import numpyvae as nv
 from numpyvae import checkpoint as ckpt_io
 from numpyvae import evaluate, likelihood, train
-from numpyvae.activations import sigmoid
+from numpyvae.oracle.activations import sigmoid
 from numpyvae.likelihood import active_units
 
 SMALL = ["--hidden-dim", "16", "--limit", "300"]
@@ -117,7 +117,7 @@ def test_preset_sets_everything_and_flags_override_it():
 
 def test_every_setting_is_in_the_checkpoint_schema():
     """What a resumed run reads back from the checkpoint is every field of Config — the
-    settings of numpyvae.config.SETTINGS, in config.json's order — each one's default valid and
+    settings of numpyvae.run.config.SETTINGS, in config.json's order — each one's default valid and
     a value of the wrong type refused, so no setting can be defaulted or slipped in on resume."""
     from dataclasses import fields
 
@@ -254,8 +254,9 @@ def test_torch_reference_evaluation_bad_input(tmp_path, fake_data, monkeypatch, 
     """Oracle: known messages — each bad flag of reference/evaluate.py is one line before any
     evaluation (the Torch sampler is never called), never a traceback."""
     from reference import evaluate as ref_evaluate
+    from reference import model as ref_model
     monkeypatch.setattr(ref_evaluate.data, "load", fake_mnist.load)
-    monkeypatch.setattr(ref_evaluate, "log_likelihood",
+    monkeypatch.setattr(ref_model, "log_likelihood",
                         lambda *a: pytest.fail("evaluated before the flags were checked"))
     out = preset_run(tmp_path)
     capsys.readouterr()

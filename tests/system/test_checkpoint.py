@@ -18,12 +18,12 @@ import torch
 import numpyvae as nv
 from numpyvae import checkpoint as ck
 from numpyvae import runfolder
-from numpyvae.config import FORMAT_1_DEFAULTS
+from numpyvae.run.config import FORMAT_1_DEFAULTS
 from reference.model import build
 
 
 def full_config(dims=(784, 8, 3), dtype="float32"):
-    """Every setting a run records (numpyvae.config.SETTINGS), as train.py writes them."""
+    """Every setting a run records (numpyvae.run.config.SETTINGS), as train.py writes them."""
     return dict(dataset="mnist", epochs=20, batch_size=128, hidden_dim=dims[1],
                 latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
                 dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from numpyvae import data, fetch, runfolder
-from numpyvae.fetch import DataError, Source, SourceError
+from numpyvae.datasets.fetch import DataError, Source, SourceError
 from test_idx import make_idx
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]   # known value

@@ -7,7 +7,8 @@ import pytest
 
 import fake_mnist
 from numpyvae import evaluate, memory, sample, train
-from numpyvae.runlock import RunLock
+from numpyvae.errors import UsageError
+from numpyvae.run.lock import RunLock
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_evaluate_prints_its_numbers_even_when_json_cannot_be_written(run_dir, t
     """Oracle: known behaviour — minutes of evaluation are never lost to a failed --json write:
     the numbers are on stdout before the write is tried."""
     def fail(path, result):
-        raise evaluate.UsageError(f"cannot write --json {path}: No space left on device")
+        raise UsageError(f"cannot write --json {path}: No space left on device")
     monkeypatch.setattr(evaluate, "write_json", fail)
     assert evaluate.main([str(run_dir), "--k", "5", "--limit", "5",
                           "--json", str(tmp_path / "r.json")]) == 2

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from numpyvae import idx
-from numpyvae.idx import IDXError
+from numpyvae.datasets.idx import IDXError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,7 +172,7 @@ def test_checks_survive_python_O():
         "import sys\n"
         "if sys.flags.optimize < 1: sys.exit('python -O did not take effect')\n"
         "import test_idx as t\n"
-        "from numpyvae.idx import IDXError\n"
+        "from numpyvae.datasets.idx import IDXError\n"
         "missed = []\n"
         "for name, (data, kind, phrase) in t.BAD_CASES.items():\n"
         "    try:\n"

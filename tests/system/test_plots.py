@@ -1,4 +1,4 @@
-"""numpyvae.plots: every picture of a run, for any dataset size, named for its dataset.
+"""numpyvae.run.plots: every picture of a run, for any dataset size, named for its dataset.
 
 Oracles: the files on disk (a PNG's signature); the titles and labels handed to matplotlib.
 """

@@ -15,10 +15,10 @@ import textwrap
 import pytest
 
 import fake_mnist
-import numpyvae.checkpoint
+import numpyvae.run.checkpoint
 import numpyvae.data
-from numpyvae.config import MAX_SEED
-from numpyvae.runlock import LOCK_NAME
+from numpyvae.run.config import MAX_SEED
+from numpyvae.run.lock import LOCK_NAME
 from reference import evaluate, gradcheck, train
 from test_train import TESTS
 
@@ -86,7 +86,7 @@ def test_a_seed_torch_cannot_take_is_refused_naming_the_flag(monkeypatch, capsys
 def test_a_network_no_machine_can_hold_is_refused_before_it_is_made(command, argv, monkeypatch,
                                                                      capsys):
     """Sizes within numpyvae's bounds that no memory holds. Oracle: exit 2 and
-    numpyvae.memory's one line naming the flags, before data or the model (before: torch's
+    numpyvae.run.memory's one line naming the flags, before data or the model (before: torch's
     overflow or allocation error, numpy's MemoryError, as tracebacks)."""
     never_loaded(monkeypatch)
     assert command.main(argv) == 2
@@ -168,7 +168,7 @@ def test_ctrl_c_after_the_first_epoch_keeps_the_finished_epochs(tmp_path, monkey
     line = one_line(capsys.readouterr().err)
     assert line.startswith("interrupted (SIGINT) in epoch 2 of 3; the 1 finished epoch") and \
         str(out) in line and "choose another --out" in line, line
-    assert numpyvae.checkpoint.load(out / "checkpoint.npz").epoch == 1
+    assert numpyvae.run.checkpoint.load(out / "checkpoint.npz").epoch == 1
     assert len((out / "metrics.csv").read_text().splitlines()) == 2       # header + epoch 1
     monkeypatch.undo()
     fake_mnist.install(monkeypatch)
@@ -201,14 +201,14 @@ def test_a_failed_write_keeps_what_was_whole(tmp_path, monkeypatch, capsys):
     out = tmp_path / "torch"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    real, calls = numpyvae.checkpoint.save, [0]
+    real, calls = numpyvae.run.checkpoint.save, [0]
 
     def full(path, ckpt):
         calls[0] += 1
         if calls[0] == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, ckpt)
-    monkeypatch.setattr(numpyvae.checkpoint, "save", full)
+    monkeypatch.setattr(numpyvae.run.checkpoint, "save", full)
     argv = [*QUICK, "--epochs", "2", "--out", str(out)]
     assert train.main(argv) == 1
     line = one_line(capsys.readouterr().err)
@@ -216,7 +216,7 @@ def test_a_failed_write_keeps_what_was_whole(tmp_path, monkeypatch, capsys):
         and line.endswith("the disk is full: choose another --out"), line
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.json",
                                                     "metrics.csv", "notes.txt"]
-    assert numpyvae.checkpoint.load(out / "checkpoint.npz").epoch == 1
+    assert numpyvae.run.checkpoint.load(out / "checkpoint.npz").epoch == 1
 
 
 def test_a_failed_first_write_leaves_the_folder_as_it_was(tmp_path, monkeypatch, capsys):
@@ -225,16 +225,16 @@ def test_a_failed_first_write_leaves_the_folder_as_it_was(tmp_path, monkeypatch,
     out = tmp_path / "torch"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    real = numpyvae.checkpoint.save
+    real = numpyvae.run.checkpoint.save
 
     def full(path, ckpt):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    monkeypatch.setattr(numpyvae.checkpoint, "save", full)
+    monkeypatch.setattr(numpyvae.run.checkpoint, "save", full)
     argv = [*QUICK, "--epochs", "1", "--out", str(out)]
     assert train.main(argv) == 1
     capsys.readouterr()
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    monkeypatch.setattr(numpyvae.checkpoint, "save", real)
+    monkeypatch.setattr(numpyvae.run.checkpoint, "save", real)
     assert train.main(argv) == 0
 
 
@@ -288,10 +288,10 @@ def test_weights_that_overflow_are_an_error_not_nan(tmp_path, capsys):
     it). Oracle: exit 1 and one line saying the result is not finite, no JSON written; and
     --json "" is refused before anything is computed."""
     import numpy as np
-    ck = numpyvae.checkpoint.load(SHIPPED)
+    ck = numpyvae.run.checkpoint.load(SHIPPED)
     bad = tmp_path / "bad.npz"
     params = {k: np.full_like(v, 1e30) for k, v in ck.params.items()}
-    numpyvae.checkpoint.save(bad, numpyvae.checkpoint.Checkpoint(**{**ck.__dict__, "params": params}))
+    numpyvae.run.checkpoint.save(bad, numpyvae.run.checkpoint.Checkpoint(**{**ck.__dict__, "params": params}))
     assert evaluate.main([str(bad), "--k", "2", "--limit", "5"]) == 1
     line = one_line(capsys.readouterr().err)
     assert "not a finite number" in line and "nan" not in capsys.readouterr().out, line

@@ -20,11 +20,11 @@ import pytest
 
 import fake_mnist
 from numpyvae import checkpoint as ck
-from numpyvae.config import FORMAT_1_DEFAULTS
+from numpyvae.run.config import FORMAT_1_DEFAULTS
 from numpyvae import evaluate, memory, sample, train
 from numpyvae.model import VAE
-from numpyvae.runfolder import RUN_FILES
-from numpyvae.runlock import LOCK_NAME
+from numpyvae.run.folder import RUN_FILES
+from numpyvae.run.lock import LOCK_NAME
 from test_train import QUICK, TESTS, assert_same_run, run
 
 ROOT = str(Path(TESTS).parent)
@@ -196,7 +196,7 @@ def test_a_batch_larger_than_the_training_set_is_one_batch(tmp_path):
 def test_the_training_estimate_bounds_what_a_run_allocates(tmp_path, monkeypatch):
     """tracemalloc's peak over a whole run (numpy backend: every buffer is numpy's) stays under
     memory.training_bytes for the same sizes; the pictures are left out (matplotlib's own)."""
-    monkeypatch.setattr("numpyvae.plots.draw_run", lambda *a, **k: True)
+    monkeypatch.setattr("numpyvae.run.plots.draw_run", lambda *a, **k: True)
     sizes = dict(hidden_dim=64, latent_dim=8, batch_size=600, samples=3)
     tracemalloc.start()
     try:
@@ -226,7 +226,7 @@ def run_dir_quick(tmp_path):
 
 def test_sigterm_during_the_final_pictures_is_a_clean_stop(tmp_path):
     out = tmp_path / "run"
-    prelude = ("import os, signal; import numpyvae.plots as P; real = P.reconstructions\n"
+    prelude = ("import os, signal; import numpyvae.run.plots as P; real = P.reconstructions\n"
                "def slow(*a, **k):\n"
                "    os.kill(os.getpid(), signal.SIGTERM)\n"
                "    return real(*a, **k)\n"

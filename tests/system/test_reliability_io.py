@@ -16,7 +16,7 @@ import pytest
 import fake_mnist
 from numpyvae import checkpoint as ck
 from numpyvae import config, data, evaluate, memory, sample, train
-from numpyvae.runfolder import RUN_FILES
+from numpyvae.run.folder import RUN_FILES
 
 TESTS = str(Path(__file__).parents[1])
 ROOT = str(Path(TESTS).parent)
@@ -250,7 +250,7 @@ def test_evaluate_removes_what_a_killed_writer_left_in_the_run_folder(run_dir, d
 def test_a_training_s_temp_files_are_left_alone_by_evaluate(run_dir, data_dirs):
     """Oracle: the file system — while another process holds the run (a training writing its
     checkpoint), a reader removes nothing there."""
-    from numpyvae.runlock import RunLock
+    from numpyvae.run.lock import RunLock
     planted = plant_leftovers(run_dir, ["checkpoint.npz"])
     with RunLock(run_dir):
         assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0

@@ -1,4 +1,4 @@
-"""numpyvae.runlock: one writer per run folder.
+"""numpyvae.run.lock: one writer per run folder.
 
 Oracles: the kernel's own word (a second flock on the file fails while the first is held, and
 succeeds once its process is dead); a marker file created with O_EXCL inside the lock, which
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from numpyvae.runlock import LOCK_NAME, RunLock, RunLocked
+from numpyvae.run.lock import LOCK_NAME, RunLock, RunLocked
 
 ROOT = str(Path(__file__).parents[2])
 
@@ -23,7 +23,7 @@ def holder(folder):
     """A process that takes the lock, says so, and waits for its stdin to close."""
     code = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {ROOT!r})
-        from numpyvae.runlock import RunLock
+        from numpyvae.run.lock import RunLock
         lock = RunLock({str(folder)!r}).acquire()
         print("locked", flush=True)
         sys.stdin.read()
@@ -79,7 +79,7 @@ def test_mutual_exclusion_under_contention(tmp_path):
     would find it there and exit 1."""
     code = textwrap.dedent(f"""
         import os, sys; sys.path.insert(0, {ROOT!r})
-        from numpyvae.runlock import RunLock, RunLocked
+        from numpyvae.run.lock import RunLock, RunLocked
         done = 0
         while done < 100:
             try:

@@ -142,7 +142,7 @@ def test_every_line_prints_on_a_terminal_without_unicode(trained, tmp_path, enco
 def test_the_terminal_oracle_is_not_vacuous(capsys):
     """Planted: a stream that fails every write. Terminal drops it and marks it lost; the plain
     stream raises, as print did before."""
-    from numpyvae.cli import Terminal
+    from numpyvae.run.cli import Terminal
 
     class Gone:
         encoding = "utf-8"
@@ -257,9 +257,7 @@ def test_a_swallowed_signal_during_start_up_is_reported_as_such(tmp_path, monkey
     """A signal whose exception a callback swallowed (as ctypes does) during the kernels'
     warm-up: the run says it stopped before training and leaves nothing — never "checkpoint
     written" for a checkpoint that does not exist."""
-    from numpyvae import backend
-
-    real = backend.warm_up
+    real = train.warm_up
 
     def warm_up(*a, **k):
         try:
@@ -268,7 +266,7 @@ def test_a_swallowed_signal_during_start_up_is_reported_as_such(tmp_path, monkey
             pass                                   # lost, as in a ctypes callback
         return real(*a, **k)
 
-    monkeypatch.setattr(backend, "warm_up", warm_up)
+    monkeypatch.setattr(train, "warm_up", warm_up)
     out = tmp_path / "runs" / "run"
     assert train.main([*QUICK, "--epochs", "1", "--out", str(out)]) == 130
     err = capsys.readouterr().err

@@ -17,7 +17,7 @@ import torch
 
 import fake_mnist
 import numpyvae as nv
-import numpyvae.fetch
+import numpyvae.datasets.fetch
 from numpyvae import checkpoint as ck
 from numpyvae import evaluate, train
 from numpyvae.likelihood import neg_elbo_per_image
@@ -139,7 +139,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     real, calls = VAE.loss_and_grads, [0]
 
     def interrupting(self, x, *a, **k):
-        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
+        calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
         if calls[0] == 12 + 4:                      # 12 steps per epoch: epoch 2, step 4
             signal.raise_signal(signal.SIGINT)
             signal.raise_signal(signal.SIGINT)      # a second Ctrl-C changes nothing
@@ -183,7 +183,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     real, calls = VAE.loss_and_grads, [0]
 
     def poisoned(self, x, eps, out=None):
-        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
+        calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
         loss, grads = real(self, x, eps, out)
         return (float("nan") if calls[0] == 12 + 3 else loss), grads
     monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
@@ -205,7 +205,7 @@ def test_non_finite_gradient_stops_before_any_checkpoint_holds_it(tmp_path, monk
     real, calls = VAE.loss_and_grads, [0]
 
     def poisoned(self, x, eps, out=None):
-        calls[0] += len(x) > 1                      # not backend.warm_up's 1-image warm-up
+        calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
         loss, grads = real(self, x, eps, out)
         if calls[0] == at_step:
             grads["Decoder.FC_dec2.weight"][5, 5] = np.nan
@@ -289,7 +289,7 @@ def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
 def test_missing_data_is_a_clear_error_without_traceback(tmp_path, monkeypatch, capsys):
     """Real loader, an empty data folder, every fetch source refused: exit 1, one message."""
     monkeypatch.undo()                                  # the real numpyvae.data.load again
-    monkeypatch.setattr(numpyvae.fetch, "default_sources", lambda name: [])
+    monkeypatch.setattr(numpyvae.datasets.fetch, "default_sources", lambda name: [])
     code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
                        "--out", str(tmp_path / "runs" / "run")])
     err = capsys.readouterr().err
@@ -302,7 +302,7 @@ def test_a_failed_start_keeps_a_folder_the_user_made(tmp_path, monkeypatch, caps
     """Only folders the command itself made are removed: the user's own (empty) one stays,
     whether it is the run folder or above it."""
     monkeypatch.undo()
-    monkeypatch.setattr(numpyvae.fetch, "default_sources", lambda name: [])
+    monkeypatch.setattr(numpyvae.datasets.fetch, "default_sources", lambda name: [])
     (tmp_path / "mine").mkdir()
     for out in (tmp_path / "mine", tmp_path / "mine" / "a" / "run"):
         code = train.main([*QUICK, "--epochs", "1", "--data-dir", str(tmp_path / "empty"),

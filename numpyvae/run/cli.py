@@ -1,8 +1,7 @@
 """What the command-line entry points (train, evaluate, sample, the reference's and the
-benchmarks') share: the usage error, the flag types, the terminal, and `run_command`, which
-turns every error a command reports into one line and its exit status. The memory check is
-numpyvae/memory.py; the evaluation helpers and --json output live with evaluation
-(numpyvae/evaluate.py).
+benchmarks') share: the flag types, the terminal, and `run_command`, which turns every error a
+command reports (numpyvae/errors.py) into one line and its exit status. Output paths and run
+folders are numpyvae/run/folder.py's; the memory check numpyvae/run/memory.py's.
 
 A command's results never depend on its terminal (`terminal`): a closed pipe (`| head -1`), a
 full device (`>/dev/full`), a closed descriptor (`2>&-`) or a terminal that cannot show
@@ -12,17 +11,13 @@ training, a checkpoint or a JSON file.
 import argparse
 import contextlib
 import logging
+import math
 import os
 import re
 import signal
 import sys
-import tempfile
 
-import numpy as np
-
-
-class UsageError(Exception):
-    """A request that cannot be carried out as asked; the message says what to change."""
+from ..errors import CheckpointError, DataError, RunLocked, UsageError
 
 
 # ---------------------------------------------------------------------------- flags
@@ -84,36 +79,7 @@ def int_in(low, high=None):
 
 positive_int = int_in(1)
 nonnegative_int = int_in(0)
-positive_float = flag_type(float, lambda v: np.isfinite(v) and v > 0, "a positive number")
-
-
-# ---------------------------------------------------------------------------- output paths
-
-def check_output_path(path, flag):
-    """UsageError, before any computation, unless `path` (the text given to `flag`) names a new
-    file that can be written once the work is done: not empty, not a folder (one that exists,
-    or a name ending in "/", "." or ".."), nothing that exists already — a file of the user's,
-    an earlier result, a device, a FIFO, a link: a command's outputs go to paths it creates —
-    in a folder that exists and takes new files."""
-    text = os.fspath(path)
-    if not text:
-        raise UsageError(f'{flag} "": an empty path; name the file to write')
-    if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
-        raise UsageError(f"{flag} {text}: that is a folder; name a file in it")
-    if os.path.lexists(text):
-        from .runfolder import file_kind          # imported here: runfolder imports this module
-        raise UsageError(f"{flag} {text}: {file_kind(text)} is there already; an output never "
-                         f"replaces anything — choose a new name, or move that away first")
-    folder = os.path.dirname(text) or "."
-    if not os.path.isdir(folder):
-        found = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise UsageError(f"{flag} {text}: the folder {folder} {found}; create it or write "
-                         f"elsewhere")
-    try:
-        tempfile.TemporaryFile(dir=folder).close()     # a new file there, as atomic_write makes
-    except OSError as e:
-        raise UsageError(f"{flag} {text}: cannot write in {folder} ({e.strerror or e}); write "
-                         f"elsewhere") from None
+positive_float = flag_type(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 
 
 # ---------------------------------------------------------------------------- the terminal
@@ -241,10 +207,6 @@ def run_command(work, os_error=None):
                                                    it carries as `signum` (SIGTERM, SIGHUP)
     What is a command's own (train: a stop with a checkpoint, a non-finite loss) it handles
     inside work."""
-    from .checkpoint import CheckpointError     # imported here: these modules import this one
-    from .fetch import DataError
-    from .runlock import RunLocked
-
     with terminal():
         _log_to_stderr()
         try:

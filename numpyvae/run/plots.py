@@ -8,9 +8,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image                   # matplotlib's own dependency: a plain greyscale PNG
 from scipy.special import ndtri          # the standard normal's quantile function
 
-from .runfolder import atomic_write
+from ..atomic import atomic_write
+from ..oracle.binarize import batch_into
 
 # What a dataset's images are called in titles, and its ten classes' names.
 NOUNS = {"mnist": "digits", "fashion-mnist": "Fashion-MNIST images"}
@@ -91,8 +93,6 @@ def grid(path, blocks, n, cols, title, side=28):
         theta = np.concatenate(list(blocks))                          # (n, side²)
         _image(path, tile(theta.reshape(n, side, side), cols), title)
         return
-    from PIL import Image                                             # matplotlib's own
-
     rows = -(-n // cols)
     mosaic = np.full((rows, side, cols, side), 255, np.uint8)         # (rows, side, cols, side)
     done = 0
@@ -158,14 +158,13 @@ def draw_run(out, model, history, test_images, test_labels, cfg, rng=None, stop=
     signal during the pictures; each picture is written atomically, so each is whole or absent).
     Returns True when all were drawn."""
     stop = stop or (lambda: False)
-    from . import data
     rng = rng if rng is not None else np.random.default_rng([cfg.seed, 4])
     flat = test_images.reshape(len(test_images), -1)
     elbo_curves(out / "elbo.png", history, cfg.binarize)
     if stop():
         return False
     n = min(10, len(flat))
-    x = data.batch_into(flat, np.arange(n), cfg.binarize, rng,
+    x = batch_into(flat, np.arange(n), cfg.binarize, rng,
                         np.empty((n, flat.shape[1]), model.dtype))
     mu, _ = model.encode(x)
     reconstructions(out / "reconstructions.png", x, model.decode(mu), dataset=cfg.dataset)
@@ -176,7 +175,7 @@ def draw_run(out, model, history, test_images, test_labels, cfg, rng=None, stop=
     if stop():
         return False
     m = min(5000, len(flat))
-    xs = data.batch_into(flat, np.arange(m), cfg.binarize, rng,
+    xs = batch_into(flat, np.arange(m), cfg.binarize, rng,
                          np.empty((m, flat.shape[1]), model.dtype))
     latent(out / "latent.png", model.encode(xs)[0], test_labels[:m], decode=model.decode,
            dataset=cfg.dataset)

@@ -41,9 +41,9 @@ The cache
 
 Errors are `DataError`, whose message is complete on its own (the CLI prints only str(err)):
 what was looked for where, each source tried and why it failed, and which files to put in
-which folder by hand. IDX problems found by `numpyvae.idx` (IDXError, a ValueError) in a local
-file are re-raised as DataError. Progress is reported through `logging` (logger
-"numpyvae.fetch"), never printed.
+which folder by hand. IDX problems found by numpyvae/datasets/idx.py (IDXError, a ValueError)
+in a local file are re-raised as DataError; both live in numpyvae/errors.py. Progress is
+reported through `logging` (logger "numpyvae.datasets.fetch"), never printed.
 """
 import contextlib
 import errno
@@ -63,9 +63,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+from ..atomic import atomic_write
+from ..errors import DataError, IDXError, SourceError
 from . import idx as idxfile
-from .idx import IDXError
-from .runfolder import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,6 @@ NPM_TIMEOUT_S = 180.0
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-class DataError(Exception):
-    """The data could not be loaded; str(err) says why and what to do, for a person to read."""
-
-
-class SourceError(Exception):
-    """One source could not provide a file; the message is one line, for DataError's list."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ import os
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable
 
-from .activations import ACTIVATIONS
-from .backend import BACKENDS
-from .backend import DEFAULT as DEFAULT_BACKEND
+from ..backend import BACKENDS
+from ..backend import DEFAULT as DEFAULT_BACKEND
+from ..datasets.fetch import DATASETS, MAX_TRAIN_IMAGES
+from ..oracle.activations import ACTIVATIONS
+from ..oracle.binarize import BINARIZE_MODES
+from ..oracle.network import INITS
+from ..threads import AUTO, MAX_THREADS
 from .cli import decimal_int, flag_type, int_in, positive_float
-from .data import BINARIZE_MODES
-from .fetch import DATASETS, MAX_TRAIN_IMAGES
-from .model import INITS
-from .threads import AUTO, MAX_THREADS
 
 DTYPES = ("float32", "float64")
 OUTPUT_BIASES = ("init", "data-mean")
@@ -173,7 +173,7 @@ DATA_DIR_FLAG = BY_NAME["data_dir"].kind.flag
 
 # The run's settings: one field per entry of SETTINGS, with its default.
 Config = make_dataclass("Config", [(s.name, Any, field(default=s.default)) for s in SETTINGS])
-Config.__doc__ = "A training run's settings (numpyvae.config.SETTINGS describes each)."
+Config.__doc__ = "A training run's settings (numpyvae.run.config.SETTINGS describes each)."
 
 FIXED_ON_RESUME = tuple(s.name for s in SETTINGS if s.fixed)
 

@@ -18,14 +18,14 @@ never run code):
     history.<column> (epoch,)                         one value per completed epoch (metrics.csv;
                                                       holdout_neg_elbo is NaN without --holdout)
 
-Writing: numpyvae.runfolder.atomic_write — a temp file in the same folder, flush, fsync,
+Writing: numpyvae.atomic.atomic_write — a temp file in the same folder, flush, fsync,
 os.replace, fsync the folder — so a crash mid-write leaves the previous checkpoint as it was; a
 temp file left by a killed process is removed by the next run in that folder.
 
 Reading opens the zip itself and reads only the entries listed above, each one's .npy header
 (dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
 file can never make the reader allocate more than its own size. The configuration is checked
-key by key against numpyvae.config.SETTINGS: format 3 records every setting; an older format,
+key by key against numpyvae.run.config.SETTINGS: format 3 records every setting; an older format,
 written before some settings existed, reads those as the values its runs had
 (config.absent_before): format 1 the notebook's choices, format 2 the environment's thread count.
 """
@@ -39,11 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
+from ..backend import DEFAULT as DEFAULT_BACKEND
+from ..datasets.fetch import IMAGE_PIXELS, MAX_TRAIN_IMAGES
+from ..errors import CheckpointError
+from ..model import VAE, param_shapes
 from . import config as settings
-from .backend import DEFAULT as DEFAULT_BACKEND
-from .fetch import IMAGE_PIXELS, MAX_TRAIN_IMAGES
-from .runfolder import atomic_write
-from .model import param_shapes
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)       # 1, 2: before the settings of config.absent_before(version)
@@ -54,9 +55,6 @@ HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "te
 LATER_COLUMNS = ("holdout_neg_elbo",)
 _MASK64 = (1 << 64) - 1
 
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
 @dataclass
@@ -284,8 +282,6 @@ def load_model(path, backend=DEFAULT_BACKEND):
     """(model, config) from a run folder or checkpoint file; backend as for VAE (numba: the
     fused importance-weighted log-likelihood). The checkpoint is validated in full first
     (`load`: every setting present and typed, a model for 28 × 28 images)."""
-    from .model import VAE
-
     ck = load(path)
     c = ck.config
     model = VAE(c["x_dim"], c["hidden_dim"], c["latent_dim"], dtype=c["dtype"], backend=backend,

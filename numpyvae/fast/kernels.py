@@ -1,6 +1,6 @@
 """Numba kernels that fuse the elementwise work around the matrix products of a step.
 
-BLAS stays BLAS: every matrix product is `np.matmul(..., out=...)` in numpyvae/fused.py.
+BLAS stays BLAS: every matrix product is `np.matmul(..., out=...)` in numpyvae/fast/fused.py.
 These kernels do what lies between the products, in one pass each, writing into arrays
 passed in (so a training step allocates nothing):
 
@@ -263,7 +263,7 @@ def reparameterize_backward(dz, eps, mu, logvar, sigma, dmu, dlogvar, db_mu, db_
 def sample_log_ratio(mu, sigma, sum_logvar, eps, first, z, out):
     """z[r] = μ_i + σ_i ε[r] and out[r] = log p(z_r) − log q(z_r|x_i), float64, with
     i = (first + r) % B: the rows are decoder rows first, first + 1, … of samples × images
-    (the importance sampler's, numpyvae/likelihood.py).
+    (the importance sampler's, numpyvae/oracle/likelihood.py).
 
     mu, sigma: (B, Z); sum_logvar: (B,) float64 Σ_j log σ_j²; eps, z: (N, Z); out: (N,).
     log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²)   (the log 2π terms cancel)."""
@@ -282,7 +282,7 @@ def sample_log_ratio(mu, sigma, sum_logvar, eps, first, z, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bernoulli likelihood from logits (see numpyvae/loss.py for the derivation)
+# Bernoulli likelihood from logits (see numpyvae/oracle/loss.py for the derivation)
 #   BCE(x, ℓ) = max(ℓ, 0) − x ℓ + log1p(e^{−|ℓ|}),   ∂/∂ℓ = sigmoid(ℓ) − x
 #   sigmoid(ℓ) = 1/(1+e) for ℓ ≥ 0, e/(1+e) for ℓ < 0,   e = e^{−|ℓ|}
 
@@ -402,7 +402,7 @@ def bernoulli_loglik_rows_f32(logits, b, x, out, first, row):
 
 
 # ---------------------------------------------------------------------------------------------
-# Adam over one flat buffer (numpyvae/adam.py has the formulas and the NumPy version)
+# Adam over one flat buffer (numpyvae/oracle/adam.py has the formulas and the NumPy version)
 
 def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step_size,
               tiny):
@@ -413,7 +413,7 @@ def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2,
     in float64 instead of multiplying by c: this differs by at most one rounding, and the
     float64 division alone (not vectorized 8-wide) would double this pass's time.
 
-    A moment below `tiny` in magnitude is stored as 0 (backend.adam_update passes float32's
+    A moment below `tiny` in magnitude is stored as 0 (numpyvae/fast/adam.py passes float32's
     smallest normal, 1.2e-38, and 0 — nothing flushed — for float64). The first moment of a
     weight whose gradient is mostly 0 (a border pixel few images light) shrinks ×0.9 a step and
     turns subnormal within a thousand steps; every later operation on it then costs a
@@ -435,7 +435,7 @@ def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2,
 
 # ---------------------------------------------------------------------------------------------
 # Batches: gather rows of the uint8 images and binarize them into a reused float buffer
-# (numpyvae/data.py's binarize_into, the same numbers)
+# (numpyvae/oracle/binarize.py's binarize_into, the same numbers)
 
 THRESHOLD, DYNAMIC, NONE = 0, 1, 2
 BINARIZE_CODES = {"threshold": THRESHOLD, "dynamic": DYNAMIC, "none": NONE}

@@ -1,15 +1,17 @@
-"""The numba backend's training step: model.py's forward + backward on preallocated workspaces.
+"""The numba path's training step and log weights: the oracle's forward + backward
+(numpyvae/oracle/network.py) and log weights (numpyvae/oracle/likelihood.py) on
+preallocated workspaces.
 
-Same mathematics as `numpyvae.model.forward`/`backward` (which stay the readable oracle), laid
-out for speed: every matrix product is one BLAS call writing into a workspace
+The same mathematics as the oracle's, laid out for speed: every matrix product is one BLAS call writing into a workspace
 (`np.matmul(a, b.T, out=...)`, transposes are views), and everything between the products is
-one numba pass (numpyvae/kernels.py) that also adds the bias and produces the bias gradient.
-A forward product of few rows (n ≤ `few_rows`, chosen by backend.few_rows for the BLAS
+one numba pass (numpyvae/fast/kernels.py) that also adds the bias and produces the bias
+gradient.
+A forward product of few rows (n ≤ `few_rows`, chosen by `few_rows` below for the BLAS
 kernel) is BLAS's W aᵀ (o, n) instead, copied out transposed: OpenBLAS's SkylakeX kernel runs
 a Wᵀ view 1.25–1.8× slower than that at 16–32 rows, with the same float32 bits
 (docs/speed.md).
 The kernels (the hidden activation f, LeakyReLU or tanh, and float32 or float64) come from
-numpyvae.backend.numba_kernels, chosen once per model.
+`numba_kernels` below, chosen once per model.
 After the first call at a given size a step allocates nothing: the workspaces are sized for
 the largest batch seen and smaller batches (the last, partial one) use their leading rows.
 
@@ -21,10 +23,84 @@ The 20 matrix products (7 forward, 7 weight gradients, 6 input gradients) are li
 `matmul_shapes`, which benchmarks/peers.py uses for its GEMM-only floor.
 """
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
+from ..oracle.activations import SLOPE
+from .. import threads
 from . import kernels
+
+
+def numba_kernels(dtype, activation):
+    """The numba path's kernels for arrays of `dtype` and the hidden `activation`:
+        act(a, b)                a ← f(a + b), in place
+        act_backward(d, h, db)   d ← d ⊙ f'(·) from the layer's output h; db = Σ_rows d
+        bernoulli_logits(ℓ, b, x, 1/L, db, colsum, row)   BCE sum; ℓ ← dℓ in place
+        loglik_rows(ℓ, b, x, out, first, row)   out[r] = log p(x|z) of decoder row first + r
+    The float32 kernels use float32 polynomials for exp/log1p/tanh (numpyvae/fast/kernels.py)."""
+    dtype = np.dtype(dtype)
+    f32 = dtype == np.float32
+    if activation == "tanh":
+        act = kernels.bias_tanh_f32 if f32 else kernels.bias_tanh
+        act_backward = kernels.tanh_backward_bias
+    else:
+        slope = dtype.type(SLOPE)
+
+        def act(a, b):
+            kernels.bias_leaky_relu(a, b, slope)
+
+        def act_backward(d, h, db):
+            kernels.leaky_relu_backward_bias(d, h, slope, db)
+    if f32:
+        bernoulli_logits = kernels.bernoulli_logits_f32
+        loglik_rows = kernels.bernoulli_loglik_rows_f32
+    else:
+        bernoulli_logits = kernels.bernoulli_logits
+
+        def loglik_rows(logits, b, x, out, first, row):
+            kernels.bernoulli_loglik_rows(logits, b, x, out, first)
+    return SimpleNamespace(act=act, act_backward=act_backward, bernoulli_logits=bernoulli_logits,
+                           loglik_rows=loglik_rows)
+
+
+# Where numpy's float32 product a·Wᵀ, with W's `.T` view, runs 1.25–1.8× slower than W·aᵀ when a
+# has 16–32 rows, with the same bits: OpenBLAS's AVX-512 kernels (threadpoolctl's
+# `architecture`; on Zen 4 0.3.27 calls its kernel Cooperlake, 0.3.29–0.3.31 SkylakeX), from
+# 0.3.27 on (measured 0.3.27, 0.3.29, 0.3.30, 0.3.31; hidden 37–1000, 1–128 rows, 1 and 2
+# threads). At 64 rows it depends on the shape and the threads (0.85–1.2×), at 128 0.79–1.06×,
+# and from 256 the usual way is faster. The rest keep the usual way: 0.3.21 (numpy 1.24) is
+# slower the other way on two threads (0.61–0.88×), the AVX2 kernels (Haswell, Zen) are about
+# as fast the usual way and round differently the other, float64 is slower the other way (a
+# batch-16 step 0.91×), and OpenBLAS's SapphireRapids kernel is not measured. All on a Zen 4,
+# 1 and 2 threads; not on Intel's AVX-512 CPUs (docs/speed.md).
+FEW_ROWS_KERNELS = ("SkylakeX", "Cooperlake")
+FEW_ROWS_SINCE = (0, 3, 27)
+FEW_ROWS = 32
+
+
+def _version(text):
+    """'0.3.31.188.0' -> (0, 3, 31); None or unreadable -> ()."""
+    parts = []
+    for piece in str(text or "").split(".")[:3]:
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def few_rows(dtype):
+    """The most rows a forward product of the numba step runs with as W·aᵀ (FusedStep):
+    FEW_ROWS for float32 where numpy's BLAS is OpenBLAS ≥ FEW_ROWS_SINCE with one of
+    FEW_ROWS_KERNELS (in any case: builds for one CPU say "SKYLAKEX"), else 0 (never)."""
+    if np.dtype(dtype) != np.float32:
+        return 0
+    names = {k.lower() for k in FEW_ROWS_KERNELS}
+    libs = threads.numpy_blas()
+    fits = libs and all(lib.internal_api == "openblas" and _version(lib.version) >= FEW_ROWS_SINCE
+                        and str(getattr(lib, "architecture", None)).lower() in names
+                        for lib in libs)
+    return FEW_ROWS if fits else 0
 
 
 def turned_round(rows, few_rows):
@@ -53,8 +129,8 @@ class FusedStep:
     """Workspaces and the fused loss-and-gradients of one VAE (see VAE(backend="numba"))."""
 
     def __init__(self, model, kern, few_rows=0):
-        """kern: backend.numba_kernels(model.dtype, model.activation); few_rows: the most rows
-        a forward product may have to run as W aᵀ (backend.few_rows), 0 for never."""
+        """kern: numba_kernels(model.dtype, model.activation); few_rows: the most rows a
+        forward product may have to run as W aᵀ (`few_rows`), 0 for never."""
         self.model = model
         self.dtype = model.dtype
         self.act, self.act_backward = kern.act, kern.act_backward
@@ -189,7 +265,7 @@ class LogWeights:
     BLAS and the kernels release Python's lock); the numbers are the same bits as with one."""
 
     def __init__(self, model, x, rows, kern, workers=1):
-        """kern: backend.numba_kernels(model.dtype, model.activation); workers ≥ 1 threads."""
+        """kern: numba_kernels(model.dtype, model.activation); workers ≥ 1 threads."""
         self.model, self.x = model, x
         self.mu, logvar = model.encode(x)                                 # (B, Z)
         self.sigma = np.exp(0.5 * logvar)                                 # (B, Z)

@@ -1,89 +1,33 @@
-"""A run folder, and how every file of numpyvae is written.
+"""A run folder, and where a command's outputs may go.
 
 A run is one folder holding RUN_FILES. It behaves as a transaction:
-- one command at a time holds it (numpyvae.runlock);
-- every file is written by `atomic_write` — a temp file beside it, fsync, rename — so a crash
-  leaves the previous version whole, and a temp file of a killed writer is removed by the next
-  command that takes the folder (`remove_stale_temp_files`);
+- one command at a time holds it (numpyvae/run/lock.py);
+- every file is written by numpyvae.atomic.atomic_write — a temp file beside it, fsync,
+  rename — so a crash leaves the previous version whole, and a temp file of a killed writer is
+  removed by the next command that takes the folder (`remove_stale_temp_files`,
+  `tidy_run_folder`);
 - a run's files appear with its first checkpoint (`write_config`, `write_metrics` come after
   it), and the folders a command made for a run that never started are removed again
   (`folders_to_make`, `remove_if_empty`), so a failed start leaves nothing;
-- SIGINT, SIGTERM and SIGHUP stop a run the same way (`StopRequest`).
+- an output never replaces anything (`check_output_path`), nor a run's own files
+  (`refuse_taken`, `refuse_run_file`).
+SIGINT, SIGTERM and SIGHUP stop a run the same way: numpyvae/run/signals.py.
 """
 import contextlib
 import csv
 import io
 import json
 import os
-import re
-import signal
-import sys
 import tempfile
 from pathlib import Path
 
-from tqdm import tqdm
-
-from .cli import UsageError
-from .runlock import LOCK_NAME
+from ..atomic import TEMP_NAME, atomic_write
+from ..errors import RunLocked, UsageError
+from .lock import LOCK_NAME, lock_if_run_folder
 
 # The files a run writes into its folder; a new run never overwrites any of them.
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
              "samples.png", "latent.png")
-
-
-# ---------------------------------------------------------------------------- writing files
-
-def _fsync_folder(folder):
-    with contextlib.suppress(OSError):                   # not possible on every platform
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path, write, replace=True):
-    """Call write(file) on a new temp file beside `path`, fsync it, and put it in place.
-
-    The temp file, .<name>.<pid>.<random>.tmp, is created exclusively (never through a link
-    planted under its name) with mode 0644. replace=True: it replaces whatever `path` held
-    (os.replace). replace=False: it is put only where nothing is — os.link, which fails rather
-    than replace (os.replace after a check, on a file system without hard links) — and False
-    is returned, nothing written, if `path` exists. Whatever happens, KeyboardInterrupt
-    included, no temp file is left and an existing `path` is whole, old or new. Returns True
-    once written.
-    """
-    path = Path(path)
-    if not replace and os.path.lexists(path):           # anything, a broken link included
-        return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            except OSError:                              # a file system without hard links
-                if os.path.lexists(path):
-                    return False
-                os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_folder(path.parent)
-    return True
-
-
-# .<name>.<pid>.<random>.tmp, and .<name>.<pid>.tmp of numpyvae before it drew the random part
-_TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[a-z0-9_]+)?\.tmp")
 
 
 def _alive(pid):
@@ -106,7 +50,7 @@ def remove_stale_temp_files(folder, names):
     process is writing them. Returns the removed paths."""
     removed = []
     for p in Path(folder).iterdir():
-        m = _TEMP_NAME.fullmatch(p.name)
+        m = TEMP_NAME.fullmatch(p.name)
         if m and m["name"] in names and not _alive(int(m["pid"])) \
                 and (p.is_symlink() or p.is_file()):
             p.unlink(missing_ok=True)                    # a link itself, never its target
@@ -219,53 +163,45 @@ def refuse_run_file(path, flag, reading=None):
                              f"output under another name")
 
 
-# ---------------------------------------------------------------------------- signals
+def check_output_path(path, flag):
+    """UsageError, before any computation, unless `path` (the text given to `flag`) names a new
+    file that can be written once the work is done: not empty, not a folder (one that exists,
+    or a name ending in "/", "." or ".."), nothing that exists already — a file of the user's,
+    an earlier result, a device, a FIFO, a link: a command's outputs go to paths it creates —
+    in a folder that exists and takes new files."""
+    text = os.fspath(path)
+    if not text:
+        raise UsageError(f'{flag} "": an empty path; name the file to write')
+    if os.path.basename(text) in ("", ".", "..") or os.path.isdir(text):
+        raise UsageError(f"{flag} {text}: that is a folder; name a file in it")
+    if os.path.lexists(text):
+        raise UsageError(f"{flag} {text}: {file_kind(text)} is there already; an output never "
+                         f"replaces anything — choose a new name, or move that away first")
+    folder = os.path.dirname(text) or "."
+    if not os.path.isdir(folder):
+        found = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise UsageError(f"{flag} {text}: the folder {folder} {found}; create it or write "
+                         f"elsewhere")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()     # a new file there, as atomic_write makes
+    except OSError as e:
+        raise UsageError(f"{flag} {text}: cannot write in {folder} ({e.strerror or e}); write "
+                         f"elsewhere") from None
 
-class Stopped(KeyboardInterrupt):
-    """A signal before training began (start-up: data, model, kernels): nothing to save.
-    `signum` is the signal, as numpyvae.cli.run_command reads it."""
 
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class StopRequest:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) stop a run the same way.
-
-    During start-up (`starting`, until the training loop begins) a signal raises Stopped: there
-    is nothing to save yet. From then on it sets a flag: the loop finishes its step, writes the
-    checkpoint, then exits; during the final pictures, the picture being drawn is finished and
-    the rest are left for `--resume` to redraw.
-
-    ignore_after: once stopping, ignore further signals for the rest of the process instead
-    of restoring the old handlers (for the CLI: at interpreter shutdown CPython resets Python
-    handlers to the default action, so a second Ctrl-C then would kill the exiting process;
-    SIG_IGN is left alone).
-    """
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self, ignore_after=False):
-        self.signum = None
-        self.ignore_after = ignore_after
-        self.starting = True
-
-    def __call__(self, signum, frame):
-        first = self.signum is None
-        self.signum = self.signum or signum
-        if first and self.starting:
-            raise Stopped(signum)
-        try:                             # after SIGHUP the terminal may be gone
-            tqdm.write(f"\n{signal.Signals(signum).name}: finishing this step and writing a "
-                       "checkpoint…" if first else "already stopping; the checkpoint is being "
-                       "written", file=sys.stderr)
-        except (OSError, ValueError):
-            pass
-
-    def __enter__(self):
-        self._old = {s: signal.signal(s, self) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, signal.SIG_IGN if self.ignore_after and self.signum else h)
+def tidy_run_folder(folder):
+    """Remove the temp files a killed writer (sample, evaluate --json, train) left in `folder`,
+    for a command that reads the run without writing there. Only when the folder is a run
+    folder that is free: its lock is taken for the moment it takes. One that another command
+    holds is left alone (that command may be writing them), and so is one that cannot be
+    locked or changed (a read-only copy): a reader never fails for another's leftovers."""
+    folder = Path(folder)
+    with contextlib.suppress(OSError, RunLocked):
+        if not any(p.name.startswith(".") and p.name.endswith(".tmp") for p in folder.iterdir()):
+            return                                   # nothing to remove: no lock taken
+        lock = lock_if_run_folder(folder)
+        if lock is not None:
+            try:
+                remove_stale_temp_files(folder, OutputNames())
+            finally:
+                lock.release()

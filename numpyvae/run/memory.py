@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import numpy as np
 
-from .cli import UsageError
-from .likelihood import ROWS
-from .model import param_shapes
+from ..errors import UsageError
+from ..oracle.likelihood import ROWS
+from ..oracle.network import param_shapes
 
 
 def num_params(x_dim, hidden_dim, latent_dim):

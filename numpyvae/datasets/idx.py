@@ -19,9 +19,9 @@ expands at most 1032:1) and at most MAX_IDX_BYTES, and then exactly declared + 1
 requested, so a truncated or overlong stream shows. Truncated files and trailing bytes are
 rejected; validation uses `raise`, never `assert`, so it survives `python -O`.
 
-Errors are `IDXError`, a subclass of ValueError (the bytes hold a bad value). This module stays
-pure — no network, no printing, no knowledge of where files live — so it does not know about
-`numpyvae.data.DataError`; `numpyvae.data.load` catches IDXError for a file it read and raises
+Errors are `IDXError` (numpyvae/errors.py), a subclass of ValueError (the bytes hold a bad
+value). This module stays pure — no network, no printing, no knowledge of where files live —
+so it raises no DataError; `numpyvae.data.load` catches IDXError for a file it read and raises
 a DataError that adds what to do about it. Every message names the file (`source`), says what
 was found and what was expected.
 """
@@ -32,6 +32,8 @@ import struct
 import zlib
 
 import numpy as np
+
+from ..errors import IDXError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE = 0x08                    # the element type code of every MNIST-family file
@@ -44,9 +46,6 @@ DEFLATE_MAX_RATIO = 1032        # deflate never expands more than this (zlib tec
 TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32",
               0x0D: "float32", 0x0E: "float64"}
 
-
-class IDXError(ValueError):
-    """An IDX file (or gzip stream) that is not what it should be; the message names it."""
 
 
 def _plural(n, word):

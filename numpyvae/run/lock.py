@@ -14,11 +14,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from ..errors import RunLocked
+
 LOCK_NAME = ".numpyvae.lock"
 
-
-class RunLocked(Exception):
-    """The folder is another process's run (or cannot be locked); the message says which."""
 
 
 def _holder(fd):

@@ -1,0 +1,83 @@
+"""What a command evaluates a run on: the random streams, the images of a split as the run saw
+them, and the test −ELBO that training reports every epoch. Shared by numpyvae's evaluate,
+train and sample, and by the reference's evaluate and gradcheck, so that each sees the same
+images, the same binarization draw and the same ε.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .. import data
+from ..errors import UsageError
+from ..likelihood import neg_elbo_per_image
+from ..oracle.binarize import batch_into, hold_out
+
+
+# The random streams: each is np.random.default_rng([seed, purpose]) (or the same SeedSequence),
+# so no part of a run shifts another's draws.
+#   1     training: the epoch order, dynamic binarization and ε   train.train_generator
+#   2, 3  the test set's ε and its one binarization draw          evaluate_test, eval_inputs
+#   4     the pictures                                            run/plots.py
+#   5     evaluate's importance samples (seed: evaluate --seed)   evaluate.py, reference/evaluate.py
+#   6, 7  the held-out images' ε and binarization (--holdout)     evaluate_test, eval_inputs
+# The model's initialisation draws from default_rng(seed) itself (model.VAE).
+TEST_STREAMS, HOLDOUT_STREAMS, IMPORTANCE_STREAM = (2, 3), (6, 7), 5
+
+
+def eval_generator(seed, purpose):
+    """A separate, fixed stream for evaluation (`purpose`: the table above)."""
+    return np.random.default_rng([seed, purpose])
+
+
+def eval_inputs(images, seed, mode, dtype, stream=TEST_STREAMS[1]):
+    """The images as the run's evaluation sees them, (N, D) of `dtype`: binarized by one draw
+    of its fixed binarization stream — image i gets the same draw here as in evaluate_test's
+    chunks (the stream is consumed image by image, in order)."""
+    flat = images.reshape(len(images), -1)                                      # (N, D)
+    return batch_into(flat, np.arange(len(flat)), mode, eval_generator(seed, stream),
+                           np.empty(flat.shape, dtype))
+
+
+def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
+    """Test −ELBO per image and its two parts, each a float (nats/image), with the run's fixed
+    evaluation ε and binarization (the `streams` of `seed`; `mode` one of data.BINARIZE_MODES):
+    a dynamically binarized image is one fixed draw, the same at every evaluation."""
+    rng_eps, rng_bin = eval_generator(seed, streams[0]), eval_generator(seed, streams[1])
+    flat = images.reshape(len(images), -1)
+    buf = np.empty((min(batch, len(flat)), flat.shape[1]), model.dtype)
+    recon = kl = 0.0
+    for start in range(0, len(flat), batch):
+        idx = np.arange(start, min(start + batch, len(flat)))
+        x = batch_into(flat, idx, mode, rng_bin, buf)
+        eps = rng_eps.standard_normal((len(idx), model.latent_dim), dtype=model.dtype)
+        r, d = neg_elbo_per_image(model, x, eps)              # (B,) reconstruction, (B,) KL
+        recon += r.sum()
+        kl += d.sum()
+    n = len(flat)
+    return (recon + kl) / n, recon / n, kl / n
+
+
+def data_folder(flag, cfg):
+    """Where a command reads a run's images: --data-dir when given, else the folder the run
+    recorded (its config's data_dir, absolute since numpyvae records it so), else None: the
+    default, ~/datasets."""
+    return flag if flag is not None else cfg.get("data_dir")
+
+
+def split_images(cfg, split, data_dir=None):
+    """The images of `split` as the run drew them: its --limit, then its --holdout (the last
+    N training images), off the training split; the test split whole."""
+    if split == "test":
+        return data.load(cfg["dataset"], "test", data_dir)[0]
+    if split == "holdout" and not cfg["holdout"]:
+        raise UsageError("--split holdout: this run held no training images out (--holdout 0)")
+    images = data.load(cfg["dataset"], "train", data_dir)[0]
+    images = images[:cfg["limit"]] if cfg["limit"] else images
+    kept, held = hold_out(images, cfg["holdout"])
+    return held if split == "holdout" else kept
+
+
+def run_folder_of(checkpoint):
+    """The folder of a checkpoint argument: the run folder itself, or a checkpoint file's."""
+    path = Path(checkpoint)
+    return path if path.is_dir() else path.parent
