@@ -27,6 +27,10 @@ class StopRequest:
     checkpoint, then exits; during the final pictures, the picture being drawn is finished and
     the rest are left for `--resume` to redraw.
 
+    A signal whose disposition is "ignore" when the run starts stays ignored: the user chose
+    that (`nohup` ignores SIGHUP, a shell's background job SIGINT), and the run goes on
+    through it.
+
     ignore_after: once stopping, ignore further signals for the rest of the process instead
     of restoring the old handlers (for the CLI: at interpreter shutdown CPython resets Python
     handlers to the default action, so a second Ctrl-C then would kill the exiting process;
@@ -52,7 +56,8 @@ class StopRequest:
             pass
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, self) for s in self.SIGNALS}
+        self._old = {s: signal.signal(s, self) for s in self.SIGNALS
+                     if signal.getsignal(s) != signal.SIG_IGN}      # an ignored one stays so
         return self
 
     def __exit__(self, *exc):

@@ -154,6 +154,30 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     assert_same_run(tmp_path / "full", out)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_a_signal_the_user_ignored_stays_ignored(tmp_path, monkeypatch, sig):
+    """`nohup` (SIGHUP ignored) or a script's background job (SIGINT ignored): the signal
+    arriving mid-epoch changes nothing — the run trains to its end, as the same run without
+    the signal, and the handler is the ignore it was. Oracle: the run never signalled."""
+    assert run(tmp_path, "--epochs", "2", name="quiet")[0] == 0
+    real, calls = VAE.loss_and_grads, [0]
+
+    def signalling(self, x, *a, **k):
+        calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
+        if calls[0] == 12 + 4:                      # epoch 2, step 4
+            signal.raise_signal(sig)
+        return real(self, x, *a, **k)
+    monkeypatch.setattr(VAE, "loss_and_grads", signalling)
+    previous = signal.signal(sig, signal.SIG_IGN)
+    try:
+        code, out = run(tmp_path, "--epochs", "2", name="ignored")
+        assert signal.getsignal(sig) == signal.SIG_IGN
+    finally:
+        signal.signal(sig, previous)
+    assert calls[0] > 12 + 4 and code == 0
+    assert_same_run(tmp_path / "quiet", out)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_in_a_subprocess(tmp_path, sig):
     """A real Ctrl-C (twice), SIGTERM or SIGHUP (the terminal closed) to a real process: exit
