@@ -11,15 +11,11 @@ from .. import threads
 from ..likelihood import log_likelihood
 from ..oracle.likelihood import ROWS
 
-
 QUICK_K, QUICK_IMAGES = 100, 1000           # the quick look: --k 100 --limit 1000
 
-
 # The probe that forecasts an evaluation and chooses its threads: PROBE_K samples of the first
-# PROBE_IMAGES images, likelihood.ROWS rows (a NumPy chunk; a quarter of a numba one).
+# PROBE_IMAGES images, ROWS rows (a NumPy chunk; a quarter of a numba one).
 PROBE_K = 200
-
-
 PROBE_IMAGES = ROWS // PROBE_K
 
 
