@@ -22,6 +22,7 @@ from .fast import binarize as fast_binarize
 from .fast import fused
 from .oracle import adam as oracle_adam
 from .oracle import binarize as oracle_binarize
+from .oracle import iwae
 from .oracle import likelihood as oracle_likelihood
 from .oracle import network
 
@@ -36,13 +37,25 @@ def check(backend):
     return backend
 
 
-def training_step(model):
-    """f(x (B, D), ε (L, B, Z), grads) -> the batch's −ELBO sum, gradients written into grads
-    (a dict keyed like model.params). The numba one is a fused.FusedStep, whose workspaces
-    grow to the largest batch seen."""
+def training_step(model, objective="elbo", estimator=None):
+    """f(x (B, D), ε (L, B, Z), grads) -> the batch's loss sum, gradients written into grads
+    (a dict keyed like model.params): −ELBO (objective "elbo"), or −L_K with the gradient
+    `estimator` (objective "iwae"; numpyvae/oracle/iwae.py). The numba one is a
+    fused.FusedStep, whose workspaces grow to the largest batch seen."""
+    objective, estimator = iwae.check_objective(objective, estimator)
     if check(model.backend) == "numba":
+        if objective == "iwae":
+            raise ValueError("the iwae objective runs on backend 'numpy' for now; the numba "
+                             "path's is not built yet")
         return fused.FusedStep(model, fused.numba_kernels(model.dtype, model.activation),
                                fused.few_rows(model.dtype))
+
+    if objective == "iwae":
+        def step(x, eps, grads):
+            loss, cache = iwae.forward(model.params, x, eps, model.activation)
+            iwae.backward(model.params, cache, grads, estimator)
+            return loss
+        return step
 
     def step(x, eps, grads):
         loss, cache = network.forward(model.params, x, eps, model.activation)

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import backend as backends
 from .oracle.activations import check_name, sigmoid
+from .oracle.iwae import check_objective
 from .oracle.network import (INITS, LAYERS, as_eps3, backward, decode_logits, encode, forward,
                              param_shapes, views)
 
@@ -49,6 +50,7 @@ class VAE:
         self.activation = check_name(activation)
         self.init = init
         self._step = None                        # backend.training_step(self), made on first use
+        self._other_steps = {}                   # (objective, estimator) -> the same, for iwae
         self._step_grads = None                  # train_step's gradient buffer (flat, views)
         for name, value in (("x_dim", x_dim), ("hidden_dim", hidden_dim),
                             ("latent_dim", latent_dim)):
@@ -106,24 +108,38 @@ class VAE:
             out = self.new_grads()[1]
         return backward(self.params, cache, out)
 
-    def loss_and_grads(self, x, eps, out=None):
-        """−ELBO summed over the batch (nats; mean over the L noise samples) and its gradients.
+    def loss_and_grads(self, x, eps, out=None, objective="elbo", estimator=None):
+        """The loss summed over the batch (nats) and its gradients.
 
         x: (B, x_dim) in [0, 1];  eps: (B, latent_dim) or (L, B, latent_dim).
+        objective "elbo" (the default): −ELBO, the mean over the L noise samples with the
+        analytic KL. "iwae": −L_K, the importance-weighted bound of the K = L samples, its
+        encoder's gradient by `estimator`, "standard" (default), "stl" or "dreg"
+        (numpyvae/oracle/iwae.py).
         grads is keyed exactly like `params`; pass `out` (e.g. `new_grads()[1]`) to reuse
         a buffer, else a new one is returned.
         """
-        if self._step is None:
-            self._step = backends.training_step(self)
+        step = self._training_step(objective, estimator)
         x = self.as_input(x)
         eps = as_eps3(eps, x.shape[0], self.latent_dim, self.dtype)       # (L, B, Z)
         if out is None:
             out = self.new_grads()[1]
-        return float(self._step(x, eps, out)), out
+        return float(step(x, eps, out)), out
 
-    def train_step(self, x, eps, opt):
+    def _training_step(self, objective, estimator):
+        """The backend's step for the objective, made on first use and kept."""
+        if objective == "elbo" and estimator is None:
+            if self._step is None:
+                self._step = backends.training_step(self)
+            return self._step
+        key = check_objective(objective, estimator)
+        if key not in self._other_steps:
+            self._other_steps[key] = backends.training_step(self, *key)
+        return self._other_steps[key]
+
+    def train_step(self, x, eps, opt, objective="elbo", estimator=None):
         """One training step: `loss_and_grads` then `opt.step` (a numpyvae.Adam over
-        `model.flat`); returns the batch's −ELBO sum as a float.
+        `model.flat`); returns the batch's loss sum as a float.
 
         Leaves exactly the parameters, bit for bit, that
             loss, _ = model.loss_and_grads(x, eps, out=grads); opt.step(model.flat, gflat)
@@ -135,7 +151,8 @@ class VAE:
         if self._step_grads is None:
             self._step_grads = self.new_grads()
         gflat, grads = self._step_grads
-        loss, _ = self.loss_and_grads(x, eps, out=grads)
+        loss, _ = self.loss_and_grads(x, eps, out=grads, objective=objective,
+                                      estimator=estimator)
         opt.step(self.flat, gflat)
         if not np.isfinite(loss):
             raise FloatingPointError("non-finite loss")

@@ -133,6 +133,55 @@ def neg_elbo(model, x, eps):
     return recon + kl, dict(mean=mean, log_var=log_var, z=z, logits=logits, recon=recon, kl=kl)
 
 
+ESTIMATORS = ("standard", "stl", "dreg")
+
+
+def iwae_log_weights(model, x, z, mean, log_var):
+    """s_i = log p(x|z_i) + log p(z_i) − log q(z_i|x) (K, B) for samples z (K, B, Z), with
+    q = N(mean, e^{log_var}) — pass them detached for an estimator that drops log q's direct
+    dependence on them."""
+    logits = model.Decoder.logits(z)                                       # (K, B, D)
+    log_px = -F.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none").sum(-1)             # (K, B)
+    prior = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
+    posterior = torch.distributions.Normal(mean, torch.exp(0.5 * log_var))
+    return log_px + prior.log_prob(z).sum(-1) - posterior.log_prob(z).sum(-1)
+
+
+def neg_iwae(model, x, eps, estimator="standard"):
+    """−Σ_b L_K (Burda et al. 2015, eq. 8) for x (B, D) and eps (K, B, Z), with every
+    parameter's .grad set by autograd as `estimator` says (numpyvae/oracle/iwae.py):
+        decoder    the gradient of −L_K itself, for all three
+        standard   the encoder's too
+        stl        the encoder's of −logsumexp_i s_i with log q's μ, log σ² detached
+                   (Roeder et al. 2017)
+        dreg       the encoder's of −Σ_i w̃_i² s_i, w̃ = softmax(s) detached, log q's μ, log σ²
+                   detached (Tucker et al. 2019)
+    Returns the loss (a 0-d tensor, detached). .grad is overwritten, not accumulated."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
+    K = eps.shape[0]
+    mean, log_var = model.Encoder(x)                                       # (B, Z)
+    z = model.reparameterization(mean, torch.exp(0.5 * log_var), eps)      # (K, B, Z)
+    s = iwae_log_weights(model, x, z, mean, log_var)                       # (K, B)
+    loss = -(torch.logsumexp(s, 0) - float(np.log(K))).sum()
+    decoder, encoder = list(model.Decoder.parameters()), list(model.Encoder.parameters())
+    if estimator == "standard":
+        grads = torch.autograd.grad(loss, decoder + encoder)
+    else:
+        dec = torch.autograd.grad(loss, decoder, retain_graph=True)
+        s_path = iwae_log_weights(model, x, z, mean.detach(), log_var.detach())   # (K, B)
+        if estimator == "stl":
+            surrogate = -torch.logsumexp(s_path, 0).sum()
+        else:
+            w = torch.softmax(s.detach(), 0)                               # (K, B)
+            surrogate = -(w * w * s_path).sum()
+        grads = dec + torch.autograd.grad(surrogate, encoder)
+    for p, g in zip(decoder + encoder, grads):
+        p.grad = g
+    return loss.detach()
+
+
 def state_dict_from_params(params, dtype=None, device="cpu"):
     """numpyvae params -> an OrderedDict Model.load_state_dict(strict=True) accepts."""
     return OrderedDict((name, torch.as_tensor(np.ascontiguousarray(value), dtype=dtype,

@@ -31,6 +31,13 @@ def log_weights(params, x, eps, activation="leaky_relu"):
     S, B, Z = eps.shape
     z = mu + np.exp(0.5 * logvar) * eps                            # (S, B, Z)
     logits = decode_logits(params, z.reshape(S * B, Z), activation)[0].reshape(S, B, -1)  # (S, B, D)
+    return sample_log_weights(logits, x, z, eps, logvar)
+
+
+def sample_log_weights(logits, x, z, eps, logvar):
+    """The log weights (S, B), float64, of samples z = μ + σ ε (S, B, Z) whose decoder logits
+    are `logits` (S, B, D), for the images x (B, D) with log σ² = logvar (B, Z)."""
+    Z = z.shape[2]
     log_px_z = -bernoulli_nll(logits, x).sum(axis=2, dtype=np.float64)   # (S, B)
     log_pz = -0.5 * (np.square(z, dtype=np.float64).sum(axis=2) + Z * LOG_2PI)    # (S, B)
     log_qz = -0.5 * (np.square(eps, dtype=np.float64).sum(axis=2) + Z * LOG_2PI

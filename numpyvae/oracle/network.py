@@ -121,32 +121,43 @@ def forward(params, x, eps, activation="leaky_relu"):
 
 def backward(params, cache, grads):
     """Every gradient of forward's loss, written into `grads` (dict keyed like params)."""
-    p, g, df = params, grads, ACTIVATIONS[cache["activation"]][1]
-    x, eps, mu, logvar, sigma, z = (cache[k] for k in ("x", "eps", "mu", "logvar", "sigma", "z"))
-    a1, h1, a2, h2 = cache["enc"]
-    c1, g1, c2, g2 = cache["dec"]
+    x, eps, mu, logvar, sigma = (cache[k] for k in ("x", "eps", "mu", "logvar", "sigma"))
     L, B, Z = eps.shape
     D = x.shape[1]
     # reconstruction term, 1/L Σ_l BCE(x, ℓ_l):  ∂/∂ℓ = (sigmoid(ℓ) − x) / L
     dlogits = bernoulli_nll_grad(cache["logits"].reshape(L, B, D), x)        # (L, B, D)
     if L > 1:
         dlogits *= dlogits.dtype.type(1.0 / L)
-    dlogits = dlogits.reshape(L * B, D)                                     # (L·B, D)
-    # decoder
-    dg2 = linear.backward(dlogits, g2, p["Decoder.FC_output.weight"],
-                          g["Decoder.FC_output.weight"], g["Decoder.FC_output.bias"])   # (L·B, H)
-    dc2 = df(dg2, c2, g2)                                                               # (L·B, H)
-    dg1 = linear.backward(dc2, g1, p["Decoder.FC_dec2.weight"],
-                          g["Decoder.FC_dec2.weight"], g["Decoder.FC_dec2.bias"])       # (L·B, H)
-    dc1 = df(dg1, c1, g1)                                                               # (L·B, H)
-    dz = linear.backward(dc1, z.reshape(L * B, Z), p["Decoder.FC_dec1.weight"],
-                         g["Decoder.FC_dec1.weight"], g["Decoder.FC_dec1.bias"])        # (L·B, Z)
-    dz = dz.reshape(L, B, Z)                                                            # (L, B, Z)
+    dz = decoder_backward(params, cache, dlogits.reshape(L * B, D), grads)   # (L·B, Z)
+    dz = dz.reshape(L, B, Z)                                                 # (L, B, Z)
     # reparameterization z = μ + exp(½v) ε:  ∂z/∂μ = 1,  ∂z/∂v = ½ σ ε;  plus the KL's own terms
-    dkl_dmu, dkl_dlogvar = gaussian_kl_grad(mu, logvar)                                 # (B, Z)
-    dmu = dz.sum(axis=0) + dkl_dmu                                                      # (B, Z)
-    dlogvar = (dz * eps).sum(axis=0) * (0.5 * sigma) + dkl_dlogvar                      # (B, Z)
-    # encoder
+    dkl_dmu, dkl_dlogvar = gaussian_kl_grad(mu, logvar)                      # (B, Z)
+    dmu = dz.sum(axis=0) + dkl_dmu                                           # (B, Z)
+    dlogvar = (dz * eps).sum(axis=0) * (0.5 * sigma) + dkl_dlogvar           # (B, Z)
+    encoder_backward(params, cache, dmu, dlogvar, grads)
+    return grads
+
+
+def decoder_backward(params, cache, dlogits, grads):
+    """The decoder's gradients from dℓ (N, D), N = L·B rows, written into `grads`; returns
+    dz (N, Z), the gradient at its input z."""
+    p, g, df = params, grads, ACTIVATIONS[cache["activation"]][1]
+    c1, g1, c2, g2 = cache["dec"]
+    z = cache["z"]
+    dg2 = linear.backward(dlogits, g2, p["Decoder.FC_output.weight"],
+                          g["Decoder.FC_output.weight"], g["Decoder.FC_output.bias"])   # (N, H)
+    dc2 = df(dg2, c2, g2)                                                               # (N, H)
+    dg1 = linear.backward(dc2, g1, p["Decoder.FC_dec2.weight"],
+                          g["Decoder.FC_dec2.weight"], g["Decoder.FC_dec2.bias"])       # (N, H)
+    dc1 = df(dg1, c1, g1)                                                               # (N, H)
+    return linear.backward(dc1, z.reshape(-1, z.shape[-1]), p["Decoder.FC_dec1.weight"],
+                           g["Decoder.FC_dec1.weight"], g["Decoder.FC_dec1.bias"])      # (N, Z)
+
+
+def encoder_backward(params, cache, dmu, dlogvar, grads):
+    """The encoder's gradients from dμ and d(log σ²), each (B, Z), written into `grads`."""
+    p, g, df = params, grads, ACTIVATIONS[cache["activation"]][1]
+    a1, h1, a2, h2 = cache["enc"]
     dh2 = linear.backward(dmu, h2, p["Encoder.FC_mean.weight"],
                           g["Encoder.FC_mean.weight"], g["Encoder.FC_mean.bias"])       # (B, H)
     dh2 += linear.backward(dlogvar, h2, p["Encoder.FC_std.weight"],
@@ -155,6 +166,5 @@ def backward(params, cache, grads):
     dh1 = linear.backward(da2, h1, p["Encoder.FC_enc2.weight"],
                           g["Encoder.FC_enc2.weight"], g["Encoder.FC_enc2.bias"])       # (B, H)
     da1 = df(dh1, a1, h1)                                                               # (B, H)
-    linear.backward(da1, x, p["Encoder.FC_enc1.weight"],
+    linear.backward(da1, cache["x"], p["Encoder.FC_enc1.weight"],
                     g["Encoder.FC_enc1.weight"], g["Encoder.FC_enc1.bias"], need_dx=False)
-    return grads
