@@ -15,7 +15,7 @@ With ĝ_i = ∇_z [log p(x|z) + log p(z)] at z_i (the decoder's and the prior's 
       stl       ∂loss/∂μ = −Σ_i w̃_i (ĝ_i + ε_i/σ)   ∂loss/∂v = −Σ_i w̃_i (ĝ_i + ε_i/σ) ⊙ ½σε_i
                 ("sticking the landing", Roeder, Wu & Duvenaud 2017: log q's direct
                 dependence on μ, σ dropped; its path through z kept: ∇_z log q(z) = −ε/σ)
-      dreg      as stl with w̃_i² for w̃_i (doubly reparameterised, Tucker et al. 2019, eq. 6)
+      dreg      as stl with w̃_i² for w̃_i (doubly reparameterised, Tucker et al. 2019)
 At K = 1 (w̃ = 1) `standard` is the ELBO with a Monte-Carlo KL, and `dreg` equals `stl`.
 docs/derivation.md derives each line. Numerically: the softmax is taken as e^{s − max s} over
 its sum, in float64, as the log weights are.

@@ -18,8 +18,8 @@ TEXT = DOC.read_text(encoding="utf-8")
 CITED = sorted(set(re.findall(r"`numpyvae/([\w/]+)\.py: ([\w.]+)`", TEXT)))
 # Every module of the oracle and the fast path, as its path below numpyvae/.
 MATH_MODULES = ("oracle/activations", "oracle/loss", "oracle/linear", "oracle/network",
-                "oracle/adam", "oracle/likelihood", "oracle/binarize", "fast/kernels",
-                "fast/fused", "fast/adam", "fast/binarize")
+                "oracle/adam", "oracle/likelihood", "oracle/binarize", "oracle/iwae",
+                "fast/kernels", "fast/fused", "fast/adam", "fast/binarize")
 # Gradient code not found by name: the fused passes that also produce a gradient.
 ALSO_REQUIRED = [("fast/kernels", "bernoulli_logits"), ("fast/kernels", "adam_step"),
                  ("fast/kernels", "reparameterize"), ("oracle/network", "backward"),
