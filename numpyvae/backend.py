@@ -1,10 +1,11 @@
 """numpyvae's two paths, and the one place that chooses between them.
 
-    numpy   the readable oracle (numpyvae/oracle/): network.forward + network.backward,
-            adam.numpy_update, binarize.batch_taker, likelihood.log_weights. Allocates its
+    numpy   the readable oracle (numpyvae/oracle/): network.forward + network.backward
+            (iwae.forward + iwae.backward for the bound), adam.numpy_update, binarize.batch_taker, likelihood.log_weights. Allocates its
             temporaries every step.
     numba   the fast path (numpyvae/fast/), the same numbers up to rounding (float64 ≤ 1e-12,
-            tests/math/test_backends.py): fused.FusedStep, adam.numba_update,
+            tests/math/test_backends.py): fused.FusedStep (fused.IWAEStep for the bound),
+            adam.numba_update,
             binarize.batch_taker, fused.LogWeights — and, within it, the float32 or float64
             kernels (fused.numba_kernels) and, for the BLAS kernel numpy has, the forward
             products' layout (fused.few_rows). After its first step it allocates nothing.
@@ -44,11 +45,10 @@ def training_step(model, objective="elbo", estimator=None):
     fused.FusedStep, whose workspaces grow to the largest batch seen."""
     objective, estimator = iwae.check_objective(objective, estimator)
     if check(model.backend) == "numba":
+        kern = fused.numba_kernels(model.dtype, model.activation)
         if objective == "iwae":
-            raise ValueError("the iwae objective runs on backend 'numpy' for now; the numba "
-                             "path's is not built yet")
-        return fused.FusedStep(model, fused.numba_kernels(model.dtype, model.activation),
-                               fused.few_rows(model.dtype))
+            return fused.IWAEStep(model, kern, fused.few_rows(model.dtype), estimator)
+        return fused.FusedStep(model, kern, fused.few_rows(model.dtype))
 
     if objective == "iwae":
         def step(x, eps, grads):

@@ -38,6 +38,8 @@ def numba_kernels(dtype, activation):
         act_backward(d, h, db)   d ← d ⊙ f'(·) from the layer's output h; db = Σ_rows d
         bernoulli_logits(ℓ, b, x, 1/L, db, colsum, row)   BCE sum; ℓ ← dℓ in place
         loglik_rows(ℓ, b, x, out, first, row)   out[r] = log p(x|z) of decoder row first + r
+        loglik_rows_train(…)     the same for training on the bound: every rounding kept
+        weighted_grad(ℓ, b, x, w, db, row)   ℓ ← w̃_r (sigmoid(ℓ + b) − x) in place; db
     The float32 kernels use float32 polynomials for exp/log1p/tanh (numpyvae/fast/kernels.py)."""
     dtype = np.dtype(dtype)
     f32 = dtype == np.float32
@@ -55,13 +57,20 @@ def numba_kernels(dtype, activation):
     if f32:
         bernoulli_logits = kernels.bernoulli_logits_f32
         loglik_rows = kernels.bernoulli_loglik_rows_f32
+        loglik_rows_train = kernels.bernoulli_loglik_rows_f32_train
+        weighted_grad = kernels.bernoulli_weighted_grad_f32
     else:
         bernoulli_logits = kernels.bernoulli_logits
 
         def loglik_rows(logits, b, x, out, first, row):
             kernels.bernoulli_loglik_rows(logits, b, x, out, first)
+        loglik_rows_train = loglik_rows
+
+        def weighted_grad(logits, b, x, w, db, row):
+            kernels.bernoulli_weighted_grad(logits, b, x, w, db)
     return SimpleNamespace(act=act, act_backward=act_backward, bernoulli_logits=bernoulli_logits,
-                           loglik_rows=loglik_rows)
+                           loglik_rows=loglik_rows, loglik_rows_train=loglik_rows_train,
+                           weighted_grad=weighted_grad)
 
 
 # Where numpy's float32 product a·Wᵀ, with W's `.T` view, runs 1.25–1.8× slower than W·aᵀ when a
@@ -171,68 +180,148 @@ class FusedStep:
         np.matmul(W, a.T, out=t)                                         # (o, n)
         kernels.transpose_into(t, out)
 
+    def _views(self, B, N):
+        """The workspaces' leading rows for batch B and N decoder rows, by name."""
+        Z = self.model.latent_dim
+        self._ensure(B, N)
+        v = SimpleNamespace(**{name: getattr(self, name)[:B] for name in (
+            "h1", "h2", "dh1", "dh2", "tmp_h",                           # (B, H)
+            "mu", "logvar", "sigma", "dmu", "dlogvar")})                 # (B, Z)
+        v.z, v.dz = self.z[:N * Z].reshape(N, Z), self.dz[:N * Z].reshape(N, Z)   # (N, Z)
+        for name in ("g1", "g2", "dg1", "dg2"):
+            setattr(v, name, getattr(self, name)[:N])                    # (N, H)
+        v.logits = self.logits[:N]                                       # (N, D)
+        return v
+
+    def _encode(self, x, v):
+        """h1, h2, and μ, v = log σ² without their biases (the next kernel adds them)."""
+        p, act, fwd = self.model.params, self.act, self._forward
+        fwd(x, p["Encoder.FC_enc1.weight"], v.h1)                        # (B, H)
+        act(v.h1, p["Encoder.FC_enc1.bias"])
+        fwd(v.h1, p["Encoder.FC_enc2.weight"], v.h2)                     # (B, H)
+        act(v.h2, p["Encoder.FC_enc2.bias"])
+        fwd(v.h2, p["Encoder.FC_mean.weight"], v.mu)                     # (B, Z)
+        fwd(v.h2, p["Encoder.FC_std.weight"], v.logvar)                  # (B, Z)
+
+    def _decode(self, v):
+        """g1, g2, and the logits without their bias (the next kernel adds it)."""
+        p, act, fwd = self.model.params, self.act, self._forward
+        fwd(v.z, p["Decoder.FC_dec1.weight"], v.g1)                      # (N, H)
+        act(v.g1, p["Decoder.FC_dec1.bias"])
+        fwd(v.g1, p["Decoder.FC_dec2.weight"], v.g2)                     # (N, H)
+        act(v.g2, p["Decoder.FC_dec2.bias"])
+        fwd(v.g2, p["Decoder.FC_output.weight"], v.logits)               # (N, D)
+
+    def _decoder_backward(self, v, g):
+        """From dℓ (in v.logits) to the decoder's weight gradients and dz (v.dz)."""
+        p, mm, act_backward = self.model.params, np.matmul, self.act_backward
+        mm(v.logits.T, v.g2, out=g["Decoder.FC_output.weight"])          # (D, H)
+        mm(v.logits, p["Decoder.FC_output.weight"], out=v.dg2)          # (N, H)
+        act_backward(v.dg2, v.g2, g["Decoder.FC_dec2.bias"])
+        mm(v.dg2.T, v.g1, out=g["Decoder.FC_dec2.weight"])               # (H, H)
+        mm(v.dg2, p["Decoder.FC_dec2.weight"], out=v.dg1)                # (N, H)
+        act_backward(v.dg1, v.g1, g["Decoder.FC_dec1.bias"])
+        mm(v.dg1.T, v.z, out=g["Decoder.FC_dec1.weight"])                # (H, Z)
+        mm(v.dg1, p["Decoder.FC_dec1.weight"], out=v.dz)                 # (N, Z)
+
+    def _encoder_backward(self, x, v, g):
+        """From dμ, dv (v.dmu, v.dlogvar) to the encoder's weight gradients."""
+        p, mm, act_backward = self.model.params, np.matmul, self.act_backward
+        mm(v.dmu.T, v.h2, out=g["Encoder.FC_mean.weight"])               # (Z, H)
+        mm(v.dlogvar.T, v.h2, out=g["Encoder.FC_std.weight"])            # (Z, H)
+        mm(v.dmu, p["Encoder.FC_mean.weight"], out=v.dh2)                # (B, H)
+        mm(v.dlogvar, p["Encoder.FC_std.weight"], out=v.tmp_h)           # (B, H)
+        v.dh2 += v.tmp_h
+        act_backward(v.dh2, v.h2, g["Encoder.FC_enc2.bias"])
+        mm(v.dh2.T, v.h1, out=g["Encoder.FC_enc2.weight"])               # (H, H)
+        mm(v.dh2, p["Encoder.FC_enc2.weight"], out=v.dh1)                # (B, H)
+        act_backward(v.dh1, v.h1, g["Encoder.FC_enc1.bias"])
+        mm(v.dh1.T, x, out=g["Encoder.FC_enc1.weight"])                  # (H, D)
+
     def loss_and_grads(self, x, eps, grads):
         """−ELBO summed over the batch and its gradients written into `grads` (dict of arrays).
 
         x: (B, D) of the model's dtype; eps: (L, B, Z). Returns (loss, recon, kl) as floats."""
-        p, g, k, mm, fwd = self.model.params, grads, kernels, np.matmul, self._forward
-        act, act_backward = self.act, self.act_backward
+        p, g, k = self.model.params, grads, kernels
         L, B, Z = eps.shape
-        N = L * B
-        self._ensure(B, N)
-        h1, h2, dh1, dh2, tmp_h = (a[:B] for a in (self.h1, self.h2, self.dh1, self.dh2,
-                                                   self.tmp_h))          # (B, H)
-        mu, logvar, sigma, dmu, dlogvar = (a[:B] for a in (self.mu, self.logvar, self.sigma,
-                                                           self.dmu, self.dlogvar))  # (B, Z)
-        z3 = self.z[:N * Z].reshape(L, B, Z)                             # (L, B, Z)
-        dz3 = self.dz[:N * Z].reshape(L, B, Z)                           # (L, B, Z)
-        z, dz = z3.reshape(N, Z), dz3.reshape(N, Z)                      # (N, Z)
-        g1, g2, dg1, dg2 = (a[:N] for a in (self.g1, self.g2, self.dg1, self.dg2))   # (N, H)
-        logits = self.logits[:N]                                         # (N, D)
-
-        # encoder
-        fwd(x, p["Encoder.FC_enc1.weight"], h1)                          # (B, H)
-        act(h1, p["Encoder.FC_enc1.bias"])
-        fwd(h1, p["Encoder.FC_enc2.weight"], h2)                         # (B, H)
-        act(h2, p["Encoder.FC_enc2.bias"])
-        fwd(h2, p["Encoder.FC_mean.weight"], mu)                         # (B, Z)
-        fwd(h2, p["Encoder.FC_std.weight"], logvar)                      # (B, Z)
+        v = self._views(B, L * B)
+        z3, dz3 = v.z.reshape(L, B, Z), v.dz.reshape(L, B, Z)           # (L, B, Z)
+        self._encode(x, v)
         # z = μ + σ ε and the analytic KL (K&W 2014, §2.4, App. B)
-        kl = k.reparameterize(mu, p["Encoder.FC_mean.bias"], logvar, p["Encoder.FC_std.bias"],
-                              eps, sigma, z3)
-        # decoder
-        fwd(z, p["Decoder.FC_dec1.weight"], g1)                          # (N, H)
-        act(g1, p["Decoder.FC_dec1.bias"])
-        fwd(g1, p["Decoder.FC_dec2.weight"], g2)                         # (N, H)
-        act(g2, p["Decoder.FC_dec2.bias"])
-        fwd(g2, p["Decoder.FC_output.weight"], logits)                   # (N, D)
+        kl = k.reparameterize(v.mu, p["Encoder.FC_mean.bias"], v.logvar, p["Encoder.FC_std.bias"],
+                              eps, v.sigma, z3)
+        self._decode(v)
         # 1/L Σ_l BCE(x, ℓ_l) (K&W 2014, eq. 7); logits become dℓ = (sigmoid(ℓ) − x)/L
-        recon = self.bernoulli(logits, p["Decoder.FC_output.bias"], x, self.dtype.type(1.0 / L),
-                               g["Decoder.FC_output.bias"], self.colsum, self.row) / L
-        # decoder backward
-        mm(logits.T, g2, out=g["Decoder.FC_output.weight"])              # (D, H)
-        mm(logits, p["Decoder.FC_output.weight"], out=dg2)               # (N, H)
-        act_backward(dg2, g2, g["Decoder.FC_dec2.bias"])
-        mm(dg2.T, g1, out=g["Decoder.FC_dec2.weight"])                   # (H, H)
-        mm(dg2, p["Decoder.FC_dec2.weight"], out=dg1)                    # (N, H)
-        act_backward(dg1, g1, g["Decoder.FC_dec1.bias"])
-        mm(dg1.T, z, out=g["Decoder.FC_dec1.weight"])                    # (H, Z)
-        mm(dg1, p["Decoder.FC_dec1.weight"], out=dz)                     # (N, Z)
+        recon = self.bernoulli(v.logits, p["Decoder.FC_output.bias"], x,
+                               self.dtype.type(1.0 / L), g["Decoder.FC_output.bias"],
+                               self.colsum, self.row) / L
+        self._decoder_backward(v, g)
         # through z = μ + σ ε, plus the KL's own gradient
-        k.reparameterize_backward(dz3, eps, mu, logvar, sigma, dmu, dlogvar,
+        k.reparameterize_backward(dz3, eps, v.mu, v.logvar, v.sigma, v.dmu, v.dlogvar,
                                   g["Encoder.FC_mean.bias"], g["Encoder.FC_std.bias"])
-        # encoder backward
-        mm(dmu.T, h2, out=g["Encoder.FC_mean.weight"])                   # (Z, H)
-        mm(dlogvar.T, h2, out=g["Encoder.FC_std.weight"])                # (Z, H)
-        mm(dmu, p["Encoder.FC_mean.weight"], out=dh2)                    # (B, H)
-        mm(dlogvar, p["Encoder.FC_std.weight"], out=tmp_h)               # (B, H)
-        dh2 += tmp_h
-        act_backward(dh2, h2, g["Encoder.FC_enc2.bias"])
-        mm(dh2.T, h1, out=g["Encoder.FC_enc2.weight"])                   # (H, H)
-        mm(dh2, p["Encoder.FC_enc2.weight"], out=dh1)                    # (B, H)
-        act_backward(dh1, h1, g["Encoder.FC_enc1.bias"])
-        mm(dh1.T, x, out=g["Encoder.FC_enc1.weight"])                    # (H, D)
+        self._encoder_backward(x, v, g)
         return recon + kl, recon, kl
+
+
+class IWAEStep(FusedStep):
+    """The fused loss-and-gradients of −L_K (numpyvae/oracle/iwae.py) for one VAE, by one of
+    the estimators "standard", "stl", "dreg": FusedStep's encoder and decoder passes, and
+    between them
+        z = μ + σ ε (kernels.reparameterize), the rows' log p(z) − log q(z|x)
+        (kernels.sample_log_ratio) and log p(x|z) (kernels.bernoulli_loglik_rows[_f32_train]),
+        w̃ = the softmax of their sum over each image's K rows (kernels.iwae_weights),
+        dℓ = w̃ (sigmoid(ℓ) − x) (kernels.bernoulli_weighted_grad[_f32]),
+        dμ, dv by the estimator (kernels.iwae_reparameterize_backward).
+    Nothing is allocated after the first step at a size: the per-row log weights and the
+    weights live in workspaces of their own."""
+
+    def __init__(self, model, kern, few_rows=0, estimator="standard"):
+        super().__init__(model, kern, few_rows)
+        self.estimator = kernels.ESTIMATOR_CODES[estimator]
+        self.loglik_rows, self.weighted_grad = kern.loglik_rows_train, kern.weighted_grad
+        self.iwae_images = self.iwae_rows = 0
+
+    def _ensure_iwae(self, B, N):
+        """The bound's own workspaces for batch B and N = K·B rows; grown, never shrunk."""
+        if B <= self.iwae_images and N <= self.iwae_rows:
+            return
+        B, N = max(B, self.iwae_images), max(N, self.iwae_rows)
+        self.log_px, self.log_ratio = np.empty(N), np.empty(N)        # (N,) float64
+        self.weights = np.empty(N, self.dtype)                        # (N,) w̃, as (K, B)
+        self.sum_logvar = np.empty(B)                                 # (B,) float64
+        self.iwae_images, self.iwae_rows = B, N
+
+    def loss_and_grads(self, x, eps, grads):
+        """−Σ_b L_K and its gradients by the estimator, written into `grads`.
+
+        x: (B, D) of the model's dtype; eps: (K, B, Z). Returns (loss,) as a float."""
+        p, g, k = self.model.params, grads, kernels
+        K, B, Z = eps.shape
+        N = K * B
+        self._ensure_iwae(B, N)
+        v = self._views(B, N)
+        z3, dz3 = v.z.reshape(K, B, Z), v.dz.reshape(K, B, Z)           # (K, B, Z)
+        log_px, log_ratio = self.log_px[:N], self.log_ratio[:N]         # (N,) float64
+        w = self.weights[:N]                                            # (N,)
+        self._encode(x, v)
+        k.reparameterize(v.mu, p["Encoder.FC_mean.bias"], v.logvar, p["Encoder.FC_std.bias"],
+                         eps, v.sigma, z3)                              # (its KL is not used)
+        # log p(z) − log q(z|x) per row (the same z, bit for bit), then log p(x|z) per row
+        k.row_sums(v.logvar, self.sum_logvar[:B])
+        k.sample_log_ratio(v.mu, v.sigma, self.sum_logvar[:B], eps.reshape(N, Z), 0, v.z,
+                           log_ratio)
+        self._decode(v)
+        self.loglik_rows(v.logits, p["Decoder.FC_output.bias"], x, log_px, 0, self.row)
+        bound = k.iwae_weights(log_px, log_ratio, w.reshape(K, B))
+        # logits become dℓ = w̃ (sigmoid(ℓ) − x)
+        self.weighted_grad(v.logits, p["Decoder.FC_output.bias"], x, w,
+                           g["Decoder.FC_output.bias"], self.row)
+        self._decoder_backward(v, g)
+        k.iwae_reparameterize_backward(dz3, eps, z3, w.reshape(K, B), v.sigma, self.estimator,
+                                       v.dmu, v.dlogvar, g["Encoder.FC_mean.bias"],
+                                       g["Encoder.FC_std.bias"])
+        self._encoder_backward(x, v, g)
+        return (-bound,)
 
 
 # Decoder rows per block in LogWeights: a 32nd of a full chunk (CHUNK_ROWS), so that 2, 4 or 8

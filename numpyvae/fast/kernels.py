@@ -14,6 +14,10 @@ passed in (so a training step allocates nothing):
     sample_log_ratio           z = μ + σ ε;  log p(z) − log q(z|x)   (the IWAE's, per row)
     bernoulli_logits[_f32]     ℓ = a + b;  Σ BCE(x, ℓ);  ℓ ← (sigmoid(ℓ) − x)/L;  db    (N, D)
     bernoulli_loglik_rows[_f32] out_i = −Σ_j BCE(x, a_ij + b_j)   (the IWAE's log p(x|z))
+    iwae_weights               w̃ = softmax per image of log p(x|z) + log p(z) − log q(z|x); Σ L_K
+    row_sums                   out_i = Σ_j a_ij in float64 (Σ log σ² per image)
+    bernoulli_weighted_grad[_f32]  ℓ ← w̃_r (sigmoid(a + b) − x);  db             (N, D)
+    iwae_reparameterize_backward   dμ, dv, db_μ, db_v by the standard, STL or DReG estimator
     adam_step                  torch.optim.Adam's update over one flat buffer
     gather_binarize            out = binarize(images[idx]) from uint8, modes threshold/dynamic/none
 
@@ -402,6 +406,122 @@ def bernoulli_loglik_rows_f32(logits, b, x, out, first, row):
 
 
 # ---------------------------------------------------------------------------------------------
+# Training on the importance-weighted bound (numpyvae/oracle/iwae.py has the formulas)
+#   s_r = log p(x|z_r) + log p(z_r) − log q(z_r|x) per decoder row r = k·B + i (sample k, image i)
+#   w̃ = softmax over the K rows of each image;  dℓ_r = w̃_r (sigmoid(ℓ_r) − x_i)
+
+def iwae_weights(log_px, log_ratio, w):
+    """s = log_px + log_ratio (N,) float64, N = K·B rows, row k·B + i of image i; for each
+    image w̃ = softmax over its K rows, written into w (K, B) in w's dtype. Returns
+    Σ_i L_K(x_i), L_K = logsumexp_k s − log K = m + log Σ_k e^{s_k − m} − log K (float64)."""
+    K, B = w.shape
+    total = 0.0
+    for i in range(B):
+        m = log_px[i] + log_ratio[i]
+        for k in range(1, K):
+            m = max(m, log_px[k * B + i] + log_ratio[k * B + i])
+        acc = 0.0
+        for k in range(K):
+            acc += np.exp(log_px[k * B + i] + log_ratio[k * B + i] - m)
+        for k in range(K):
+            w[k, i] = np.exp(log_px[k * B + i] + log_ratio[k * B + i] - m) / acc
+        total += m + np.log(acc) - np.log(K)
+    return total
+
+
+def bernoulli_weighted_grad(logits, b, x, w, db):
+    """In place: logits ← dℓ = w̃_r (sigmoid(ℓ) − x), ℓ = logits + b (libm exp); db ← Σ_rows dℓ.
+
+    logits: (N, D), row r of image r % B; b: (D,); x: (B, D); w: (N,) the rows' weights."""
+    N, D = logits.shape
+    B = x.shape[0]
+    for j in range(D):
+        db[j] = 0
+    for r in range(N):
+        i = r % B
+        wr = np.float64(w[r])
+        for j in range(D):
+            af, xf = np.float64(logits[r, j] + b[j]), np.float64(x[i, j])
+            e = np.exp(-abs(af))
+            q = 1.0 / (1.0 + e)
+            s = q if af >= 0 else e * q
+            logits[r, j] = (s - xf) * wr
+            db[j] += logits[r, j]
+
+
+def bernoulli_weighted_grad_f32(logits, b, x, w, db, row):
+    """bernoulli_weighted_grad for float32 with the vectorizable exp_neg_f32, in two passes
+    per row through `row` (D,) float32 scratch, as bernoulli_logits_f32."""
+    N, D = logits.shape
+    B = x.shape[0]
+    for j in range(D):
+        db[j] = 0
+    for r in range(N):
+        i = r % B
+        wr = w[r]
+        for j in range(D):
+            row[j] = exp_neg_f32(abs(logits[r, j] + b[j]))
+        for j in range(D):
+            a = logits[r, j] + b[j]
+            e = row[j]
+            q = F32_ONE / (F32_ONE + e)
+            s = q if a >= F32_ZERO else e * q
+            s = s if a == a else a                               # NaN stays NaN
+            g = (s - x[i, j]) * wr
+            logits[r, j] = g
+            db[j] += g
+
+
+def row_sums(a, out):
+    """out[i] = Σ_j a[i, j] in float64 (a: (B, Z), out: (B,) float64), without the casting
+    buffer NumPy's sum(dtype=float64) allocates."""
+    B, Z = a.shape
+    for i in range(B):
+        acc = 0.0
+        for j in range(Z):
+            acc += np.float64(a[i, j])
+        out[i] = acc
+
+
+# The encoder's gradient estimators for the bound (oracle/iwae.py's ESTIMATORS)
+STANDARD, STL, DREG = 0, 1, 2
+ESTIMATOR_CODES = {"standard": STANDARD, "stl": STL, "dreg": DREG}
+
+
+def iwae_reparameterize_backward(dz, eps, z, w, sigma, estimator, dmu, dlogvar, db_mu,
+                                 db_logvar):
+    """dμ, dv = d(log σ²) (B, Z) and their column sums db_μ, db_v (Z,) from the decoder's dz
+    (K, B, Z), which holds −w̃ ∇_z log p(x|z); with d_k = dz_k + w̃_k z_k = −w̃_k ĝ_k:
+        standard  p_k = d_k                          dv = ½σ Σ_k p_k ε_k − ½
+        stl       p_k = d_k − w̃_k ε_k / σ           dv = ½σ Σ_k p_k ε_k
+        dreg      p_k = w̃_k d_k − w̃_k² ε_k / σ      dv = ½σ Σ_k p_k ε_k
+    and dμ = Σ_k p_k.  w: (K, B) the weights; estimator: STANDARD, STL or DREG."""
+    K, B, Z = eps.shape
+    for j in range(Z):
+        db_mu[j] = 0
+        db_logvar[j] = 0
+    for i in range(B):
+        for j in range(Z):
+            sg = sigma[i, j]
+            g_mu = 0.0                                   # the sums over K in float64
+            g_ze = 0.0
+            for k in range(K):
+                wk = w[k, i]
+                d = dz[k, i, j] + wk * z[k, i, j]
+                e = eps[k, i, j]
+                if estimator == STL:
+                    d = d - wk * e / sg
+                elif estimator == DREG:
+                    d = wk * d - wk * wk * e / sg
+                g_mu += d
+                g_ze += d * e
+            dmu[i, j] = g_mu
+            dlogvar[i, j] = g_ze * (sg * 0.5) - (0.5 if estimator == STANDARD else 0.0)
+            db_mu[j] += dmu[i, j]
+            db_logvar[j] += dlogvar[i, j]
+
+
+# ---------------------------------------------------------------------------------------------
 # Adam over one flat buffer (numpyvae/oracle/adam.py has the formulas and the NumPy version)
 
 def adam_step(params, grads, m, v, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step_size,
@@ -554,6 +674,14 @@ sample_log_ratio = _jit(sample_log_ratio)
 bernoulli_logits = _jit(bernoulli_logits)
 bernoulli_logits_f32 = _jit(bernoulli_logits_f32)
 bernoulli_loglik_rows = _jit(bernoulli_loglik_rows)
+# Jitted twice from one source: with FMA contraction for evaluation, with every rounding kept
+# for training on the bound (its log weights move the gradients).
+bernoulli_loglik_rows_f32_train = _jit(bernoulli_loglik_rows_f32)
 bernoulli_loglik_rows_f32 = _jitter(fastmath={"contract"})(bernoulli_loglik_rows_f32)
+iwae_weights = _jit(iwae_weights)
+row_sums = _jit(row_sums)
+bernoulli_weighted_grad = _jit(bernoulli_weighted_grad)
+bernoulli_weighted_grad_f32 = _jit(bernoulli_weighted_grad_f32)
+iwae_reparameterize_backward = _jit(iwae_reparameterize_backward)
 adam_step = _jit(adam_step)
 gather_binarize = _jit(gather_binarize)

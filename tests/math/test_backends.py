@@ -206,6 +206,62 @@ def test_forward_products_as_w_at_keep_float32_bits_where_chosen(monkeypatch):
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("estimator", ["standard", "stl", "dreg"])
+def test_iwae_same_loss_and_gradients(dtype, estimator):
+    """The bound (objective "iwae", fused.IWAEStep) at the burda2015-iwae preset's network and
+    K = 5, through growing and shrinking batches, K = 1, and the notebook's LeakyReLU network."""
+    for activation, Z, cases in [("tanh", 50, [(20, 5), (7, 5), (20, 1), (33, 2)]),
+                                 ("leaky_relu", 20, [(16, 5)])]:
+        ours = nv.VAE(784, 200, Z, dtype=dtype, seed=1, backend="numba", activation=activation)
+        ref = nv.VAE(784, 200, Z, dtype=dtype, seed=1, backend="numpy", activation=activation)
+        rng = np.random.default_rng(11)
+        for B, K in cases:
+            x, eps = batch(rng, B, K, dtype, Z=Z)
+            eps = eps.reshape(K, B, Z)
+            if dtype == "float32" and activation == "leaky_relu":
+                x, eps = away_from_kinks(ours.params, x, eps)
+            loss, grads = ours.loss_and_grads(x, eps, objective="iwae", estimator=estimator)
+            ref_loss, ref_grads = ref.loss_and_grads(x, eps, objective="iwae",
+                                                     estimator=estimator)
+            assert abs(loss - ref_loss) <= TOL[dtype] * abs(ref_loss), (loss, ref_loss)
+            assert_all_close(grads, ref_grads, TOL[dtype], f"iwae/{estimator} numba vs numpy")
+
+
+def test_iwae_backend_check_rejects_a_planted_error():
+    """Planted: the numba step's DReG held to the NumPy path's STL (w̃ where w̃² belongs)."""
+    ours = nv.VAE(40, 12, 4, dtype="float64", seed=2, backend="numba", activation="tanh")
+    ref = nv.VAE(40, 12, 4, dtype="float64", seed=2, backend="numpy", activation="tanh")
+    x, eps = batch(np.random.default_rng(3), 6, 5, "float64", Z=4, D=40)
+    grads = ours.loss_and_grads(x, eps, objective="iwae", estimator="dreg")[1]
+    ref_grads = ref.loss_and_grads(x, eps, objective="iwae", estimator="stl")[1]
+    with pytest.raises(AssertionError, match="Encoder"):
+        assert_all_close(grads, ref_grads, TOL["float64"], "planted")
+
+
+def test_iwae_step_allocates_nothing():
+    """test_numba_training_step_allocates_nothing's measurement, for the bound at K = 5."""
+    model = nv.VAE(784, 200, 50, dtype="float32", seed=0, backend="numba", activation="tanh")
+    opt = nv.Adam(model.num_params, "float32", backend="numba")
+    rng = np.random.default_rng(5)
+    batches = [batch(rng, B, 5, "float32", Z=50) for B in (20, 12)]
+
+    def step(i):
+        model.train_step(*batches[i % 2], opt, objective="iwae", estimator="dreg")
+    for i in range(4):
+        step(i)                                      # compile and size the workspaces
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for i in range(10):
+            step(i)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - before < 4096, f"a step allocated up to {peak - before} bytes"
+
+
 def test_backend_check_rejects_a_planted_error():
     """Planted error: one gradient entry off by 1e-6 (relative) fails the float64 comparison."""
     ours = nv.VAE(dtype="float64", seed=0, backend="numba")

@@ -26,7 +26,7 @@ from reference.model import ESTIMATORS, from_params, neg_iwae
 TOL_TORCH = 1e-10
 TOL_FD = 1e-7                # test_finite_differences.py: truncation ≈ 1e-16, roundoff ≈ 1e-11
 H = 1e-4
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "numba")
 
 
 def case(seed=0, K=5, B=4, D=9, H_=6, Z=3, activation="tanh", backend="numpy"):

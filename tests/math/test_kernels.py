@@ -16,6 +16,7 @@ A planted 1e-6 error shows the float64 check rejects it.
 """
 import numpy as np
 import pytest
+from scipy.special import logsumexp, softmax
 
 from checks import rel_err
 from numpyvae import data, kernels, likelihood
@@ -296,6 +297,82 @@ def test_gather_binarize_rejects_bad_input():
         kernels.gather_binarize(images, np.array([0, 10]), kernels.THRESHOLD, out[:0], out)
     with pytest.raises(ValueError):
         kernels.gather_binarize(images, np.array([0, 1]), kernels.DYNAMIC, out[:1], out)
+
+
+def test_bernoulli_loglik_rows_f32_train_is_the_same_source():
+    """Training's float32 log p(x|z) rows: bernoulli_loglik_rows_f32's source, jitted without
+    contraction, against its py_func and NumPy as that kernel is."""
+    a, b, x = logits_case(np.float32, N=75, B=25)
+    assert kernels.bernoulli_loglik_rows_f32_train.py_func is \
+        kernels.bernoulli_loglik_rows_f32.py_func
+    (_, rj), (_, rp) = both(kernels.bernoulli_loglik_rows_f32_train, a, b, x, np.empty(75), 0,
+                            np.empty(31, np.float32))
+    ref = -bernoulli_nll((a + b).astype(np.float64), np.tile(x, (3, 1)).astype(np.float64)).sum(1)
+    assert_close(rj[3], rp[3], TOL_JIT[np.float32], "jit vs py_func")
+    assert_close(rj[3], ref, TOL_NUMPY[np.float32], "vs NumPy")
+
+
+def test_iwae_weights_and_row_sums():
+    """The softmax of each image's K rows and Σ L_K, against scipy's logsumexp (float64)."""
+    rng = np.random.default_rng(12)
+    K, B = 5, 7
+    log_px, ratio = -500 + 30 * rng.standard_normal(K * B), rng.standard_normal(K * B)
+    for dtype in DTYPES:
+        (tj, (_, _, wj)), (tp, (_, _, wp)) = both(kernels.iwae_weights, log_px, ratio,
+                                                  np.empty((K, B), dtype))
+        s = (log_px + ratio).reshape(K, B)
+        assert abs(tj - tp) <= 1e-15 * abs(tp)
+        assert abs(tj - (logsumexp(s, axis=0) - np.log(K)).sum()) <= 1e-13 * abs(tj)
+        assert_close(wj, wp, TOL_JIT[dtype], "jit vs py_func")
+        assert_close(wj, softmax(s, axis=0), TOL_NUMPY[dtype], "vs scipy")
+    a = rng.standard_normal((6, 9)).astype(np.float32)
+    (_, (_, sj)), (_, (_, sp)) = both(kernels.row_sums, a, np.empty(6))
+    assert_close(sj, a.astype(np.float64).sum(axis=1), 1e-15, "row sums")
+    assert np.array_equal(sj, sp)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bernoulli_weighted_grad(dtype):
+    a, b, x = logits_case(dtype, N=75, B=25)
+    w = np.random.default_rng(13).random(75).astype(dtype)
+    D = a.shape[1]
+    if dtype == np.float32:
+        kernel, args = kernels.bernoulli_weighted_grad_f32, (a, b, x, w, np.empty(D, dtype),
+                                                             np.empty(D, dtype))
+    else:
+        kernel, args = kernels.bernoulli_weighted_grad, (a, b, x, w, np.empty(D, dtype))
+    (_, (gj, _, _, _, dbj, *_)), (_, (gp, *_)) = both(kernel, *args)
+    ell = (a + b).astype(np.float64)
+    ref = (sigmoid(ell) - np.tile(x, (3, 1))) * w[:, None]
+    assert_close(gj, gp, TOL_JIT[dtype], "jit vs py_func")
+    assert_close(gj, ref, TOL_NUMPY[dtype], "vs NumPy")
+    assert_close(dbj, ref.sum(axis=0), TOL_NUMPY[dtype], "db vs NumPy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("estimator", ["standard", "stl", "dreg"])
+def test_iwae_reparameterize_backward(dtype, estimator):
+    """dμ, dv and their column sums against numpyvae/oracle/iwae.py's NumPy lines."""
+    rng = np.random.default_rng(14)
+    K, B, Z = 5, 6, 4
+    dz, eps = (rng.standard_normal((K, B, Z)).astype(dtype) for _ in range(2))
+    mu, sigma = rng.standard_normal((B, Z)).astype(dtype), (0.5 + rng.random((B, Z))).astype(dtype)
+    z = (mu + sigma * eps).astype(dtype)
+    w = rng.dirichlet(np.ones(K), size=B).T.astype(dtype)                  # (K, B)
+    code = kernels.ESTIMATOR_CODES[estimator]
+    args = (dz, eps, z, w, sigma, code, *(np.empty((B, Z), dtype) for _ in range(2)),
+            np.empty(Z, dtype), np.empty(Z, dtype))
+    (_, rj), (_, rp) = both(kernels.iwae_reparameterize_backward, *args)
+    d = dz.astype(np.float64) + w[..., None] * z                          # (K, B, Z)
+    c = {"standard": 0 * w, "stl": w, "dreg": w * w}[estimator][..., None]
+    p = d if estimator != "dreg" else d * w[..., None]
+    p = p - c * eps / sigma
+    dmu = p.sum(axis=0)
+    dv = (p * eps).sum(axis=0) * (0.5 * sigma) - (0.5 if estimator == "standard" else 0)
+    for i, (ref, name) in enumerate([(dmu, "dmu"), (dv, "dlogvar"), (dmu.sum(0), "db_mu"),
+                                     (dv.sum(0), "db_logvar")]):
+        assert_close(rj[6 + i], rp[6 + i], TOL_JIT[dtype], f"{name}: jit vs py_func")
+        assert_close(rj[6 + i], ref, TOL_NUMPY[dtype], f"{name} vs NumPy")
 
 
 def test_kernel_check_rejects_a_planted_error():
