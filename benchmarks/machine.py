@@ -9,69 +9,21 @@ kernel, on an AVX-512 CPU whose own choice is SkylakeX) runs numpy's matrix prod
 any user of that CPU does, and every numpyvae figure with them. So the OpenBLAS kernel is read
 from threadpoolctl (its `architecture`), and when the environment pins it, the kernel this CPU
 would pick unpinned is read from a child process started without OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE.
+OPENBLAS_L2_SIZE — both by numpyvae/run/arithmetic.py, whose record every command prints.
 """
 import functools
-import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from numpyvae.run.arithmetic import PIN_VARS, cpu, record, unpinned_kernel
 from numpyvae.run.cli import one_line
 
-PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 UNPIN = "env " + " ".join(f"-u {v}" for v in PIN_VARS)
-
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile")
-_KERNEL = ("import json, numpy, threadpoolctl; print(json.dumps([i.get('architecture') for i in "
-           "threadpoolctl.threadpool_info() if i.get('internal_api') == 'openblas']))")
-
-
-def cpu():
-    """(model name, the SIMD flags that decide BLAS kernels) from /proc/cpuinfo."""
-    name, flags = None, None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = (part.strip() for part in line.partition(":"))
-                if key == "model name" and name is None:
-                    name = value
-                elif key == "flags" and flags is None:
-                    flags = [fl for fl in value.split() if fl in SIMD_FLAGS]
-                if name is not None and flags is not None:
-                    break
-    except OSError:
-        pass
-    return name or platform.processor() or platform.machine(), flags or []
-
-
-def openblas_kernels():
-    """threadpoolctl's view of numpy's OpenBLAS: [(version, architecture, threads)], or None
-    when threadpoolctl is not installed."""
-    try:
-        import threadpoolctl                                # optional here: None without it
-    except ImportError:
-        return None
-    return [(i.get("version"), i.get("architecture"), i.get("num_threads"))
-            for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"]
-
-
-def unpinned_kernel():
-    """The OpenBLAS kernel a process without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE gets on this
-    CPU (what users get), or None when it cannot be read."""
-    env = {k: v for k, v in os.environ.items() if k not in PIN_VARS}
-    try:
-        out = subprocess.run([sys.executable, "-c", _KERNEL], env=env, capture_output=True,
-                             text=True, timeout=60, check=True).stdout
-        kernels = json.loads(out)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    return kernels[0] if kernels else None
 
 
 @functools.cache
@@ -101,21 +53,19 @@ def mkl_kernel(torch):
 
 
 def info():
-    import numba                        # the version only, when a report is made
     name, flags = cpu()
+    arith = record()                    # numpyvae's arithmetic (numpyvae/run/arithmetic.py)
     m = dict(cpu=name, cpu_flags=flags, cores=os.cpu_count(), python=platform.python_version(),
-             numpy=np.__version__, numba=numba.__version__)
+             numpy=np.__version__, numba=arith["numba"], numba_jit=arith["numba_jit"])
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         m["blas"] = f"{blas.get('name')} {blas.get('version')}"
     except Exception:                                   # older NumPy: no dict mode
         m["blas"] = "unknown"
-    kernels = openblas_kernels()
-    m["blas_kernel"] = kernels[0][1] if kernels else None
-    m["blas_threads"] = kernels[0][2] if kernels else None
+    m["blas_kernel"], m["blas_threads"] = arith["blas_kernel"], arith["blas_threads"]
     m.update({v.lower(): os.environ.get(v) for v in PIN_VARS})
     m["openblas_num_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
-    m["blas_kernel_unpinned"] = (unpinned_kernel() if kernels and any(
+    m["blas_kernel_unpinned"] = (unpinned_kernel() if m["blas_kernel"] and any(
         os.environ.get(v) for v in PIN_VARS) else m["blas_kernel"])
     try:
         import torch                                        # an optional peer: None without it

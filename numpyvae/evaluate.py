@@ -27,6 +27,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
 
     from . import threads
     from .likelihood import active_units, log_likelihood
+    from .run import arithmetic
     from .run.checkpoint import load_model
     from .run.cli import (add_checkpoint_argument, argument_parser, int_in, one_line,
                           run_command, say)
@@ -118,6 +119,9 @@ def _evaluate(args):
         if short:
             say(short)
             count = threads.pool_size()
+        arith = arithmetic.record()
+        say(arithmetic.describe(arith))
+        say_if_trained_otherwise(cfg, arith)
         workers = threads.workers(count)
         if workers > 1:
             say(f"log p(x) on {workers} workers of {count} BLAS thread{'s' * (count > 1)} each "
@@ -128,7 +132,7 @@ def _evaluate(args):
     result = dict(split=args.split, binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=neg_elbo, recon=recon, kl=kl, active_units=active,
                   latent_dim=model.latent_dim, seed=args.seed, seconds=seconds,
-                  blas_threads=count, workers=workers)
+                  blas_threads=count, workers=workers, arithmetic=arith)
     print(f"{cfg['dataset']} {args.split} split, {n} images, {mode} binarization:")
     print(f"  {'−ELBO':<22}{neg_elbo:10.3f} nats/image  (recon {recon:.3f} + KL {kl:.3f})")
     print(f"  {f'log p(x) ≈ L_k, k={args.k}':<22}{total / n:10.3f} nats/image  "
@@ -139,6 +143,18 @@ def _evaluate(args):
         write_json(args.json, result)
         print(f"wrote {one_line(args.json)}")
     return 0
+
+
+def say_if_trained_otherwise(cfg, arith):
+    """A line when the run's last recorded arithmetic (threads aside: the −ELBO runs with the
+    run's own) is not this one: then the −ELBO differs from metrics.csv's in its last digits."""
+    trained = (cfg.get("arithmetic") or [{}])[-1]
+    if "numpy" not in trained:                # none recorded, or the PyTorch reference's
+        return
+    diffs = arithmetic.differences(trained, dict(arith, blas_threads=trained.get("blas_threads")))
+    if diffs:
+        say(f"the run trained with other arithmetic ({', '.join(diffs)}): its −ELBO here may "
+            f"differ from metrics.csv's in the last digits")
 
 
 def importance_sampled(model, xs, batch, args, workers):

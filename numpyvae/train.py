@@ -42,6 +42,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .datasets.fetch import MAX_TRAIN_IMAGES, data_root
     from .errors import CheckpointError, NonFinite, UsageError
     from .model import VAE
+    from .run import arithmetic
     from .run import checkpoint as ckpt_io
     from .run import plots
     from .run.cli import argument_parser, one_line, run_command, say, signal_name
@@ -257,7 +258,7 @@ class Training:
     sum `running` and training seconds `elapsed`. New from cfg, or restored from `resume` (a
     checkpoint.Checkpoint) exactly as it was saved."""
 
-    def __init__(self, cfg, out, images, resume=None):
+    def __init__(self, cfg, out, images, resume=None, arith=None):
         self.cfg, self.out, self.images = cfg, out, images
         self.model = VAE(cfg.x_dim, cfg.hidden_dim, cfg.latent_dim, dtype=cfg.dtype,
                          seed=cfg.seed, backend=cfg.backend, activation=cfg.activation,
@@ -274,9 +275,14 @@ class Training:
         self.ckpt_path = out / "checkpoint.npz"
         if resume is not None:
             self._restore(resume)
-        # never a smaller --epochs than the run has (a resume with nothing left to train)
+        # never a smaller --epochs than the run has (a resume with nothing left to train);
+        # the arithmetic it computed with, a new entry where this stretch's is another
+        recorded = resume.config.get("arithmetic") if resume is not None else None
+        if arith is not None and (self.epoch < cfg.epochs or self.step):
+            recorded = arithmetic.extend(recorded, arith, self.epoch, self.step)
         self.config = dict(asdict(cfg), epochs=max(cfg.epochs, self.epoch),
-                           num_params=self.model.num_params)
+                           num_params=self.model.num_params,
+                           **({"arithmetic": recorded} if recorded else {}))
         self.take_batch = backends.batch_taker(cfg.backend, images.train, cfg.batch_size,
                                                cfg.binarize, self.rng, self.model.dtype)
         warm_up(self.model, cfg.samples, cfg.binarize, images.train)
@@ -406,11 +412,17 @@ def run(cfg, out, resume=None, log=print, stop=None):
         line = threads.shortfall(cfg.blas_threads)
         if line:
             log(line)
-        return _run(cfg, out, images, resume, log, stop)
+        arith = arithmetic.record()
+        log(arithmetic.describe(arith))
+        line = resume is not None and arithmetic.resumed_line(
+            resume.config.get("arithmetic"), arith)
+        if line:
+            log(line)
+        return _run(cfg, out, images, resume, log, stop, arith)
 
 
-def _run(cfg, out, images, resume, log, stop):
-    t = Training(cfg, out, images, resume)
+def _run(cfg, out, images, resume, log, stop, arith=None):
+    t = Training(cfg, out, images, resume, arith)
     stop.starting = False                 # from here a signal is a checkpoint, not an exception
     if stop.signum is not None:           # one arrived, but its exception was lost on the way
         raise Stopped(stop.signum)        # (swallowed by a callback): nothing trained, nothing to save

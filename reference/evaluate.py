@@ -20,7 +20,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae import data
     from numpyvae.datasets.fetch import MAX_TRAIN_IMAGES
     from numpyvae.errors import CheckpointError, UsageError
-    from numpyvae.run import checkpoint
+    from numpyvae.run import arithmetic, checkpoint
     from numpyvae.run.cli import (add_checkpoint_argument, argument_parser, int_in, one_line,
                                   run_command)
     from numpyvae.run.config import DATA_DIR_FLAG
@@ -77,6 +77,8 @@ def evaluate(ck, images, device, args):
     cfg, dtype = ck.config, ck.config["dtype"]
     model = from_params(ck.params, dtype=getattr(torch, dtype), device=device,
                         activation=cfg["activation"])
+    arith = arithmetic.torch_record(torch, device)
+    print(arithmetic.describe(arith), flush=True)
     images = images[:args.limit] if args.limit else images
     n, mode, seed = len(images), cfg["binarize"], cfg["seed"]
     xs = eval_inputs(images, seed, mode, dtype)       # (n, D): the test split as numpyvae sees it
@@ -99,7 +101,8 @@ def evaluate(ck, images, device, args):
     result = dict(implementation=f"torch {torch.__version__} {device}", split="test",
                   binarize=mode, n_images=n, k=args.k, log_px=total / n,
                   neg_elbo=(recon + kl) / n, recon=recon / n, kl=kl / n, active_units=active,
-                  latent_dim=cfg["latent_dim"], seed=args.seed, seconds=seconds)
+                  latent_dim=cfg["latent_dim"], seed=args.seed, seconds=seconds,
+                  arithmetic=arith)
     bad = non_finite(result)
     if bad:                                   # weights that overflow: no number to report
         raise CheckpointError(f"{args.checkpoint}: the Torch Model evaluates it to {bad}, not "

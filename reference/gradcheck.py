@@ -27,6 +27,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     import numpyvae as nv
     from numpyvae import data
     from numpyvae.errors import UsageError
+    from numpyvae.run import arithmetic
     from numpyvae.run.checkpoint import load_model
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command
     from numpyvae.run.config import BY_NAME, DATA_DIR_FLAG, add_flags
@@ -128,6 +129,7 @@ def check(args):
     tol = TOLERANCE[model.dtype.name]
     print(f"gradcheck: {what}; {model.dtype.name}, batch {len(x)}, L={args.samples}, "
           f"numpyvae ({model.backend}) vs torch {torch.__version__} autograd, tolerance {tol:g}")
+    print(arithmetic.describe({**arithmetic.record(), **arithmetic.torch_record(torch, "cpu")}))
     if dropped:
         print(f"  {dropped} image(s) left out: a LeakyReLU pre-activation within rounding of 0")
     print(f"  {'tensor':<26}{'max |Δ|':>12}{'rel err':>12}")

@@ -32,6 +32,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae import data
     from numpyvae.datasets.fetch import MAX_TEST_IMAGES, MAX_TRAIN_IMAGES
     from numpyvae.errors import UsageError
+    from numpyvae.run import arithmetic
     from numpyvae.run import checkpoint as ckpt_io
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
     from numpyvae.run.config import Config, add_flags
@@ -201,9 +202,12 @@ def _train(args, device, out, run):
                                 data_dir=args.data_dir,
                                 blas_threads=None)),      # torch's threads, not numpyvae's
                   trained_by=f"reference.train, torch {torch.__version__} on {device}")
+    arith = arithmetic.torch_record(torch, device)
+    config["arithmetic"] = arithmetic.extend(None, arith, 0, 0)
     history = {c: [] for c in ckpt_io.HISTORY_COLUMNS}
     print(f"reference: torch {torch.__version__} on {device}, {args.epochs} epoch"
           f"{'s' * (args.epochs != 1)}" + (f" -> {one_line(out)}" if out else ""))
+    print(arithmetic.describe(arith))
     for epoch in range(args.epochs):
         run["epoch"] = epoch + 1
         order = data.epoch_order(len(flat), rng)

@@ -8,7 +8,11 @@ never run code):
                                                       {k: z[k] for those keys} loads into the
                                                       reference Model with strict=True
     format_version                                    int64 scalar, FORMAT_VERSION
-    config_json                                       uint8: the run's configuration, UTF-8 JSON
+    config_json                                       uint8: the run's configuration, UTF-8
+                                                      JSON (config.json's): the settings,
+                                                      num_params, the arithmetic it computed
+                                                      with (run/arithmetic.py); trained_by for
+                                                      reference.train's runs
     adam.m, adam.v (P,), adam.t ()                    Adam's moments and step count
     rng.state (6,) uint64                             the training Generator (PCG64) state
     epoch ()                                          epochs completed
@@ -44,6 +48,7 @@ from ..backend import DEFAULT as DEFAULT_BACKEND
 from ..datasets.fetch import IMAGE_PIXELS, MAX_TRAIN_IMAGES
 from ..errors import CheckpointError
 from ..model import VAE, param_shapes
+from . import arithmetic
 from . import config as settings
 
 FORMAT_VERSION = 3
@@ -132,6 +137,13 @@ def check_config(path, config, version):
         expected = settings.check_value(key, config[key])
         if expected is not None:
             _fail(path, f"its configuration's {key} is {config[key]!r}, expected {expected}")
+    if "arithmetic" in config:                   # what the run computed with (arithmetic.py)
+        wrong = arithmetic.check(config["arithmetic"])
+        if wrong:
+            _fail(path, f"its configuration's arithmetic record {wrong}")
+    if not isinstance(config.get("trained_by", ""), str):      # reference.train's runs
+        _fail(path, f"its configuration's trained_by is a JSON "
+                    f"{type(config['trained_by']).__name__}, not a text")
     if config["x_dim"] != IMAGE_PIXELS:
         _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "
                     f"images have {IMAGE_PIXELS} (28 × 28); it was not trained on this dataset")

@@ -155,25 +155,6 @@ def test_pin_warning_names_both_kernels_and_the_unpinned_command():
     assert machine.pin_warning(dict(pinned, openblas_coretype=None)) is None
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64")
-                    or "avx2" not in machine.cpu()[1] or not installed("threadpoolctl"),
-                    reason="needs OpenBLAS's x86 kernels, an AVX2 CPU and threadpoolctl")
-def test_a_pinned_kernel_is_read_and_the_unpinned_one_found(tmp_path):
-    """Oracle: OpenBLAS itself, in a process pinned to its Sandybridge (AVX) kernel, which no
-    AVX2 CPU picks on its own."""
-    code = textwrap.dedent("""
-        import json
-        from benchmarks import machine
-        print(json.dumps([machine.openblas_kernels()[0][1], machine.unpinned_kernel()]))
-    """)
-    env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge", OPENBLAS_L2_SIZE="512")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[2]).stdout
-    pinned, own = json.loads(out)
-    assert pinned == "Sandybridge"
-    assert own not in (None, "Sandybridge")
-
-
 def test_busy_times_every_peer_again_beside_a_competitor(monkeypatch, tmp_path):
     """--busy: each row gains its epochs beside one other CPU-bound process and the slowdown
     (busy / quiet), computed from the stored epochs; the competitor is running while the busy

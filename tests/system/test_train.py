@@ -64,7 +64,9 @@ def test_the_header_counts_epochs_and_a_resume_says_where_it_resumes(tmp_path, c
     code, out = run(tmp_path, "--epochs", "1")
     assert code == 0 and ", 1 epoch, seed" in capsys.readouterr().out
     assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
-    assert f"resuming at epoch 2, from {out / 'checkpoint.npz'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"resuming at epoch 2, from {out / 'checkpoint.npz'}" in printed
+    assert "arithmetic: numpy" in printed and "is not the run's" not in printed   # the same
 
 
 def test_defaults_are_the_notebooks():
