@@ -88,7 +88,8 @@ def _evaluate(args):
         check_json_path(args.json, reading=args.checkpoint)
     model, cfg = load_model(args.checkpoint)
     tidy_run_folder(run_folder_of(args.checkpoint))
-    images = split_images(cfg, args.split, data_folder(args.data_dir, cfg))
+    images = split_images(cfg, args.split, data_folder(
+        args.data_dir, cfg, ("test",) if args.split == "test" else ("train",)))
     streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS
     if args.limit:
         images = images[:args.limit]

@@ -47,7 +47,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run import plots
     from .run.cli import argument_parser, one_line, run_command, say, signal_name
     from .run.config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
-    from .run.evaluation import HOLDOUT_STREAMS, evaluate_test
+    from .run.evaluation import HOLDOUT_STREAMS, data_folder, evaluate_test
     from .run.folder import (OutputNames, file_kind, folders_to_make, refuse_taken,
                              remove_if_empty, remove_stale_temp_files, write_config,
                              write_metrics)
@@ -93,6 +93,12 @@ def resolve_config(args):
         return cfg, None
     path = resume_path(args)
     ck = ckpt_io.load(path)          # every setting checked there: present, of its type
+    if "trained_by" in ck.config:
+        raise UsageError(f"--resume --out {args.out}: {path} was trained by "
+                         f"{ck.config['trained_by']}, and numpyvae.train continues only its own "
+                         f"runs (the reference's noise, Adam and arithmetic are not numpyvae's, "
+                         f"so it would not continue that run): evaluate or sample it as it is, "
+                         f"or train a new run with another --out")
     saved = Config(**{f.name: ck.config[f.name] for f in fields(Config)})
     if given.get("blas_threads") == threads.AUTO:        # the default: the run's own count
         del given["blas_threads"]
@@ -106,6 +112,9 @@ def resolve_config(args):
                                 "a resumed run keeps its hyper-parameters"))
     for name in set(given) - set(FIXED_ON_RESUME):               # --epochs, --data-dir
         setattr(saved, name, given[name])
+    if "data_dir" not in given:        # the recorded folder only where it holds the data
+        saved.data_dir = (data_folder(None, ck.config, ("train", "test"))
+                          or str(data_root(None).absolute()))
     return saved, ck
 
 

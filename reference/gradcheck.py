@@ -31,7 +31,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.run.checkpoint import load_model
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command
     from numpyvae.run.config import BY_NAME, DATA_DIR_FLAG, add_flags
-    from numpyvae.run.evaluation import TEST_STREAMS, eval_inputs
+    from numpyvae.run.evaluation import TEST_STREAMS, data_folder, eval_inputs
     from numpyvae.run.memory import check_memory, training_bytes
     from reference.compare import TOLERANCE, away_from_kinks, rel_err
 
@@ -76,8 +76,7 @@ def setup(args):
         model = nv.VAE(cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], dtype=args.dtype,
                        backend=args.backend, activation=cfg["activation"])
         model.load_params(trained.params)
-        data_dir = args.data_dir if args.data_dir is not None else cfg.get("data_dir")
-        images, _ = data.load(cfg["dataset"], "test", data_dir)
+        images, _ = data.load(cfg["dataset"], "test", data_folder(args.data_dir, cfg))
         x = eval_inputs(images[:args.batch_size], cfg["seed"], cfg["binarize"], model.dtype,
                         TEST_STREAMS[1])                                    # (B, D)
         what = (f"{one_line(args.run)}: {cfg['x_dim']}-{cfg['hidden_dim']}-{cfg['latent_dim']} "

@@ -295,6 +295,15 @@ def local_candidates(name, file_name, data_dir=None):
     return [folder / (file_name + suffix) for folder in folders for suffix in ("", ".gz")]
 
 
+def holds(name, split, data_dir):
+    """True when the data folder `data_dir` has a file (or a link to one) where `load` looks
+    for each file of the split; nothing is read, made or fetched. A folder a command read from
+    a file (a run's recorded data_dir) is used only then."""
+    _check_name_split(name, split)
+    return all(any(_not_a_file(p) is None for p in local_candidates(name, f, data_dir))
+               for f in FILES[split])
+
+
 def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 

@@ -141,9 +141,10 @@ def check_config(path, config, version):
         wrong = arithmetic.check(config["arithmetic"])
         if wrong:
             _fail(path, f"its configuration's arithmetic record {wrong}")
-    if not isinstance(config.get("trained_by", ""), str):      # reference.train's runs
-        _fail(path, f"its configuration's trained_by is a JSON "
-                    f"{type(config['trained_by']).__name__}, not a text")
+    by = config.get("trained_by", "")                         # reference.train's runs
+    if not (isinstance(by, str) and len(by) <= 200):
+        _fail(path, f"its configuration's trained_by is not a short text (a JSON "
+                    f"{type(by).__name__}{f' of {len(by):,} characters' if isinstance(by, str) else ''})")
     if config["x_dim"] != IMAGE_PIXELS:
         _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "
                     f"images have {IMAGE_PIXELS} (28 × 28); it was not trained on this dataset")

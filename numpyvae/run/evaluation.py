@@ -3,11 +3,13 @@ them, and the test −ELBO that training reports every epoch. Shared by numpyvae
 train and sample, and by the reference's evaluate and gradcheck, so that each sees the same
 images, the same binarization draw and the same ε.
 """
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from .. import data
+from ..datasets.fetch import DEFAULT_DATA_DIR, holds
 from ..errors import UsageError
 from ..likelihood import neg_elbo_per_image
 from ..oracle.binarize import batch_into, hold_out
@@ -22,6 +24,8 @@ from ..oracle.binarize import batch_into, hold_out
 #   6, 7  the held-out images' ε and binarization (--holdout)     evaluate_test, eval_inputs
 # The model's initialisation draws from default_rng(seed) itself (model.VAE).
 TEST_STREAMS, HOLDOUT_STREAMS, IMPORTANCE_STREAM = (2, 3), (6, 7), 5
+
+log = logging.getLogger(__name__)
 
 
 def eval_generator(seed, purpose):
@@ -57,11 +61,22 @@ def evaluate_test(model, images, seed, mode, batch=1000, streams=TEST_STREAMS):
     return (recon + kl) / n, recon / n, kl / n
 
 
-def data_folder(flag, cfg):
-    """Where a command reads a run's images: --data-dir when given, else the folder the run
-    recorded (its config's data_dir, absolute since numpyvae records it so), else None: the
-    default, ~/datasets."""
-    return flag if flag is not None else cfg.get("data_dir")
+def data_folder(flag, cfg, splits=("test",)):
+    """Where a command reads a run's images of `splits`: --data-dir when given; else the folder
+    the run recorded (its config's data_dir, absolute since numpyvae records it so) when it
+    holds those files already; else None, the default (~/datasets), with a line saying so.
+
+    A path read from a file is never created or fetched into: a run folder copied from another
+    machine, or a hostile one, must not choose where this one writes 55 MB."""
+    recorded = cfg.get("data_dir")
+    if flag is not None or recorded is None:
+        return flag
+    if all(holds(cfg["dataset"], split, recorded) for split in splits):
+        return recorded
+    log.info("the run's data folder %s does not hold its %s files; reading %s instead "
+             "(--data-dir names another)", recorded,
+             " and ".join(f"{cfg['dataset']} {split}" for split in splits), DEFAULT_DATA_DIR)
+    return None
 
 
 def split_images(cfg, split, data_dir=None):

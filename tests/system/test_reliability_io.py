@@ -16,6 +16,7 @@ import pytest
 import fake_mnist
 from numpyvae import checkpoint as ck
 from numpyvae import config, data, evaluate, memory, sample, train
+from numpyvae.datasets.fetch import ALL_FILES, DEFAULT_DATA_DIR, data_root
 from numpyvae.run.folder import RUN_FILES
 
 TESTS = str(Path(__file__).parents[1])
@@ -28,9 +29,13 @@ TINY = ["--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "100", "--limi
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny run on the fake data, trained from the folder `a` with --data-dir data (relative),
-    and the folders a and b (another directory to run commands from)."""
+    and the folders a and b (another directory to run commands from). a/data holds files under
+    MNIST's names (the fake loader reads none of them): a recorded folder is read only where
+    the data are."""
     root = tmp_path_factory.mktemp("io")
-    (root / "a").mkdir()
+    (root / "a" / "data" / "mnist").mkdir(parents=True)
+    for name in ALL_FILES:
+        (root / "a" / "data" / "mnist" / name).write_bytes(b"")
     (root / "b").mkdir()
     mp = pytest.MonkeyPatch()
     fake_mnist.install(mp)
@@ -105,6 +110,37 @@ def test_sample_interpolate_reads_the_run_s_data_folder(trained, data_dirs, monk
     assert sample.main([run, "--interpolate", "--data-dir", "elsewhere",
                         "--out", str(tmp_path / "j.png")]) == 0
     assert data_dirs[1] == str(trained / "b" / "elsewhere")
+
+
+def recording(run, data_dir):
+    """The run `run` made to record `data_dir` as its data folder."""
+    c = ck.load(run / "checkpoint.npz")
+    c.config = dict(c.config, data_dir=data_dir)
+    ck.save(run / "checkpoint.npz", c)
+
+
+def test_a_recorded_data_folder_without_the_data_is_never_made_or_fetched_into(
+        run_dir, data_dirs, tmp_path, capsys):
+    """Oracle: the folder passed to data.load, and the file system — a path of the
+    checkpoint's choosing (here a deep one that does not exist) is never handed to the loader,
+    which would make it and download into it: each command reads the default instead, saying
+    so, or --data-dir when given."""
+    far = tmp_path / "far"
+    recording(run_dir, str(far / "a" / "b" / "c"))
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
+    assert sample.main([str(run_dir), "--interpolate", "--out", str(tmp_path / "i.png")]) == 0
+    assert data_dirs == [None, None]
+    err = capsys.readouterr().err
+    assert f"the run's data folder {far / 'a' / 'b' / 'c'} does not hold its mnist test files; " \
+        f"reading {DEFAULT_DATA_DIR} instead (--data-dir names another)" in err
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5", "--data-dir",
+                          str(tmp_path / "mine")]) == 0
+    assert data_dirs[2:] == [str(tmp_path / "mine")]
+    assert train.main(["--resume", "--out", str(run_dir), "--epochs", "2"]) == 0
+    assert data_dirs[3:] == [str(data_root(None).absolute())] * 2
+    assert "does not hold its mnist train and mnist test files" in capsys.readouterr().err
+    assert ck.load(run_dir / "checkpoint.npz").config["data_dir"] == str(data_root(None).absolute())
+    assert not far.exists()
 
 
 # ---------------------------------------------------------------------------- huge numbers

@@ -281,6 +281,15 @@ def test_the_torch_reference_writes_a_run_folder_numpyvae_reads(tmp_path, capsys
     assert reference_train.main(["--epochs", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" not in err
+    # numpyvae.train does not continue it (its noise, Adam and arithmetic are Torch's), and
+    # leaves it as it was: the checkpoint, and config.json's record of who trained it
+    before = {f: (out / f).read_bytes() for f in ("checkpoint.npz", "config.json", "metrics.csv")}
+    assert train.main(["--resume", "--out", str(out), "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained by reference.train, torch {torch.__version__} on cpu, and numpyvae." \
+        "train continues only its own runs" in err
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert json.loads((out / "config.json").read_text())["trained_by"].startswith("reference")
 
 
 def test_torch_reference_gets_the_same_test_elbo_from_the_checkpoint(tmp_path):
