@@ -60,7 +60,7 @@ def setup(args):
     """(model, x, eps, what): the network, the batch and the noise both sides get."""
     rng = np.random.default_rng(args.seed)
     if args.run is None:
-        memory_check(args)
+        memory_check(args, 784, args.hidden_dim, args.latent_dim)
         model = nv.VAE(784, args.hidden_dim, args.latent_dim, dtype=args.dtype, seed=args.seed,
                        backend=args.backend, activation=args.activation, init=args.init)
         x = (rng.random((args.batch_size, 784)) < 0.2).astype(args.dtype)   # (B, D) binary
@@ -73,6 +73,7 @@ def setup(args):
             raise UsageError(f"--run checks the run's own network; {' '.join(given)} would "
                              f"describe another: drop {'it' if len(given) == 1 else 'them'}")
         trained, cfg = load_model(args.run)
+        memory_check(args, cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], args.run)
         model = nv.VAE(cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], dtype=args.dtype,
                        backend=args.backend, activation=cfg["activation"])
         model.load_params(trained.params)
@@ -86,16 +87,19 @@ def setup(args):
     return model, x, eps, what
 
 
-def memory_check(args):
-    """Refuse a fresh network and batch this machine cannot hold, before either is made: twice
-    numpyvae's upper estimate of a training step (both sides hold the network, the batch and
-    a step's activations and gradients)."""
-    need = 2 * training_bytes(args.batch_size, 0, 784, args.hidden_dim, args.latent_dim,
+def memory_check(args, x_dim, hidden_dim, latent_dim, run=None):
+    """Refuse a network and batch this machine cannot hold, before the batch, the noise or the
+    second copy of the network is made — a fresh one's, or with --run the run's own: twice
+    numpyvae's upper estimate of a training step (both sides hold the network, the batch and a
+    step's activations and gradients)."""
+    need = 2 * training_bytes(args.batch_size, 0, x_dim, hidden_dim, latent_dim,
                               args.batch_size, args.samples, args.dtype)
+    network = (f"--run {run}'s {x_dim}-{hidden_dim}-{latent_dim}" if run is not None else
+               f"--hidden-dim {hidden_dim}, --latent-dim {latent_dim}")
     check_memory(need, f"this check (--batch-size {args.batch_size}, --samples {args.samples}, "
-                       f"--hidden-dim {args.hidden_dim}, --latent-dim {args.latent_dim}, "
-                       f"{args.dtype})",
-                 "use a smaller --batch-size, --samples or --hidden-dim")
+                       f"{network}, {args.dtype})",
+                 "use a smaller --batch-size or --samples" + ("" if run is not None else
+                                                              " or --hidden-dim"))
 
 
 def compare(model, x, eps):

@@ -281,6 +281,7 @@ def _load(path, entries):
                    if c not in LATER_COLUMNS or "history." + c in entries
                    else [float("nan")] * epoch)
                for c in HISTORY_COLUMNS}
+    check_history(path, history, epoch)
     order = need("order", "iu", None, None, MAX_TRAIN_IMAGES)
     step = int(need("step_in_epoch", "iu", ()))
     if order.ndim != 1 or (step > 0) != (order.size > 0) or step < 0:
@@ -289,6 +290,24 @@ def _load(path, entries):
                       rng_state=_unpack_rng(rng), epoch=epoch, step_in_epoch=step,
                       order=order.astype(np.int64), running_loss=running,
                       epoch_elapsed=elapsed, history=history)
+
+
+def check_history(path, history, epoch):
+    """The metric history as numpyvae writes it, or CheckpointError: the epochs 1 … epoch in
+    order, every measurement finite (seconds not negative; the held-out −ELBO NaN for a run
+    without --holdout). metrics.csv and the pictures are drawn from it."""
+    if history["epoch"] != [float(e) for e in range(1, epoch + 1)]:
+        _fail(path, f"its history's epochs are not 1 to {epoch} in order")
+    for column, values in history.items():
+        a = np.asarray(values, np.float64)
+        bad = ~np.isfinite(a) if column != "holdout_neg_elbo" else np.isinf(a)
+        if column == "epoch_seconds":
+            bad |= a < 0
+        if bad.any():
+            i = int(np.argmax(bad))
+            _fail(path, f"its history's {column} is {float(a[i])!r} at epoch {i + 1}, not "
+                        + ("a finite number of seconds" if column == "epoch_seconds"
+                           else "a finite number") + " — use an earlier copy or retrain")
 
 
 def load_model(path, backend=DEFAULT_BACKEND):

@@ -301,6 +301,23 @@ def test_history_rows_must_match_the_epochs(saved):
     expect_error(saved, r"history.test_kl' has shape \(3,\), expected \(2,\)")
 
 
+@pytest.mark.parametrize("column,values,says", [
+    ("epoch", [1e300, -7.5], "its history's epochs are not 1 to 2 in order"),
+    ("epoch", [1.0, np.inf], "its history's epochs are not 1 to 2 in order"),
+    ("epoch", [2.0, 1.0], "its history's epochs are not 1 to 2 in order"),
+    ("test_neg_elbo", [80.0, np.nan], "its history's test_neg_elbo is nan at epoch 2"),
+    ("train_neg_elbo", [-np.inf, 80.0], "its history's train_neg_elbo is -inf at epoch 1"),
+    ("epoch_seconds", [1.0, -2.0], "its history's epoch_seconds is -2.0 at epoch 2, not a finite "
+                                   "number of seconds"),
+    ("holdout_neg_elbo", [np.inf, np.nan], "its history's holdout_neg_elbo is inf at epoch 1")])
+def test_every_history_value_is_checked_when_read(saved, column, values, says):
+    """metrics.csv and the pictures are drawn from the history: an epoch of 1e300 once passed
+    the reader and then stopped train --resume with a traceback (a 301-digit epoch), after it
+    had rewritten config.json. (NaN is what a held-out −ELBO is without --holdout.)"""
+    rewrite(saved, lambda a: a.__setitem__("history." + column, np.array(values)))
+    expect_error(saved, re.escape(says))
+
+
 @pytest.mark.parametrize("key,value", [
     ("hidden_dim", 8.0), ("hidden_dim", "8"), ("latent_dim", True), ("epochs", 0),
     ("batch_size", "128"), ("lr", "0.001"), ("lr", -1.0), ("samples", 1.5), ("seed", None),

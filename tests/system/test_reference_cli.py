@@ -82,6 +82,8 @@ def test_a_seed_torch_cannot_take_is_refused_naming_the_flag(monkeypatch, capsys
     (train, [*QUICK, "--batch-size", str(10**9), "--latent-dim", str(10**6)]),
     (gradcheck, ["--hidden-dim", str(10**6)]),
     (gradcheck, ["--samples", str(10**9)]),
+    (gradcheck, ["--run", SHIPPED, "--samples", str(10**9)]),          # the run's network
+    (gradcheck, ["--run", SHIPPED, "--batch-size", "10000", "--samples", str(10**7)]),
 ])
 def test_a_network_no_machine_can_hold_is_refused_before_it_is_made(command, argv, monkeypatch,
                                                                      capsys):

@@ -413,6 +413,7 @@ def test_resume_with_nothing_left_redraws_missing_pictures(tmp_path, capsys):
     ("step_in_epoch", 99, "stopped at step 99 of an epoch that has 12"),
     ("order", "zeros", "not a permutation"),
     ("adam.t", 5, "Adam has taken 5 steps"),
+    ("history.epoch", [1e300], "its history's epochs are not 1 to 1 in order"),
 ])
 def test_resume_refuses_a_checkpoint_whose_position_does_not_fit(tmp_path, capsys, entry, value, match):
     code, out = run(tmp_path, "--epochs", "1")
@@ -427,6 +428,8 @@ def test_resume_refuses_a_checkpoint_whose_position_does_not_fit(tmp_path, capsy
             arrays["order"] = np.arange(1200)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
+    config = (out / "config.json").read_bytes()
     assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 1
     err = capsys.readouterr().err
     assert match in err and str(path) in err and "Traceback" not in err
+    assert (out / "config.json").read_bytes() == config          # refused before any write
