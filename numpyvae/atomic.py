@@ -60,6 +60,7 @@ def atomic_write(path, write, replace=True):
 
 
 
-# What atomic_write names its temp files: .<name>.<pid>.<random>.tmp — and .<name>.<pid>.tmp,
-# as numpyvae wrote them before it drew the random part.
-TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[a-z0-9_]+)?\.tmp")
+# What atomic_write names its temp files: .<name>.<pid>.<random>.tmp, the random part
+# tempfile.mkstemp's eight characters of a-z, 0-9 and _ — and .<name>.<pid>.tmp, as numpyvae
+# wrote them before it drew the random part.
+TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[a-z0-9_]{8})?\.tmp")

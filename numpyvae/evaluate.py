@@ -33,8 +33,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
                           run_command, say)
     from .run.config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
     from .run.evaluation import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, data_folder,
-                                 eval_inputs, evaluate_test, run_folder_of, split_images)
-    from .run.folder import tidy_run_folder
+                                 eval_inputs, evaluate_test, split_images)
     from .run.memory import check_memory, likelihood_bytes
     from .run.probe import PROBE_IMAGES, choose_threads, expected_time
     from .run.results import check_json_path, refuse_non_finite, write_json
@@ -87,7 +86,6 @@ def _evaluate(args):
     if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)
     model, cfg = load_model(args.checkpoint)
-    tidy_run_folder(run_folder_of(args.checkpoint))
     images = split_images(cfg, args.split, data_folder(
         args.data_dir, cfg, ("test",) if args.split == "test" else ("train",)))
     streams = HOLDOUT_STREAMS if args.split == "holdout" else TEST_STREAMS

@@ -22,8 +22,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run.cli import add_checkpoint_argument, argument_parser, int_in, one_line, run_command
     from .run.config import DATA_DIR_FLAG, MAX_SEED
     from .run.evaluation import data_folder, eval_inputs, run_folder_of
-    from .run.folder import (OutputNames, check_output_path, refuse_run_file,
-                             remove_stale_temp_files, tidy_run_folder)
+    from .run.folder import check_output_path, refuse_run_file, remove_stale_temp_files
     from .run.lock import lock_if_run_folder
     from .run.memory import check_memory, gigabytes
 
@@ -125,9 +124,7 @@ def _sample(args):
     lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
     try:
         if lock is not None:
-            remove_stale_temp_files(out.parent, OutputNames({out.name}))
-        if run_folder_of(args.checkpoint).resolve() != out.parent.resolve():
-            tidy_run_folder(run_folder_of(args.checkpoint))
+            remove_stale_temp_files(out.parent, {out.name})     # a killed sample's, of it
         if args.interpolate:
             images, _ = data.load(cfg["dataset"], "test", data_folder(args.data_dir, cfg))
             i, j = args.between

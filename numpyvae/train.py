@@ -48,7 +48,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run.cli import argument_parser, one_line, run_command, say, signal_name
     from .run.config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
     from .run.evaluation import HOLDOUT_STREAMS, data_folder, evaluate_test
-    from .run.folder import (OutputNames, file_kind, folders_to_make, refuse_taken,
+    from .run.folder import (RUN_FILES, file_kind, folders_to_make, refuse_taken,
                              remove_if_empty, remove_stale_temp_files, write_config,
                              write_metrics)
     from .run.lock import RunLock
@@ -504,7 +504,7 @@ def _train(args, cli, where):
                 out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
             lock.acquire()
-            remove_stale_temp_files(out, OutputNames())   # a killed sample's too
+            remove_stale_temp_files(out, RUN_FILES)       # a killed train's: what it writes
             if args.resume:
                 cfg, resume = resolve_config(args)               # read under the folder's lock
             else:

@@ -36,7 +36,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.run import checkpoint as ckpt_io
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
     from numpyvae.run.config import Config, add_flags
-    from numpyvae.run.folder import (RUN_FILES, folders_to_make, refuse_taken, remove_if_empty,
+    from numpyvae.run.folder import (folders_to_make, refuse_taken, remove_if_empty,
                                      remove_stale_temp_files, write_config, write_metrics)
     from numpyvae.run.lock import RunLock
     from numpyvae.run.memory import check_memory, gigabytes, training_bytes
@@ -146,7 +146,7 @@ def train(args, cli=False):
                 out.mkdir(parents=True, exist_ok=True)
                 lock = RunLock(out)        # assigned first: `finally` releases a half-taken one
                 lock.acquire()
-                remove_stale_temp_files(out, RUN_FILES)
+                remove_stale_temp_files(out, WRITES)     # a killed reference run's
                 refuse_taken(out, resumable=False)
             _train(args, device, out, run)
     except KeyboardInterrupt as e:         # Stopped: SIGINT, SIGTERM or SIGHUP

@@ -4,8 +4,9 @@ A run is one folder holding RUN_FILES. It behaves as a transaction:
 - one command at a time holds it (numpyvae/run/lock.py);
 - every file is written by numpyvae.atomic.atomic_write — a temp file beside it, fsync,
   rename — so a crash leaves the previous version whole, and a temp file of a killed writer is
-  removed by the next command that takes the folder (`remove_stale_temp_files`,
-  `tidy_run_folder`);
+  removed by the next command that writes that file there (`remove_stale_temp_files`): only
+  names atomic_write makes, for the files that command writes — a file of the user's stays,
+  whatever its name;
 - a run's files appear with its first checkpoint (`write_config`, `write_metrics` come after
   it), and the folders a command made for a run that never started are removed again
   (`folders_to_make`, `remove_if_empty`), so a failed start leaves nothing;
@@ -13,7 +14,6 @@ A run is one folder holding RUN_FILES. It behaves as a transaction:
   (`refuse_taken`, `refuse_run_file`).
 SIGINT, SIGTERM and SIGHUP stop a run the same way: numpyvae/run/signals.py.
 """
-import contextlib
 import csv
 import io
 import json
@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from ..atomic import TEMP_NAME, atomic_write
-from ..errors import RunLocked, UsageError
-from .lock import LOCK_NAME, lock_if_run_folder
+from ..errors import UsageError
+from .lock import LOCK_NAME
 
 # The files a run writes into its folder; a new run never overwrites any of them.
 RUN_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "elbo.png", "reconstructions.png",
@@ -44,10 +44,12 @@ def _alive(pid):
 
 
 def remove_stale_temp_files(folder, names):
-    """Remove the temp files atomic_write left in `folder` for any of `names` when its process
-    was killed mid-write (those of a process that no longer exists), and links planted under
-    such a name. Only for a caller that holds the folder's run lock: then no other numpyvae
-    process is writing them. Returns the removed paths."""
+    """Remove the temp files atomic_write left in `folder` for any of `names` — the files the
+    caller writes there — when its process was killed mid-write (those of a process that no
+    longer exists), and links planted under such a name. Nothing else: not a name atomic_write
+    does not make, nor a temp file of another file (.notes.json.999999.tmp is the user's).
+    Only for a caller that holds the folder's run lock: then no other numpyvae process is
+    writing them. Returns the removed paths."""
     removed = []
     for p in Path(folder).iterdir():
         m = TEMP_NAME.fullmatch(p.name)
@@ -56,18 +58,6 @@ def remove_stale_temp_files(folder, names):
             p.unlink(missing_ok=True)                    # a link itself, never its target
             removed.append(p)
     return removed
-
-
-class OutputNames:
-    """The names numpyvae's commands write into a run folder, for remove_stale_temp_files: the
-    run's own files, pictures (.png: sample's, whatever --out calls them), results (.json:
-    evaluate's --json) and the names in `also`."""
-
-    def __init__(self, also=()):
-        self.also = frozenset(also)
-
-    def __contains__(self, name):
-        return name in RUN_FILES or name in self.also or name.endswith((".png", ".json"))
 
 
 def write_config(folder, config):
@@ -187,21 +177,3 @@ def check_output_path(path, flag):
     except OSError as e:
         raise UsageError(f"{flag} {text}: cannot write in {folder} ({e.strerror or e}); write "
                          f"elsewhere") from None
-
-
-def tidy_run_folder(folder):
-    """Remove the temp files a killed writer (sample, evaluate --json, train) left in `folder`,
-    for a command that reads the run without writing there. Only when the folder is a run
-    folder that is free: its lock is taken for the moment it takes. One that another command
-    holds is left alone (that command may be writing them), and so is one that cannot be
-    locked or changed (a read-only copy): a reader never fails for another's leftovers."""
-    folder = Path(folder)
-    with contextlib.suppress(OSError, RunLocked):
-        if not any(p.name.startswith(".") and p.name.endswith(".tmp") for p in folder.iterdir()):
-            return                                   # nothing to remove: no lock taken
-        lock = lock_if_run_folder(folder)
-        if lock is not None:
-            try:
-                remove_stale_temp_files(folder, OutputNames())
-            finally:
-                lock.release()

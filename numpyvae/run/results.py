@@ -13,7 +13,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import CheckpointError, RunLocked, UsageError
-from .folder import OutputNames, check_output_path, refuse_run_file, remove_stale_temp_files
+from .folder import check_output_path, refuse_run_file, remove_stale_temp_files
 from .lock import lock_if_run_folder
 
 
@@ -70,7 +70,7 @@ def write_json(path, result, wait=10.0):
             time.sleep(0.1)
     try:
         if lock is not None:
-            remove_stale_temp_files(Path(path).parent, OutputNames({Path(path).name}))
+            remove_stale_temp_files(Path(path).parent, {Path(path).name})
         if not atomic_write(path, lambda f: f.write(text.encode() + b"\n"), replace=False):
             raise UsageError(f"--json {path}: something appeared there while this ran; it is "
                              f"left as it is (the results are printed above)")

@@ -385,15 +385,16 @@ def test_num_params_must_agree(saved):
 
 
 def test_stale_temp_files_of_dead_writers_are_removed_and_nothing_else(tmp_path):
-    """Temp files of killed writers (today's .<name>.<pid>.<random>.tmp, and the older
-    .<name>.<pid>.tmp) of the run's own names go, and links planted under such a name (the
+    """Temp files of killed writers (today's .<name>.<pid>.<random>.tmp, the random part
+    mkstemp's eight characters, and the older .<name>.<pid>.tmp) of the run's own names go, and links planted under such a name (the
     link itself; its target stays); those of a live process (this one), other names and other
     files stay. (PIDs above Linux's largest, 2**22, belong to no process.)"""
     (tmp_path / "target").write_bytes(b"keep")
     (tmp_path / ".metrics.csv.99999913.k2x9q0ab.tmp").symlink_to(tmp_path / "target")
     for name in (".checkpoint.npz.99999999.tmp", ".metrics.csv.99999912.tmp", f".elbo.png.{os.getpid()}.tmp",
                  ".notes.txt.12.tmp", "checkpoint.npz", "mine.tmp", ".checkpoint.npz.tmp",
-                 ".checkpoint.npz.99999977.a1b2c3d4.tmp", ".checkpoint.npz.99999978.12345678.tmp"):
+                 ".checkpoint.npz.99999977.a1b2c3d4.tmp", ".checkpoint.npz.99999978.12345678.tmp",
+                 ".checkpoint.npz.99999979.MINE.tmp", ".metrics.csv.99999979.a1b2c3d4e.tmp"):
         (tmp_path / name).write_bytes(b"x")
     removed = runfolder.remove_stale_temp_files(tmp_path, ("checkpoint.npz", "metrics.csv",
                                                            "elbo.png"))
@@ -404,6 +405,8 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_nothing_else(tmp_path)
     (tmp_path / f".metrics.csv.{os.getppid()}.alive123.tmp").write_bytes(b"x")   # its parent's
     assert runfolder.remove_stale_temp_files(tmp_path, ("metrics.csv",)) == []
     (tmp_path / f".metrics.csv.{os.getppid()}.alive123.tmp").unlink()
-    assert sorted(os.listdir(tmp_path)) == [".checkpoint.npz.tmp", f".elbo.png.{os.getpid()}.tmp",
+    assert sorted(os.listdir(tmp_path)) == [".checkpoint.npz.99999979.MINE.tmp",
+                                            ".checkpoint.npz.tmp", f".elbo.png.{os.getpid()}.tmp",
+                                            ".metrics.csv.99999979.a1b2c3d4e.tmp",
                                             ".notes.txt.12.tmp", "checkpoint.npz", "mine.tmp",
                                             "target"]

@@ -169,11 +169,11 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
 def test_stale_temp_files_are_removed_and_the_users_files_kept(tmp_path):
     code, out = run(tmp_path, "--epochs", "1")
     for name in (".checkpoint.npz.99999999.tmp", ".metrics.csv.99999998.tmp", "notes.txt",
-                 ".mine.99999997.tmp"):
+                 ".mine.99999997.tmp", ".notes.json.999999.tmp", ".samples.png.99999.k1ll3d_x.tmp"):
         (out / name).write_bytes(b"x" * 1000)
     assert train.main(["--resume", "--out", str(out), "--epochs", "1"]) == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") or "notes" in p.name) \
-        == [".mine.99999997.tmp", "notes.txt"]
+        == [".mine.99999997.tmp", ".notes.json.999999.tmp", "notes.txt"]
 
 
 # ---------------------------------------------------------------------------- memory

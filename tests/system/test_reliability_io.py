@@ -251,64 +251,65 @@ def leftovers(folder):
 
 
 LEFT = ("sample-seed0-n64.png", "interpolation-0-1.png", "mine.png", "evaluation.json")
+USERS = (".notes.json.999999.tmp", ".notes.png.99999998.tmp", ".checkpoint.npz.99999997.MINE.tmp",
+         ".config.json.99999996.abc.tmp")          # names atomic_write never makes
 
 
-def test_sample_removes_what_a_killed_writer_left_in_the_run_folder(run_dir, tmp_path):
-    """Oracle: the file system — sample writing into a run folder first removes the temp files
-    of killed writers there (its own, evaluate's), as train does; elsewhere nothing is
-    touched, and the run folder it only reads is tidied too."""
-    plant_leftovers(run_dir, LEFT)
+def plant_users(folder):
+    for name in USERS:
+        (folder / name).write_text("notes")
+    return [folder / name for name in USERS]
+
+
+def test_sample_removes_only_what_a_killed_sample_of_its_picture_left(run_dir, tmp_path):
+    """Oracle: the file system — sample writing a picture into a run folder first removes the
+    temp files a killed writer left for that picture, and nothing else: not other pictures',
+    not evaluate's, not the run's, and no file of the user's; elsewhere nothing at all."""
+    planted = plant_leftovers(run_dir, LEFT + ("sample-seed0-n4.png", "checkpoint.npz"))
+    users = plant_users(run_dir)
     assert sample.main([str(run_dir), "--n", "4"]) == 0
-    assert leftovers(run_dir) == []
-    plant_leftovers(run_dir, LEFT)
+    assert [p for p in planted + users if not p.exists()] == [planted[4]]
     other = tmp_path / "not-a-run"
     other.mkdir()
-    theirs = plant_leftovers(other, ["x.png"])
+    theirs = plant_leftovers(other, ["y.png"])
     assert sample.main([str(run_dir), "--n", "4", "--out", str(other / "y.png")]) == 0
-    assert leftovers(run_dir) == [] and all(p.exists() for p in theirs)
+    assert all(p.exists() for p in theirs)
 
 
-def test_evaluate_removes_what_a_killed_writer_left_in_the_run_folder(run_dir, data_dirs,
-                                                                      tmp_path):
-    """Oracle: the file system — evaluating a run (reading it, or writing --json into a run
-    folder) removes the temp files killed writers left there."""
-    plant_leftovers(run_dir, LEFT)
+def test_evaluate_removes_only_what_a_killed_writer_of_its_json_left(run_dir, data_dirs,
+                                                                     tmp_path):
+    """Oracle: the file system — evaluating a run writes nothing there and removes nothing;
+    writing --json into a run folder removes the temp files a killed writer left for that
+    file, and nothing else."""
+    planted = plant_leftovers(run_dir, LEFT + ("checkpoint.npz",))
+    users = plant_users(run_dir)
     assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
-    assert leftovers(run_dir) == []
+    assert all(p.exists() for p in planted + users)
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     plant_leftovers(other, ["r.txt"])
     assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
                           "--json", str(other / "r.txt")]) == 0
-    assert leftovers(other) == [] and json.loads((other / "r.txt").read_text())["k"] == 2
+    assert leftovers(other) == leftovers(run_dir)
+    assert json.loads((other / "r.txt").read_text())["k"] == 2
 
 
-def test_a_training_s_temp_files_are_left_alone_by_evaluate(run_dir, data_dirs):
-    """Oracle: the file system — while another process holds the run (a training writing its
-    checkpoint), a reader removes nothing there."""
-    from numpyvae.run.lock import RunLock
-    planted = plant_leftovers(run_dir, ["checkpoint.npz"])
-    with RunLock(run_dir):
-        assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
-    assert all(p.exists() for p in planted)
-    assert sample.main([str(run_dir), "--n", "4"]) == 0          # not held now: removed
-    assert leftovers(run_dir) == []
-
-
-def test_train_resume_removes_what_a_killed_sample_left(run_dir, monkeypatch):
-    """Oracle: the file system — train --resume, the next command on the folder, removes a
-    killed sample's temp files."""
+def test_train_resume_removes_what_a_killed_train_left_and_nothing_else(run_dir, monkeypatch):
+    """Oracle: the file system — train --resume removes the temp files a killed training left
+    for the run's own files; a killed sample's, evaluate's and the user's files stay
+    (`echo notes > RUN/.notes.json.999999.tmp` once went)."""
     fake_mnist.install(monkeypatch)
-    plant_leftovers(run_dir, LEFT)
+    ours = plant_leftovers(run_dir, RUN_FILES)
+    theirs = plant_leftovers(run_dir, LEFT) + plant_users(run_dir)
     assert train.main([*TINY[:-1], "2", "--resume", "--out", str(run_dir)]) == 0
-    assert leftovers(run_dir) == []
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_a_sample_killed_mid_write_leaves_nothing_after_the_next_command(run_dir, signum):
     """Oracle: the file system — a sample process killed while its picture is being written
-    (here: held inside fsync) leaves its temp file; the next sample on the folder removes it
-    and writes its own picture."""
+    (here: held inside fsync) leaves its temp file; the same command, run again, removes it
+    and writes the picture."""
     code = ("import os, sys, time; os.fsync = lambda fd: time.sleep(600); "
             "from numpyvae.sample import main; "
             f"sys.exit(main([{str(run_dir)!r}, '--n', '1100']))")          # a pixel grid
@@ -324,9 +325,9 @@ def test_a_sample_killed_mid_write_leaves_nothing_after_the_next_command(run_dir
     finally:
         proc.send_signal(signum)
         proc.wait()
-    assert leftovers(run_dir)
-    assert sample.main([str(run_dir), "--n", "4"]) == 0
-    assert leftovers(run_dir) == [] and not (run_dir / "sample-seed0-n1100.png").exists()
+    assert leftovers(run_dir) and not (run_dir / "sample-seed0-n1100.png").exists()
+    assert sample.main([str(run_dir), "--n", "1100"]) == 0
+    assert leftovers(run_dir) == [] and (run_dir / "sample-seed0-n1100.png").exists()
     assert {f for f in RUN_FILES if (run_dir / f).exists()} >= {"checkpoint.npz", "config.json"}
 
 
