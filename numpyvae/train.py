@@ -22,6 +22,7 @@ binarization all come from one training Generator whose state is checkpointed, s
 resumed from any checkpoint (an epoch's end, or mid-epoch after Ctrl-C) continues exactly as
 the uninterrupted run would have.
 """
+import json
 import os
 import signal
 import sys
@@ -46,7 +47,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run import checkpoint as ckpt_io
     from .run import plots
     from .run.cli import argument_parser, one_line, run_command, say, signal_name
-    from .run.config import FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
+    from .run.config import BY_NAME, FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
     from .run.evaluation import HOLDOUT_STREAMS, data_folder, evaluate_test
     from .run.folder import (RUN_FILES, file_kind, folders_to_make, refuse_taken,
                              remove_if_empty, remove_stale_temp_files, write_config,
@@ -116,6 +117,34 @@ def resolve_config(args):
         saved.data_dir = (data_folder(None, ck.config, ("train", "test"))
                           or str(data_root(None).absolute()))
     return saved, ck
+
+
+def hand_edits(path, recorded):
+    """None when config.json at `path` says what the checkpoint records (or is missing: it is
+    written again), else the line saying what differs: a resumed run takes its settings from
+    the checkpoint and rewrites config.json from them, so an edit there would vanish unseen."""
+    try:
+        written = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        if isinstance(e, FileNotFoundError):
+            return None
+        return (f"{path} is not the JSON numpyvae wrote ({type(e).__name__}); a resumed run takes "
+                f"its settings from the checkpoint and writes {path.name} again from them")
+    if not isinstance(written, dict):
+        return (f"{path} holds a JSON {type(written).__name__}, not the settings numpyvae wrote; "
+                f"it is written again from the checkpoint")
+    differ = [k for k in written if k not in recorded or written[k] != recorded[k]]
+    if not differ:
+        return None
+    shown = [f"{k} {json.dumps(written[k])[:40]} (the checkpoint's: "
+             + (json.dumps(recorded[k])[:40] if k in recorded else "none") + ")"
+             for k in differ[:6]]
+    changeable = [f"--{n.replace('_', '-')}" for n in differ
+                  if n in BY_NAME and not BY_NAME[n].fixed and n != "preset"]
+    return (f"{path} was edited: {', '.join(shown)}{' …' * (len(differ) > 6)} — ignored: a "
+            f"resumed run keeps the checkpoint's settings and writes {path.name} again from them"
+            + (f"; {' and '.join(changeable)} change{'s' * (len(changeable) == 1)} "
+               f"{'it' if len(changeable) == 1 else 'them'} on --resume" if changeable else ""))
 
 
 def recorded_as(name, value):
@@ -528,6 +557,10 @@ def _train(args, cli, where):
                       + (f"the run's {cfg.blas_threads} BLAS thread"
                          + "s" * (cfg.blas_threads != 1) if cfg.blas_threads is not None
                          else "BLAS threads as the environment makes them (the run's)"))
+            if resume is not None:
+                line = hand_edits(out / "config.json", resume.config)
+                if line:
+                    print(one_line(line))
             _, stopped = run(cfg, out, resume, stop=stop)
     except KeyboardInterrupt as e:        # Stopped: a signal during start-up
         signum = getattr(e, "signum", signal.SIGINT)

@@ -69,6 +69,26 @@ def test_the_header_counts_epochs_and_a_resume_says_where_it_resumes(tmp_path, c
     assert "arithmetic: numpy" in printed and "is not the run's" not in printed   # the same
 
 
+def test_a_resume_names_the_hand_edits_of_config_json_it_ignores(tmp_path, capsys):
+    """config.json is a record, not an input: a resumed run keeps the checkpoint's settings and
+    writes config.json again from them. Known line: each edited key with both values, and
+    the flag that does change what may change; the run goes on with the checkpoint's."""
+    code, out = run(tmp_path, "--epochs", "1")
+    edited = dict(json.loads((out / "config.json").read_text()), lr=0.5, epochs=7, notes="mine")
+    (out / "config.json").write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    [line] = [l for l in capsys.readouterr().out.splitlines() if "was edited" in l]
+    assert line == (f"{out / 'config.json'} was edited: epochs 7 (the checkpoint's: 1), lr 0.5 "
+                    "(the checkpoint's: 0.001), notes \"mine\" (the checkpoint's: none) — ignored: "
+                    "a resumed run keeps the checkpoint's settings and writes config.json again "
+                    "from them; --epochs changes it on --resume")
+    config = json.loads((out / "config.json").read_text())
+    assert (config["lr"], config["epochs"], "notes" in config) == (0.001, 2, False)
+    assert train.main(["--resume", "--out", str(out), "--epochs", "3"]) == 0
+    assert "was edited" not in capsys.readouterr().out           # as written: nothing to say
+
+
 def test_defaults_are_the_notebooks():
     d = train.Config()
     assert (d.batch_size, d.hidden_dim, d.latent_dim, d.lr, d.epochs, d.seed, d.binarize,
