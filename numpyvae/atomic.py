@@ -33,6 +33,18 @@ def atomic_write(path, write, replace=True):
     path = Path(path)
     if not replace and os.path.lexists(path):           # anything, a broken link included
         return False
+    try:
+        return _atomic_write(path, write, replace)
+    except OSError as e:      # named after the file being written: not its temp file, nor
+        name = e.filename     # nothing (a full disk's write or fsync names no file)
+        if e.errno is not None and (name is None or (
+                isinstance(name, (str, bytes, os.PathLike)) and os.path.basename(
+                    os.fsdecode(name)).startswith(f".{path.name}.{os.getpid()}."))):
+            e.filename, e.filename2 = os.fspath(path), None
+        raise
+
+
+def _atomic_write(path, write, replace):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:

@@ -121,7 +121,7 @@ def _sample(args):
                  f"ask for fewer (a picture of {n:,} images is "
                  f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
     model, cfg = load_model(args.checkpoint)
-    lock = lock_if_run_folder(out.parent)          # a run folder: not while it trains
+    lock = lock_if_run_folder(out.parent, "--out")   # a run folder: not while it trains
     try:
         if lock is not None:
             remove_stale_temp_files(out.parent, {out.name})     # a killed sample's, of it

@@ -196,13 +196,22 @@ def signal_name(signum):
     return signal.Signals(signum).name
 
 
+def os_words(e):
+    """An OSError as a line for a person: "<file>: No space left on device", not
+    "[Errno 28] …" — the file first, as every other error names it."""
+    if e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}" + (f" ({e.filename2})" if e.filename2 else "")
+    return e.strerror or str(e)
+
+
 def run_command(work, os_error=None):
     """Run a command's work() — which returns its exit status — on the command's `terminal`,
     with the package's log records on stderr, and turn what any command may meet into one
     line on stderr and the exit status:
         UsageError                            2    what to change in the request
         DataError, CheckpointError, RunLocked 1    the data, the checkpoint, a busy run folder
-        OSError                               1    worded by os_error(e), else str(e)
+        OSError                               1    worded by os_error(e), else "<file>:
+                                                   <what the system said>"
         KeyboardInterrupt (Ctrl-C)            130  "interrupted"; 128 + N for the signal N
                                                    it carries as `signum` (SIGTERM, SIGHUP)
     What is a command's own (train: a stop with a checkpoint, a non-finite loss) it handles
@@ -218,7 +227,7 @@ def run_command(work, os_error=None):
             say(f"error: {one_line(e)}")
             return EXIT_ERROR
         except OSError as e:
-            say(f"error: {one_line(os_error(e) if os_error else e)}")
+            say(f"error: {one_line(os_error(e) if os_error else os_words(e))}")
             return EXIT_ERROR
         except KeyboardInterrupt as e:
             signum = getattr(e, "signum", signal.SIGINT)

@@ -9,6 +9,7 @@ message a second writer gets). The kernel drops a flock when its process ends, h
 holder removes the file when it is done; a process that opened the file just before that and
 then got the lock on the removed file sees that the path no longer names it, and tries again.
 """
+import contextlib
 import errno
 import fcntl
 import os
@@ -33,8 +34,9 @@ class RunLock:
     return: a signal's KeyboardInterrupt can land anywhere inside it, and release() then
     undoes exactly what had been done (the file it created, a lock it had taken)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, flag="--out"):
         self.folder = Path(folder)
+        self.flag = flag                  # the flag that put the output here, for messages
         self.path = self.folder / LOCK_NAME
         self.fd = None                    # the lock file's descriptor, from os.open on
         self.tried = False                # acquire() has begun: release() has work to check
@@ -61,16 +63,17 @@ class RunLock:
                 if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise RunLocked(
                         f"{self.folder} is in use by another numpyvae process (PID {holder}, "
-                        f"holding {self.path}); wait for it to finish or stop it, or choose "
-                        "another --out") from None
+                        f"holding {self.path}); wait for it to finish or stop it, or give "
+                        f"{self.flag} a path elsewhere") from None
                 raise RunLocked(f"cannot lock {self.path} ({err.strerror}); this file system "
-                                "does not support locks — choose an --out on a local disk") \
-                    from None
+                                f"does not support locks — give {self.flag} a path on a local "
+                                f"disk") from None
             if self._names_ours():
                 break
             self._close()                 # locked a file its holder had just removed: again
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):      # the PID, for others' messages; on a full
+            os.ftruncate(self.fd, 0)            # disk the lock is held all the same, and the
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)   # write that matters says so
         return self
 
     def _names_ours(self):
@@ -103,8 +106,9 @@ class RunLock:
                 ours = self._names_ours()
             except OSError:
                 ours = False                                        # another process's lock
-            if ours:
-                self.path.unlink(missing_ok=True)
+            if ours:                # a folder made unwritable since: the file stays, unlocked,
+                with contextlib.suppress(OSError):      # and the error that mattered is shown
+                    self.path.unlink(missing_ok=True)
         finally:
             self._close()
 
@@ -119,12 +123,13 @@ class RunLock:
         self.release()
 
 
-def lock_if_run_folder(folder):
+def lock_if_run_folder(folder, flag):
     """The acquired lock of `folder` when it is a run folder (it holds checkpoint.npz or a lock
-    file), for a command that writes a file there (sample --out, evaluate --json); else None."""
+    file), for a command that writes a file there (sample --out, evaluate --json: `flag`, which
+    a refusal names); else None."""
     folder = Path(folder)
     if (folder / "checkpoint.npz").exists() or os.path.lexists(folder / LOCK_NAME):
-        lock = RunLock(folder)
+        lock = RunLock(folder, flag)
         try:
             return lock.acquire()
         except BaseException:

@@ -24,7 +24,7 @@ def check_json_path(path, reading=None):
     and given back at once; write_json takes it again to write)."""
     refuse_run_file(path, "--json", reading)         # the more telling refusal first
     check_output_path(path, "--json")
-    lock = lock_if_run_folder(Path(path).parent)
+    lock = lock_if_run_folder(Path(path).parent, "--json")
     if lock is not None:
         lock.release()
 
@@ -62,7 +62,7 @@ def write_json(path, result, wait=10.0):
     deadline = time.monotonic() + wait
     while True:
         try:
-            lock = lock_if_run_folder(Path(path).parent)
+            lock = lock_if_run_folder(Path(path).parent, "--json")
             break
         except RunLocked:
             if time.monotonic() > deadline:

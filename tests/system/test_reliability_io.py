@@ -4,7 +4,9 @@ paths, leftovers of killed writers, and results that are not numbers.
 Oracles: exit statuses and the one-line messages; the folder a command passed to data.load;
 the files in the run folder; the checkpoint we planted (weights of 1e30).
 """
+import errno
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from numpyvae import checkpoint as ck
 from numpyvae import config, data, evaluate, memory, sample, train
 from numpyvae.datasets.fetch import ALL_FILES, DEFAULT_DATA_DIR, data_root
 from numpyvae.run.folder import RUN_FILES
+from numpyvae.run.lock import LOCK_NAME
 
 TESTS = str(Path(__file__).parents[1])
 ROOT = str(Path(TESTS).parent)
@@ -141,6 +144,80 @@ def test_a_recorded_data_folder_without_the_data_is_never_made_or_fetched_into(
     assert "does not hold its mnist train and mnist test files" in capsys.readouterr().err
     assert ck.load(run_dir / "checkpoint.npz").config["data_dir"] == str(data_root(None).absolute())
     assert not far.exists()
+
+
+# ---------------------------------------------------------------------------- errors name the file
+
+def test_a_folder_made_unwritable_mid_run_names_the_file_that_failed(run_dir, monkeypatch,
+                                                                     capsys):
+    """As root, whom modes do not stop, the PermissionErrors of a folder made read-only after
+    the lock was taken are planted: on every new file there (atomic_write's temp files) and on
+    removing the lock file. Oracle: one line naming config.json, the first file the resume
+    writes — not the lock the release could not remove, nor the temp file's random name."""
+    fake_mnist.install(monkeypatch)
+    real_open, real_unlink = os.open, os.unlink
+
+    def refused(path, flags, *a, **k):
+        p = os.fspath(path)
+        if os.path.dirname(p) == str(run_dir) and flags & os.O_CREAT and \
+                os.path.basename(p) != LOCK_NAME:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), p)
+        return real_open(path, flags, *a, **k)
+
+    def unlink(path, *a, **k):
+        if os.path.basename(os.fspath(path)) == LOCK_NAME:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_unlink(path, *a, **k)
+    monkeypatch.setattr(os, "open", refused)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert train.main([*TINY[:-1], "2", "--resume", "--out", str(run_dir)]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"error: cannot write the run into {run_dir}: Permission denied "
+        f"({run_dir / 'config.json'})")
+
+
+def test_a_config_json_that_is_a_folder_is_named_not_its_temp_file(run_dir, monkeypatch,
+                                                                   capsys):
+    fake_mnist.install(monkeypatch)
+    (run_dir / "config.json").unlink()
+    (run_dir / "config.json").mkdir()
+    assert train.main([*TINY[:-1], "2", "--resume", "--out", str(run_dir)]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"error: cannot write the run into {run_dir}: Is a directory ({run_dir / 'config.json'})")
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """A full disk as the system reports it: a write or fsync fails with ENOSPC, naming no
+    file (the lock's PID, a picture's bytes)."""
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "pwrite", full)
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def test_a_full_disk_is_one_line_naming_the_file(run_dir, data_dirs, full_disk, capsys):
+    """sample and reference.evaluate on a full disk once printed "[Errno 28] …" without a path.
+    Oracle: one line naming the file each was writing; nothing left behind."""
+    from reference import evaluate as reference_evaluate
+    before = sorted(os.listdir(run_dir))
+    assert sample.main([str(run_dir), "--n", "4"]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"error: {run_dir / 'sample-seed0-n4.png'}: No space left on device")
+    assert reference_evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
+                                    "--json", str(run_dir / "r.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: cannot write --json {run_dir / 'r.json'}: No space left on device")
+    assert sorted(os.listdir(run_dir)) == before
+
+
+def test_a_busy_folder_refusing_evaluate_json_names_the_json_flag(run_dir, data_dirs, capsys):
+    from numpyvae.run.lock import RunLock
+    with RunLock(run_dir):
+        assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5",
+                              "--json", str(run_dir / "r.json")]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.endswith("wait for it to finish or stop it, or give --json a path elsewhere")
 
 
 # ---------------------------------------------------------------------------- huge numbers
