@@ -26,6 +26,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from tqdm import tqdm
 
     from . import threads
+    from .errors import UsageError
     from .likelihood import active_units, log_likelihood
     from .run import arithmetic
     from .run.checkpoint import load_model
@@ -83,6 +84,8 @@ def main(argv=None):
 
 def _evaluate(args):
     """main's work: returns 0 once the numbers are printed (and --json written)."""
+    if args.blas_threads != threads.AUTO and threads.too_many(args.blas_threads):
+        raise UsageError(threads.too_many(args.blas_threads))
     if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)
     model, cfg = load_model(args.checkpoint)
@@ -101,8 +104,11 @@ def _evaluate(args):
     # The −ELBO with the run's own BLAS threads (None: the environment's, which a run recorded
     # before the setting trained with): training computed its per-epoch test −ELBO so, and the
     # count moves float32 bits, so this is metrics.csv's number for the same images, bit for bit.
-    with threads.limited(cfg["blas_threads"]):
-        short = threads.shortfall(cfg["blas_threads"])
+    run_count, line = threads.fitted(cfg["blas_threads"])     # the run's, where it fits
+    if line:
+        say(f"−ELBO: {line}")
+    with threads.limited(run_count):
+        short = threads.shortfall(run_count)
         if short:
             say(f"−ELBO: {short}")
         neg_elbo, recon, kl = evaluate_test(model, images, cfg["seed"], mode, streams=streams)

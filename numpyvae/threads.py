@@ -25,6 +25,8 @@ The pool is reached through threadpoolctl, which knows OpenBLAS, MKL and BLIS. W
 does not know (macOS Accelerate, say) there is nothing to choose: `controllable()` is False.
 """
 import contextlib
+import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -98,6 +100,48 @@ def shortfall(n):
         return None
     return (f"BLAS threads: {have or 'as the environment made them'}, not {n} (this BLAS "
             f"cannot be given {n} here): float32 results differ in their last bits from {n}'s")
+
+
+def usable_cores():
+    """The cores this process can run on: its CPU affinity (taskset, a batch system's
+    allocation), lowered to a cgroup v2 CPU quota (a container's --cpus, rounded up); 1 at
+    least."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):                      # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            n = min(n, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+# More BLAS threads than cores wait on each other at every product (issue 41: 3 threads on 2
+# cores made 200 s epochs of a ~2 s one, 64 threads about 700 times slower).
+def too_many(n, flag="--blas-threads"):
+    """None when a count of n BLAS threads (or None, the environment's) fits the cores, else
+    the refusal of `flag` n, in words."""
+    cores = usable_cores()
+    if n is None or n <= cores:
+        return None
+    return (f"{flag} {n}: this process can run on {cores} core{'s' * (cores != 1)}, and more "
+            f"BLAS threads than cores wait on each other at every product (3 threads on 2 cores "
+            f"made a 2 s epoch take 200 s); use {flag} {cores} or fewer, or auto")
+
+
+def fitted(n):
+    """(the count to run with, a line or None): a recorded count n as it is where it fits the
+    cores, else the cores, with the line saying so (a run resumed on a smaller machine)."""
+    cores = usable_cores()
+    if n is None or n <= cores:
+        return n, None
+    return cores, (f"BLAS threads: {cores}, not the run's {n}: this process can run on {cores} "
+                   f"core{'s' * (cores != 1)}, and more threads than cores wait on each other; "
+                   f"float32 results differ in their last bits from {n}'s")
 
 
 def candidates(size):

@@ -89,6 +89,8 @@ def resolve_config(args):
         given = {**PRESETS[args.preset], **given}
     if not args.resume:
         cfg = Config(**given)
+        if cfg.blas_threads != threads.AUTO and threads.too_many(cfg.blas_threads):
+            raise UsageError(threads.too_many(cfg.blas_threads))
         if cfg.data_dir is None:          # recorded as the folder it is: evaluate and sample
             cfg.data_dir = str(data_root(None).absolute())    # read it whatever HOME is then
         return cfg, None
@@ -446,8 +448,11 @@ def run(cfg, out, resume=None, log=print, stop=None):
             return run(cfg, out, resume, log, stop)
     images = load_images(cfg)
     cfg = replace(cfg, blas_threads=blas_threads(cfg, images, log))    # a count, recorded
-    with threads.limited(cfg.blas_threads):
-        line = threads.shortfall(cfg.blas_threads)
+    count, line = threads.fitted(cfg.blas_threads)       # a resumed run's, on fewer cores
+    if line:
+        log(line)
+    with threads.limited(count):
+        line = threads.shortfall(count)
         if line:
             log(line)
         arith = arithmetic.record()

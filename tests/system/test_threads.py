@@ -137,6 +137,7 @@ def test_the_probe_leaves_the_run_as_it_would_be(tmp_path, monkeypatch):
     that chose 2 threads by timing equals one told --blas-threads 2 bit for bit."""
     monkeypatch.setattr(threads, "controllable", lambda: True)
     monkeypatch.setattr(threads, "pool_size", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "limited", lambda n: __import__("contextlib").nullcontext())
 
     def probe_then_two(step, counts, **kw):
@@ -150,6 +151,61 @@ def test_the_probe_leaves_the_run_as_it_would_be(tmp_path, monkeypatch):
     ca, cb = ck.load(a / "checkpoint.npz"), ck.load(b / "checkpoint.npz")
     assert all(np.array_equal(ca.params[k], cb.params[k]) for k in ca.params)
     assert ca.rng_state == cb.rng_state and ca.history["test_neg_elbo"] == cb.history["test_neg_elbo"]
+
+
+def test_more_threads_than_cores_are_refused(tmp_path, monkeypatch, capsys):
+    """3 BLAS threads on 2 cores ran 200 s epochs, 64 about 700 times slower, accepted without
+    a word. Oracle: exit 2 and one line naming the flag, the cores and what to ask for, before
+    anything is made or read; the cores' own count passes."""
+    from numpyvae import evaluate
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    out = tmp_path / "run"
+    for command, argv in ((train.main, [*QUICK, "--epochs", "1", "--out", str(out)]),
+                          (evaluate.main, [str(tmp_path / "none")])):
+        assert command([*argv, "--blas-threads", "3"]) == 2
+        assert capsys.readouterr().err == (
+            "error: --blas-threads 3: this process can run on 2 cores, and more BLAS threads "
+            "than cores wait on each other at every product (3 threads on 2 cores made a 2 s "
+            "epoch take 200 s); use --blas-threads 2 or fewer, or auto\n")
+    assert not out.exists()
+    assert threads.too_many(2) is None and threads.usable_cores() == 2
+
+
+def test_the_cores_are_this_process_s(monkeypatch):
+    """Known values: the affinity's count, lowered to a cgroup quota rounded up."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    real_open = open
+
+    def cpu_max(quota):
+        def opened(path, *a, **k):
+            if path == "/sys/fs/cgroup/cpu.max":
+                return __import__("io").StringIO(quota)
+            return real_open(path, *a, **k)
+        return opened
+    for quota, cores in (("max 100000\n", 4), ("150000 100000\n", 2), ("50000 100000\n", 1),
+                         ("800000 100000\n", 4)):
+        monkeypatch.setattr("builtins.open", cpu_max(quota))
+        assert threads.usable_cores() == cores, quota
+
+
+@needs_a_pool
+def test_a_run_resumed_on_fewer_cores_trains_on_them(tmp_path, monkeypatch, capsys):
+    """A run recorded with 2 threads, resumed where this process can run on 1 core. Oracle:
+    the pool's size seen from inside training, the lines, the records (the setting as it was,
+    the arithmetic as it ran)."""
+    seen = pool_sizes_in_training(monkeypatch)
+    out = tmp_path / "run"
+    assert train.main([*QUICK, "--blas-threads", "2", "--epochs", "1", "--out", str(out)]) == 0
+    monkeypatch.setattr(threads, "usable_cores", lambda: 1)
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert seen == [2, 1] and recorded(out) == (2, 2)
+    assert "BLAS threads: 1, not the run's 2: this process can run on 1 core, and more threads " \
+        "than cores wait on each other; float32 results differ in their last bits from 2's" \
+        in printed and "BLAS threads 2 → 1" in printed
+    assert [e["blas_threads"] for e in json.loads((out / "config.json").read_text())[
+        "arithmetic"]] == [2, 1]
 
 
 def test_a_format_2_run_resumes_with_the_environments_threads(tmp_path, monkeypatch, capsys):
