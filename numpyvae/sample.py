@@ -6,6 +6,9 @@ Images are decoded CHUNK at a time straight into the picture, so --n 100000 need
 memory (one byte per pixel), not 100,000 decoded images; a picture that cannot fit in the
 memory available is refused before anything is decoded.
 """
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -106,12 +109,29 @@ def default_out(args):
     return folder / f"sample-seed{args.seed}-n{args.n}.png"
 
 
+def stamp(args, checkpoint):
+    """What a picture shows, stamped into it: the checkpoint (the SHA-256 of its file) and the
+    request. The same command run again finds its own picture by it."""
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    digest = digest.hexdigest()
+    request = (dict(interpolate=list(args.between), steps=args.steps) if args.interpolate else
+               dict(seed=args.seed, n=args.n))
+    return json.dumps(dict(checkpoint_sha256=digest, **request), sort_keys=True)
+
+
 def _sample(args):
     """main's work: returns 0 once the picture is written. A run folder written into is locked
-    while sample works there, and what a killed writer left in it is removed first."""
+    while sample works there, and what a killed writer left in it is removed first. A picture
+    is never written over anything — but its own earlier copy (the same checkpoint and
+    request, by its stamp), so that a command can be run again."""
     out = Path(args.out) if args.out is not None else default_out(args)
     refuse_run_file(out, "--out", reading=args.checkpoint)    # the more telling refusal first
-    check_output_path(args.out if args.out is not None else out, "--out")   # the default too
+    earlier = plots.stamp_of(out) if os.path.lexists(out) else None    # a picture of ours
+    if earlier is None:
+        check_output_path(args.out if args.out is not None else out, "--out")   # the default too
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: expected a .png file name")
     n = max(args.steps, 2) if args.interpolate else args.n
@@ -121,6 +141,12 @@ def _sample(args):
                  f"ask for fewer (a picture of {n:,} images is "
                  f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
     model, cfg = load_model(args.checkpoint)
+    checkpoint = Path(args.checkpoint)
+    shows = stamp(args, checkpoint / "checkpoint.npz" if checkpoint.is_dir() else checkpoint)
+    if earlier is not None and earlier != shows:
+        raise UsageError(f"--out {out}: a picture numpyvae drew from another checkpoint, or of "
+                         f"another request, is there; it is kept — choose a new name, or move "
+                         f"it away first")
     lock = lock_if_run_folder(out.parent, "--out")   # a run folder: not while it trains
     try:
         if lock is not None:
@@ -133,15 +159,17 @@ def _sample(args):
             x = eval_inputs(images, cfg["seed"], cfg["binarize"], model.dtype)[[i, j]]  # (2, D)
             mu, _ = model.encode(x)                                      # (2, Z)
             plots.grid(out, decoded(model, line(mu[0], mu[1], n), n), n, cols,
-                       "decoded along a straight line in z")
+                       "decoded along a straight line in z", stamp=shows)
         else:
             rng = np.random.default_rng(args.seed)
             plots.grid(out, decoded(model, prior(rng, model.latent_dim), n), n, cols,
-                       f"{n} {plots.NOUNS[cfg['dataset']]} generated from z ~ N(0, I)")
+                       f"{n} {plots.NOUNS[cfg['dataset']]} generated from z ~ N(0, I)",
+                       stamp=shows)
     finally:
         if lock is not None:
             lock.release()
-    print(f"wrote {one_line(out)}")
+    print(f"wrote {one_line(out)}" + (" again (the same checkpoint and request)"
+                                      if earlier is not None else ""))
     return 0
 
 

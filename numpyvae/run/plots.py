@@ -4,11 +4,15 @@ Every function takes arrays and a file path and writes one PNG (atomically, like
 numpyvae writes). Matplotlib is used through its object API with the Agg canvas, so no
 display or global backend state is involved.
 """
+import os
+import struct
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image                   # matplotlib's own dependency: a plain greyscale PNG
+from PIL.PngImagePlugin import PngInfo
 from scipy.special import ndtri          # the standard normal's quantile function
 
 from ..atomic import atomic_write
@@ -22,11 +26,44 @@ CLASSES = {"mnist": tuple(str(d) for d in range(10)),
 # Up to this many images a grid is a titled matplotlib figure; above it, the grid is written
 # pixel for pixel as a plain greyscale PNG, built from blocks, so its memory is the picture's.
 FIGURE_MAX_IMAGES = 1024
+# A picture's stamp: a PNG text chunk under this key saying what it shows (sample: which
+# checkpoint, which request), so that the same command run again knows its own picture.
+STAMP_KEY = "numpyvae"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _save(fig, path):
+def _save(fig, path, stamp=None):
     FigureCanvasAgg(fig)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    metadata = {STAMP_KEY: stamp} if stamp is not None else None
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight",
+                                             metadata=metadata))
+
+
+def stamp_of(path):
+    """The stamp numpyvae wrote into the PNG at `path` (its STAMP_KEY text chunk), or None:
+    not a regular file, not a PNG, no stamp, unreadable. Reads the chunks' headers only."""
+    if os.path.islink(path) or not os.path.isfile(path):       # a FIFO would block the read
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return None
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                size, kind = struct.unpack(">I4s", head)
+                if kind == b"tEXt" and size <= 1 << 16:
+                    key, _, text = f.read(size).partition(b"\0")
+                    if key == STAMP_KEY.encode():
+                        return text.decode("latin-1")
+                    f.seek(4, os.SEEK_CUR)
+                elif kind == b"IEND":
+                    return None
+                else:
+                    f.seek(size + 4, os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
 
 
 def tile(images, cols):
@@ -40,14 +77,14 @@ def tile(images, cols):
     return grid
 
 
-def _image(path, mosaic, title):
+def _image(path, mosaic, title, stamp=None):
     h, w = mosaic.shape
     fig = Figure(figsize=(max(3.0, w / 40), max(1.5, h / 40 + 0.4)))
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    _save(fig, path, stamp)
 
 
 def elbo_curves(path, history, mode):
@@ -85,13 +122,14 @@ def grid_bytes(n, cols, side=28):
     return -(-n // cols) * cols * side * side if n > FIGURE_MAX_IMAGES else 0
 
 
-def grid(path, blocks, n, cols, title, side=28):
+def grid(path, blocks, n, cols, title, side=28, stamp=None):
     """n images θ arriving in `blocks` (an iterable of (b, side²) arrays, in order) as a grid
     of `cols` columns: a titled figure up to FIGURE_MAX_IMAGES, else one byte per pixel
-    (θ = 1 black, as the figures' gray_r) in a plain greyscale PNG without a title."""
+    (θ = 1 black, as the figures' gray_r) in a plain greyscale PNG without a title. `stamp`:
+    a text saying what it shows, read back by stamp_of."""
     if n <= FIGURE_MAX_IMAGES:
         theta = np.concatenate(list(blocks))                          # (n, side²)
-        _image(path, tile(theta.reshape(n, side, side), cols), title)
+        _image(path, tile(theta.reshape(n, side, side), cols), title, stamp)
         return
     rows = -(-n // cols)
     mosaic = np.full((rows, side, cols, side), 255, np.uint8)         # (rows, side, cols, side)
@@ -102,7 +140,11 @@ def grid(path, blocks, n, cols, title, side=28):
         mosaic[cell // cols, :, cell % cols, :] = pixels.reshape(-1, side, side)
         done += len(pixels)
     picture = Image.fromarray(mosaic.reshape(rows * side, cols * side))
-    atomic_write(path, lambda f: picture.save(f, format="png", compress_level=1))   # fast zlib
+    info = PngInfo()
+    if stamp is not None:
+        info.add_text(STAMP_KEY, stamp)
+    atomic_write(path, lambda f: picture.save(f, format="png", compress_level=1,   # fast zlib
+                                              pnginfo=info))
 
 
 def _scatter(fig, ax, mu, labels, dataset="mnist"):

@@ -5,6 +5,7 @@ before a command (a user's file, an earlier result, a device node, a FIFO) is th
 byte, after it.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -62,12 +63,30 @@ def test_no_output_replaces_what_is_there(run_dir, taken, capsys):
         assert untouched()
 
 
-def test_samples_default_picture_is_not_replaced_either(run_dir, capsys):
+def test_sample_run_again_rewrites_its_own_picture_and_nothing_else(run_dir, tmp_path, capsys):
+    """Rerunning a command works: the picture it wrote before (the same checkpoint and request,
+    by the stamp in the PNG) is written again; a picture of another request, or of another
+    checkpoint (the run trained on), and a file of the user's under the name are kept and the
+    command refused. Oracle: exit statuses, the lines, the bytes at the paths."""
+    run_dir = shutil.copytree(run_dir, tmp_path / "run")          # this test trains it on
     picture = run_dir / "sample-seed5-n4.png"
     assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 0 and picture.exists()
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        f"wrote {picture} again (the same checkpoint and request)"
+    mine = tmp_path / "mine.png"
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "5", "--out", str(mine)]) == 0
+    before = mine.read_bytes()
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "6", "--out", str(mine)]) == 2
+    assert "a picture numpyvae drew from another checkpoint, or of another request, is there; " \
+        "it is kept" in err_line(capsys) and mine.read_bytes() == before
+    assert train.main(["--resume", "--out", str(run_dir), "--epochs", "2"]) == 0
     before = picture.read_bytes()
     assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 2
-    assert "is there already" in capsys.readouterr().err and picture.read_bytes() == before
+    assert "from another checkpoint" in capsys.readouterr().err and picture.read_bytes() == before
+    picture.write_bytes(before[:100])               # a PNG's start: no stamp, so not ours
+    assert sample.main([str(run_dir), "--n", "4", "--seed", "5"]) == 2
+    assert "is there already" in capsys.readouterr().err and picture.read_bytes() == before[:100]
 
 
 @pytest.mark.parametrize("value", ["1_0", "١", "0x10", " 1e3"])
