@@ -34,7 +34,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
                           run_command, say)
     from .run.config import BY_NAME, DATA_DIR_FLAG, MAX_BATCH, MAX_LIMIT, MAX_SEED
     from .run.evaluation import (HOLDOUT_STREAMS, IMPORTANCE_STREAM, TEST_STREAMS, data_folder,
-                                 eval_inputs, evaluate_test, split_images)
+                                 eval_inputs, evaluate_test, split_images, training_now)
     from .run.memory import check_memory, likelihood_bytes
     from .run.probe import PROBE_IMAGES, choose_threads, expected_time
     from .run.results import check_json_path, refuse_non_finite, write_json
@@ -88,6 +88,9 @@ def _evaluate(args):
         raise UsageError(threads.too_many(args.blas_threads))
     if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)
+    note = training_now(args.checkpoint)         # a run still training: its latest epoch's
+    if note:
+        say(note)
     model, cfg = load_model(args.checkpoint)
     images = split_images(cfg, args.split, data_folder(
         args.data_dir, cfg, ("test",) if args.split == "test" else ("train",)))

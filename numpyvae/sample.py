@@ -22,9 +22,10 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .errors import UsageError
     from .run import plots
     from .run.checkpoint import load_model
-    from .run.cli import add_checkpoint_argument, argument_parser, int_in, one_line, run_command
+    from .run.cli import (add_checkpoint_argument, argument_parser, int_in, one_line,
+                          run_command, say)
     from .run.config import DATA_DIR_FLAG, MAX_SEED
-    from .run.evaluation import data_folder, eval_inputs, run_folder_of
+    from .run.evaluation import data_folder, eval_inputs, run_folder_of, training_now
     from .run.folder import check_output_path, refuse_run_file, remove_stale_temp_files
     from .run.lock import lock_if_run_folder
     from .run.memory import check_memory, gigabytes
@@ -140,6 +141,9 @@ def _sample(args):
     check_memory(plots.grid_bytes(n, cols) + 64 * 2**20, flag,
                  f"ask for fewer (a picture of {n:,} images is "
                  f"{gigabytes(plots.grid_bytes(n, cols))} at one byte per pixel)")
+    note = training_now(args.checkpoint)         # a run still training: its latest epoch's
+    if note:
+        say(note)
     model, cfg = load_model(args.checkpoint)
     checkpoint = Path(args.checkpoint)
     shows = stamp(args, checkpoint / "checkpoint.npz" if checkpoint.is_dir() else checkpoint)

@@ -52,7 +52,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run.folder import (RUN_FILES, file_kind, folders_to_make, refuse_taken,
                              remove_if_empty, remove_stale_temp_files, write_config,
                              write_metrics)
-    from .run.lock import RunLock
+    from .run.lock import TRAINING, RunLock
     from .run.memory import check_memory, training_bytes
     from .run.signals import StopRequest, Stopped
 
@@ -536,7 +536,8 @@ def _train(args, cli, where):
                 cfg, resume = resolve_config(args)               # flag errors before mkdir
                 made = folders_to_make(out)
                 out.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(out)            # assigned first: `finally` releases a half-taken one
+            lock = RunLock(out, purpose=TRAINING)   # assigned first: `finally` releases a
+                                                    # half-taken one
             lock.acquire()
             remove_stale_temp_files(out, RUN_FILES)       # a killed train's: what it writes
             if args.resume:

@@ -22,9 +22,10 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.errors import CheckpointError, UsageError
     from numpyvae.run import arithmetic, checkpoint
     from numpyvae.run.cli import (add_checkpoint_argument, argument_parser, int_in, one_line,
-                                  run_command)
+                                  run_command, say)
     from numpyvae.run.config import DATA_DIR_FLAG
-    from numpyvae.run.evaluation import IMPORTANCE_STREAM, data_folder, eval_generator, eval_inputs
+    from numpyvae.run.evaluation import (IMPORTANCE_STREAM, data_folder, eval_generator,
+                                         eval_inputs, training_now)
     from numpyvae.run.results import check_json_path, non_finite, write_json
 
 MAX_IMAGES = MAX_TRAIN_IMAGES    # no split is larger: a larger --limit or --batch is all of it
@@ -62,6 +63,9 @@ def _evaluate(args):
         device = pick_device(args.device)
     except ValueError as e:
         raise UsageError(f"--device {args.device}: {e}") from None
+    note = training_now(args.checkpoint)         # a run still training: its latest epoch's
+    if note:
+        say(note)
     ck = checkpoint.load(args.checkpoint)
     if args.json is not None:
         check_json_path(args.json, reading=args.checkpoint)

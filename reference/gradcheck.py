@@ -31,7 +31,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.run.checkpoint import load_model
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command
     from numpyvae.run.config import BY_NAME, DATA_DIR_FLAG, add_flags
-    from numpyvae.run.evaluation import TEST_STREAMS, data_folder, eval_inputs
+    from numpyvae.run.evaluation import TEST_STREAMS, data_folder, eval_inputs, training_now
     from numpyvae.run.memory import check_memory, training_bytes
     from reference.compare import TOLERANCE, away_from_kinks, rel_err
 
@@ -72,6 +72,9 @@ def setup(args):
         if given:
             raise UsageError(f"--run checks the run's own network; {' '.join(given)} would "
                              f"describe another: drop {'it' if len(given) == 1 else 'them'}")
+        note = training_now(args.run)             # a run still training: its latest epoch's
+        if note:
+            print(note)
         trained, cfg = load_model(args.run)
         memory_check(args, cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], args.run)
         model = nv.VAE(cfg["x_dim"], cfg["hidden_dim"], cfg["latent_dim"], dtype=args.dtype,

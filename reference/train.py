@@ -38,7 +38,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.run.config import Config, add_flags
     from numpyvae.run.folder import (folders_to_make, refuse_taken, remove_if_empty,
                                      remove_stale_temp_files, write_config, write_metrics)
-    from numpyvae.run.lock import RunLock
+    from numpyvae.run.lock import TRAINING, RunLock
     from numpyvae.run.memory import check_memory, gigabytes, training_bytes
     from numpyvae.run.signals import StopRequest
 
@@ -144,7 +144,8 @@ def train(args, cli=False):
                 check_out(out)
                 made = folders_to_make(out)
                 out.mkdir(parents=True, exist_ok=True)
-                lock = RunLock(out)        # assigned first: `finally` releases a half-taken one
+                lock = RunLock(out, purpose=TRAINING)   # assigned first: `finally`
+                                                        # releases a half-taken one
                 lock.acquire()
                 remove_stale_temp_files(out, WRITES)     # a killed reference run's
                 refuse_taken(out, resumable=False)

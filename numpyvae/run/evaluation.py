@@ -10,9 +10,10 @@ import numpy as np
 
 from .. import data
 from ..datasets.fetch import DEFAULT_DATA_DIR, holds
-from ..errors import UsageError
+from ..errors import RunLocked, UsageError
 from ..likelihood import neg_elbo_per_image
 from ..oracle.binarize import batch_into, hold_out
+from .lock import TRAINING, holder
 
 
 # The random streams: each is np.random.default_rng([seed, purpose]) (or the same SeedSequence),
@@ -90,6 +91,22 @@ def split_images(cfg, split, data_dir=None):
     images = images[:cfg["limit"]] if cfg["limit"] else images
     kept, held = hold_out(images, cfg["holdout"])
     return held if split == "holdout" else kept
+
+
+def training_now(checkpoint):
+    """For a command that reads a run: None when no training holds its folder, else the line
+    saying that one does — its checkpoint is the latest epoch's, not the finished run's; and
+    RunLocked while that training has not yet written its first checkpoint."""
+    folder = run_folder_of(checkpoint)
+    held = holder(folder)
+    if held is None or held[1] != TRAINING:
+        return None
+    path = Path(checkpoint)
+    if not (path / "checkpoint.npz" if path.is_dir() else path).exists():
+        raise RunLocked(f"{folder} is still training its first epoch (PID {held[0]}): it has no "
+                        f"checkpoint yet — run this again once the first epoch is done")
+    return (f"{folder} is being trained now (PID {held[0]}): this reads its latest checkpoint, "
+            f"written at the end of each epoch, not the finished run")
 
 
 def run_folder_of(checkpoint):

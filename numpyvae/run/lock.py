@@ -3,8 +3,8 @@
     with RunLock(out):              # RunLocked at once if another process holds it
         ...                         # write checkpoint.npz, config.json, metrics.csv, pictures
 
-The lock is flock(2) on `<folder>/.numpyvae.lock`, a file holding the holder's PID (for the
-message a second writer gets). The kernel drops a flock when its process ends, however it ends
+The lock is flock(2) on `<folder>/.numpyvae.lock`, a file holding the holder's PID and what it
+is doing (for the message a second writer gets, and for a reader: `holder`). The kernel drops a flock when its process ends, however it ends
 (kill -9 included), so a lock left by a dead process never blocks: the next run takes it. The
 holder removes the file when it is done; a process that opened the file just before that and
 then got the lock on the removed file sees that the path no longer names it, and tries again.
@@ -18,15 +18,18 @@ from pathlib import Path
 from ..errors import RunLocked
 
 LOCK_NAME = ".numpyvae.lock"
+TRAINING = "training"             # what train and reference.train write as their purpose
 
 
 
 def _holder(fd):
+    """(PID, purpose) as the lock file says: "unknown" and "" where it says nothing usable."""
     try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        text = os.pread(fd, 128, 0).decode("ascii", "replace").split("\n")
     except OSError:
-        return "unknown"
-    return text if text.isdigit() else "unknown"
+        return "unknown", ""
+    pid = text[0].strip()
+    return (pid if pid.isdigit() else "unknown"), (text[1].strip() if len(text) > 1 else "")
 
 
 class RunLock:
@@ -34,9 +37,10 @@ class RunLock:
     return: a signal's KeyboardInterrupt can land anywhere inside it, and release() then
     undoes exactly what had been done (the file it created, a lock it had taken)."""
 
-    def __init__(self, folder, flag="--out"):
+    def __init__(self, folder, flag="--out", purpose=""):
         self.folder = Path(folder)
         self.flag = flag                  # the flag that put the output here, for messages
+        self.purpose = purpose            # what the holder does (TRAINING), for readers
         self.path = self.folder / LOCK_NAME
         self.fd = None                    # the lock file's descriptor, from os.open on
         self.tried = False                # acquire() has begun: release() has work to check
@@ -58,7 +62,7 @@ class RunLock:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
-                holder = _holder(self.fd)
+                holder = _holder(self.fd)[0]
                 self._close()
                 if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise RunLocked(
@@ -71,9 +75,11 @@ class RunLock:
             if self._names_ours():
                 break
             self._close()                 # locked a file its holder had just removed: again
-        with contextlib.suppress(OSError):      # the PID, for others' messages; on a full
-            os.ftruncate(self.fd, 0)            # disk the lock is held all the same, and the
-            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)   # write that matters says so
+        # The PID and purpose, for others' messages; on a full disk the lock is held all the
+        # same, and the write that matters will say so.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n{self.purpose}\n".encode(), 0)
         return self
 
     def _names_ours(self):
@@ -121,6 +127,26 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def holder(folder):
+    """(PID, purpose) of the process holding `folder`'s lock now, or None when none does — for
+    a command that only reads the run: nothing is created, and a lock is held (shared) only for
+    the moment it takes to ask."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK)
+    except OSError:
+        return None                                    # none there, or not a file to lock
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return _holder(fd) if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def lock_if_run_folder(folder, flag):

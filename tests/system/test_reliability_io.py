@@ -220,6 +220,28 @@ def test_a_busy_folder_refusing_evaluate_json_names_the_json_flag(run_dir, data_
     assert line.endswith("wait for it to finish or stop it, or give --json a path elsewhere")
 
 
+def test_a_run_still_training_is_said_so(run_dir, data_dirs, tmp_path, capsys):
+    """A training holds its folder (its lock, taken here as train takes it). Oracle: evaluate
+    in its first epoch is one line saying so (it said "no such checkpoint file"); once it has
+    a checkpoint, evaluate and sample say that they read the latest epoch's, and go on."""
+    from numpyvae.run.lock import TRAINING, RunLock
+    starting = tmp_path / "starting"
+    starting.mkdir()
+    with RunLock(starting, purpose=TRAINING), RunLock(run_dir, purpose=TRAINING):
+        assert evaluate.main([str(starting), "--k", "2", "--limit", "5"]) == 1
+        assert one_line(capsys.readouterr().err) == (
+            f"error: {starting} is still training its first epoch (PID {os.getpid()}): it has "
+            f"no checkpoint yet — run this again once the first epoch is done")
+        assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
+        assert sample.main([str(run_dir), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+        said = [l for l in capsys.readouterr().err.splitlines() if "is being trained now" in l]
+        assert said == [f"{run_dir} is being trained now (PID {os.getpid()}): this reads its "
+                        "latest checkpoint, written at the end of each epoch, not the finished "
+                        "run"] * 2
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0      # done: quiet
+    assert "trained now" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- huge numbers
 
 @pytest.mark.parametrize("flag,value", [
