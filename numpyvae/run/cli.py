@@ -10,6 +10,7 @@ training, a checkpoint or a JSON file.
 """
 import argparse
 import contextlib
+import difflib
 import logging
 import math
 import os
@@ -26,6 +27,39 @@ class _Parser(argparse.ArgumentParser):
     def _print_message(self, message, file=None):       # --help and usage errors
         if message:
             Terminal(file or sys.stderr).write(message)
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, and a mistyped flag's refusal names the flag it is nearest to."""
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._nearest(extras)}")
+        return args
+
+    def _nearest(self, words):
+        """' (did you mean --epochs?)' for the unknown flags among `words`: the one flag a
+        name begins (an abbreviation, never taken as the flag), else the closest spelling."""
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        near = {}
+        for word in words:
+            name = word.split("=", 1)[0]
+            if not name.startswith("--") or name in near:
+                continue
+            match = [f for f in flags if f.startswith(name)]
+            match = match if len(match) == 1 else difflib.get_close_matches(name, flags, n=1,
+                                                                             cutoff=0.6)
+            if match:
+                near[name] = match[0]
+        if len(near) == 1:
+            return f" (did you mean {next(iter(near.values()))}?)"
+        return (" (" + "; ".join(f"{k}: did you mean {v}?" for k, v in near.items()) + ")"
+                if near else "")
+
+    def error(self, message):
+        """A refused command line: the error and where the flags are listed, in two lines — not
+        the whole usage, which buried the one line that matters (19 lines for train's)."""
+        self._print_message(f"usage: {self.prog} [flags]   (--help lists every flag)\n"
+                            f"{self.prog}: error: {message}\n", sys.stderr)
+        self.exit(2)
 
 
 def argument_parser(prog, description):

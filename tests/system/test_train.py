@@ -112,6 +112,22 @@ def test_bad_flags_are_refused(argv, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,said", [
+    (["--epoch", "3"], "unrecognized arguments: --epoch 3 (did you mean --epochs?)"),
+    (["--lat=3", "--hiden-dim", "4"], "unrecognized arguments: --lat=3 --hiden-dim 4 (--lat: did "
+                                      "you mean --latent-dim?; --hiden-dim: did you mean "
+                                      "--hidden-dim?)"),
+    (["--zzz"], "unrecognized arguments: --zzz")])
+def test_a_mistyped_flag_is_two_lines_naming_the_nearest(argv, said, capsys):
+    """Known lines: the refusal names the flag meant, and the usage is one line pointing at
+    --help (it was 19 lines of usage, the error last and no suggestion)."""
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err == (
+        "usage: python -m numpyvae.train [flags]   (--help lists every flag)\n"
+        f"python -m numpyvae.train: error: {said}\n")
+
+
 def test_bad_resume_requests(tmp_path, capsys):
     assert train.main(["--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
