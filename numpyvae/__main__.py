@@ -4,12 +4,14 @@ the package's commands by name; with no command, or --help, the list of them.
     numpyvae train --epochs 5          # the same as python -m numpyvae.train --epochs 5
 """
 import importlib
+import os
 import sys
 
 from .run.cli import Terminal            # the standard library only: prints on any terminal
 from .run.startup import starting
 
-# Each command is the module numpyvae.<name> with main(argv); train's also takes cli=True.
+# Each command is the module numpyvae.<name> with main(argv, prog=…), prog the command as typed
+# (its usage says `numpyvae train`, not `python -m numpyvae.train`); train's also takes cli=True.
 SUBCOMMANDS = ("train", "evaluate", "sample")
 
 COMMANDS = """\
@@ -35,6 +37,8 @@ def main(argv=None):
     returns its exit status."""
     command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
+    typed = ("python -m numpyvae" if not command_line
+             or os.path.basename(sys.argv[0]) == "__main__.py" else "numpyvae")
     if not argv or argv[0] in ("-h", "--help"):
         Terminal(sys.stdout).write(COMMANDS)
         return 0
@@ -46,8 +50,8 @@ def main(argv=None):
     with starting(command_line):        # the program: a signal while the command loads is one line
         command = importlib.import_module(f"numpyvae.{name}")
     if name == "train":
-        return command.main(rest, cli=True)
-    return command.main(rest)
+        return command.main(rest, cli=True, prog=f"{typed} {name}")
+    return command.main(rest, prog=f"{typed} {name}")
 
 
 if __name__ == "__main__":

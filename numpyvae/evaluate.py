@@ -45,8 +45,8 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
 MAX_K = 10**6
 
 
-def build_parser():
-    p = argument_parser("python -m numpyvae.evaluate", __doc__)
+def build_parser(prog="python -m numpyvae.evaluate"):
+    p = argument_parser(prog, __doc__)
     add_checkpoint_argument(p)
     p.add_argument("--k", type=int_in(1, MAX_K), default=5000,
                    help="importance samples per image (default 5000)")
@@ -72,8 +72,8 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog="python -m numpyvae.evaluate"):
+    args = build_parser(prog).parse_args(argv)
     # An evaluation that overflows ends in a result that is not finite, refused in one line
     # (refuse_non_finite); numpy's warnings on the way there would only bury that line.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

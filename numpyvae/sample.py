@@ -39,8 +39,8 @@ MAX_IMAGES = 10**7
 MAX_STEPS = 10**6
 
 
-def build_parser():
-    p = argument_parser("python -m numpyvae.sample", __doc__)
+def build_parser(prog="python -m numpyvae.sample"):
+    p = argument_parser(prog, __doc__)
     add_checkpoint_argument(p)
     p.add_argument("--n", type=int_in(1, MAX_IMAGES), default=64,
                    help=f"images to generate (default 64); above {plots.FIGURE_MAX_IMAGES} the "
@@ -89,8 +89,8 @@ def line(mu0, mu1, steps):
 INTERPOLATION_FLAGS = {"between": (0, 1), "steps": 10}      # their defaults, with --interpolate
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog="python -m numpyvae.sample"):
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     for name, default in INTERPOLATION_FLAGS.items():
         if getattr(args, name) is None:

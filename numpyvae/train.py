@@ -63,8 +63,8 @@ EXIT_NONFINITE = 3
 
 # ---------------------------------------------------------------------------- settings
 
-def build_parser():
-    p = argument_parser("python -m numpyvae.train",
+def build_parser(prog="python -m numpyvae.train"):
+    p = argument_parser(prog,
                         "Train the notebook's VAE on MNIST; −ELBO reported in nats per image.")
     # Defaults are None so that --resume can tell which flags were given.
     add_flags(p, [s.name for s in SETTINGS if s.help is not None])
@@ -497,15 +497,17 @@ def check_position(ck, n, steps, path):
 
 # ---------------------------------------------------------------------------- the command
 
-def main(argv=None, cli=False):
+def main(argv=None, cli=False, prog="python -m numpyvae.train"):
     """The command: parse argv, train, report. Returns the exit status (numpyvae.run.cli.run_command:
     2 for a usage error, 1 for bad data, a bad checkpoint, a busy folder or a failed write; a
     stop by a signal 128 + its number, a non-finite loss EXIT_NONFINITE).
 
     cli=True when this is the whole process (python -m numpyvae.train): then a stopped run
-    ignores further signals while it exits.
+    ignores further signals while it exits. prog: the command as it was typed (`numpyvae
+    train`), for its usage and the line that says how to continue.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
+    args.prog = prog
     where = {"out": args.out}             # the run folder, once known: for a failed write's line
     # A diverging run stops on its first non-finite loss with one line (NonFinite); numpy's
     # overflow warnings on the way there would only bury it.
@@ -586,7 +588,7 @@ def _train(args, cli, where):
     if stopped is not None:
         say(f"stopped by {signal_name(stopped)}; checkpoint written to "
             f"{one_line(out / 'checkpoint.npz')}. Continue with: "
-            f"python -m numpyvae.train --resume --out {one_line(out)}")
+            f"{args.prog} --resume --out {one_line(out)}")
         return 128 + stopped                       # the shell's convention: 130 for SIGINT
     print(f"done: {one_line(out)}")
     return 0

@@ -37,7 +37,7 @@ def test_numpyvae_command_runs_that_command(command, capsys):
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
     assert done.value.code == 0
-    assert capsys.readouterr().out.startswith(f"usage: python -m numpyvae.{command} ")
+    assert capsys.readouterr().out.startswith(f"usage: python -m numpyvae {command} ")
 
 
 def test_the_console_script_is_numpyvaes_main():
@@ -62,6 +62,15 @@ def test_help_runs_even_without_docstrings(module, helps_under_OO):
 
 
 def test_python_m_numpyvae_takes_a_command():
+    """Each command's usage is the command as typed: `python -m numpyvae sample`, and through
+    the console script `numpyvae sample` (it said `python -m numpyvae.sample` for both)."""
     done = subprocess.run([sys.executable, "-m", "numpyvae", "sample", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.startswith("usage: python -m numpyvae.sample")
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m numpyvae sample ")
+    script = "import sys; sys.argv[0] = '/usr/bin/numpyvae'; from numpyvae.__main__ import main; " \
+             "sys.exit(main())"             # as the console script pip writes calls it
+    done = subprocess.run([sys.executable, "-c", script, "train", "--epoch", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "usage: numpyvae train [flags]   (--help lists every flag)",
+        "numpyvae train: error: unrecognized arguments: --epoch 2 (did you mean --epochs?)"]
