@@ -158,7 +158,7 @@ def train(args, cli=False):
                 "same command to start again")
         elif run["kept"]:
             say(f"interrupted ({name}) in epoch {run['epoch']} of {args.epochs}; the "
-                f"{run['kept']} finished epoch{'s' * (run['kept'] != 1)} are kept in "
+                f"{run['kept']} finished epoch{'s are' if run['kept'] != 1 else ' is'} kept in "
                 f"{one_line(out)} "
                 "(reference.train has no --resume: to train again, choose another --out)")
         else:

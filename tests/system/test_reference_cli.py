@@ -168,7 +168,8 @@ def test_ctrl_c_after_the_first_epoch_keeps_the_finished_epochs(tmp_path, monkey
     signal_at_step(monkeypatch, STEPS + 1)
     assert train.main(argv) == 130
     line = one_line(capsys.readouterr().err)
-    assert line.startswith("interrupted (SIGINT) in epoch 2 of 3; the 1 finished epoch") and \
+    assert line.startswith("interrupted (SIGINT) in epoch 2 of 3; the 1 finished epoch is kept "
+                           f"in {out} ") and \
         str(out) in line and "choose another --out" in line, line
     assert numpyvae.run.checkpoint.load(out / "checkpoint.npz").epoch == 1
     assert len((out / "metrics.csv").read_text().splitlines()) == 2       # header + epoch 1
