@@ -29,7 +29,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.errors import UsageError
     from numpyvae.run import arithmetic
     from numpyvae.run.checkpoint import load_model
-    from numpyvae.run.cli import argument_parser, int_in, one_line, run_command
+    from numpyvae.run.cli import argument_parser, flag_type, int_in, one_line, run_command
     from numpyvae.run.config import BY_NAME, DATA_DIR_FLAG, add_flags
     from numpyvae.run.evaluation import TEST_STREAMS, data_folder, eval_inputs, training_now
     from numpyvae.run.memory import check_memory, training_bytes
@@ -48,7 +48,8 @@ def build_parser():
                    help="the arithmetic of both sides (default float64)")
     p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=32,
                    help="images in the batch (default 32)")
-    p.add_argument("--run", default=None,
+    p.add_argument("--run", default=None,      # "" would read ./checkpoint.npz: refused
+                   type=flag_type(str, bool, "a run folder or a checkpoint file"),
                    help="check this run folder's (or checkpoint's) configuration and weights on "
                         "its test images, instead of a freshly initialised network")
     p.add_argument("--data-dir", type=DATA_DIR_FLAG, default=None,

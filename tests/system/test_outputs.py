@@ -117,6 +117,16 @@ def test_an_empty_checkpoint_is_a_usage_error(tmp_path, capsys, monkeypatch, run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
 
 
+def test_gradcheck_refuses_an_empty_run_as_evaluate_does(tmp_path, capsys, monkeypatch, run_dir):
+    """Planted: a checkpoint.npz in the working folder, which `--run ''` read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoint.npz").write_bytes((run_dir / "checkpoint.npz").read_bytes())
+    with pytest.raises(SystemExit) as stop:
+        gradcheck.main(["--run", ""])
+    assert stop.value.code == 2 and "argument --run: expected a run folder or a checkpoint " \
+        "file, got ''" in capsys.readouterr().err
+
+
 def test_a_path_with_control_characters_keeps_the_error_on_one_line(tmp_path, capsys):
     """Oracle: err_line (exactly one line). A newline in the name a user gave split the error
     in two, and an escape sequence in it reached the terminal raw; both are written as escapes."""
