@@ -131,7 +131,10 @@ def train(args, cli=False):
     when empty.
     cli=True when this is the whole process: a stopped run ignores further signals."""
     made, lock, run = [], None, {"wrote": [], "kept": 0, "epoch": 0}
-    out = Path(args.out) if args.out else None
+    if args.out == "":                   # as numpyvae.train: never "no folder" by accident
+        raise UsageError('--out "": an empty path; name the run folder (or leave --out out to '
+                         'print the epochs only)')
+    out = Path(args.out) if args.out is not None else None
     try:
         with StopRequest(ignore_after=cli):              # a signal raises Stopped, throughout
             from reference.model import pick_device        # and torch with it

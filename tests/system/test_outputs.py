@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import fake_mnist
+import numpyvae.data
 from benchmarks import throughput
 from numpyvae import evaluate, sample, train
 from reference import evaluate as reference_evaluate
@@ -99,9 +100,16 @@ def test_an_integer_flag_takes_decimal_digits_only(capsys, value):
 
 
 def test_an_empty_out_is_a_usage_error_not_the_default(tmp_path, capsys, monkeypatch):
+    """In numpyvae.train and in reference.train (where it meant "no folder": a run trained
+    and written nowhere)."""
+    from reference import train as reference_train
     monkeypatch.chdir(tmp_path)
     assert train.main([*QUICK, "--out", ""]) == 2
     assert '--out "": an empty path' in err_line(capsys) and not (tmp_path / "runs").exists()
+    monkeypatch.setattr(numpyvae.data, "load", lambda *a, **k: pytest.fail("trained"))
+    assert reference_train.main(["--epochs", "1", "--out", ""]) == 2
+    assert err_line(capsys) == ('error: --out "": an empty path; name the run folder (or leave '
+                                '--out out to print the epochs only)')
 
 
 @pytest.mark.parametrize("command", [evaluate, sample, reference_evaluate])
