@@ -59,6 +59,19 @@ def test_pictures_name_the_datasets_images(tmp_path, monkeypatch, dataset, noun,
         assert labels[0] == "digit" and labels[1:] == [str(d) for d in range(10)]
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_the_colour_bar_reads_as_the_axes_do(dataset):
+    """latent.png's class names were 7 pt at 100 dpi, unreadably small. Oracle: matplotlib's
+    own sizes — each class name as large as the axes' labels."""
+    from matplotlib.figure import Figure
+    fig = Figure()
+    ax = fig.add_subplot()
+    plots._scatter(fig, ax, np.random.default_rng(0).standard_normal((20, 3)),
+                   np.arange(20, dtype=np.uint8) % 10, dataset)
+    sizes = {t.get_fontsize() for t in fig.axes[-1].get_yticklabels()}
+    assert sizes == {ax.xaxis.label.get_fontsize()} and min(sizes) >= 10
+
+
 def test_drawing_stops_between_pictures_when_asked(tmp_path):
     model = nv.VAE(784, 8, 3, seed=0)
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
