@@ -143,8 +143,9 @@ def check_config(path, config, version):
             _fail(path, f"its configuration's arithmetic record {wrong}")
     by = config.get("trained_by", "")                         # reference.train's runs
     if not (isinstance(by, str) and len(by) <= 200):
+        size = f" of {len(by):,} characters" if isinstance(by, str) else ""
         _fail(path, f"its configuration's trained_by is not a short text (a JSON "
-                    f"{type(by).__name__}{f' of {len(by):,} characters' if isinstance(by, str) else ''})")
+                    f"{type(by).__name__}{size})")
     if config["x_dim"] != IMAGE_PIXELS:
         _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "
                     f"images have {IMAGE_PIXELS} (28 × 28); it was not trained on this dataset")

@@ -4,8 +4,9 @@
         ...                         # write checkpoint.npz, config.json, metrics.csv, pictures
 
 The lock is flock(2) on `<folder>/.numpyvae.lock`, a file holding the holder's PID and what it
-is doing (for the message a second writer gets, and for a reader: `holder`). The kernel drops a flock when its process ends, however it ends
-(kill -9 included), so a lock left by a dead process never blocks: the next run takes it. The
+is doing (for the message a second writer gets, and for a reader: `holder`). The kernel drops a
+flock when its process ends, however it ends (kill -9 included), so a lock left by a dead
+process never blocks: the next run takes it. The
 holder removes the file when it is done; a process that opened the file just before that and
 then got the lock on the removed file sees that the path no longer names it, and tries again.
 """
