@@ -8,6 +8,7 @@ Oracle: the modules themselves (each command named exists), the exit status and 
 import importlib.metadata
 import importlib.util
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,16 +62,22 @@ def test_help_runs_even_without_docstrings(module, helps_under_OO):
     assert code == "0" and text.startswith("usage: "), (code, text)
 
 
-def test_python_m_numpyvae_takes_a_command():
+def test_python_m_numpyvae_takes_a_command(monkeypatch, capsys):
     """Each command's usage is the command as typed: `python -m numpyvae sample`, and through
     the console script `numpyvae sample` (it said `python -m numpyvae.sample` for both)."""
     done = subprocess.run([sys.executable, "-m", "numpyvae", "sample", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m numpyvae sample ")
-    script = "import sys; sys.argv[0] = '/usr/bin/numpyvae'; from numpyvae.__main__ import main; " \
-             "sys.exit(main())"             # as the console script pip writes calls it
-    done = subprocess.run([sys.executable, "-c", script, "train", "--epoch", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.splitlines() == [
+    # as the console script pip writes calls it: main() with its own path in sys.argv[0] (and,
+    # as the program, it takes SIGTERM and SIGHUP over: given back to pytest afterwards)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/numpyvae", "train", "--epoch", "2"])
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert done.value.code == 2 and capsys.readouterr().err.splitlines() == [
         "usage: numpyvae train [flags]   (--help lists every flag)",
         "numpyvae train: error: unrecognized arguments: --epoch 2 (did you mean --epochs?)"]
