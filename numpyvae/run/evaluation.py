@@ -4,12 +4,13 @@ train and sample, and by the reference's evaluate and gradcheck, so that each se
 images, the same binarization draw and the same ε.
 """
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import data
-from ..datasets.fetch import DEFAULT_DATA_DIR, holds
+from ..datasets.fetch import DEFAULT_DATA_DIR, data_root, holds
 from ..errors import RunLocked, UsageError
 from ..likelihood import neg_elbo_per_image
 from ..oracle.binarize import batch_into, hold_out
@@ -72,8 +73,9 @@ def data_folder(flag, cfg, splits=("test",)):
     recorded = cfg.get("data_dir")
     if flag is not None or recorded is None:
         return flag
-    if all(holds(cfg["dataset"], split, recorded) for split in splits):
-        return recorded
+    if os.path.abspath(recorded) == os.path.abspath(data_root(None)) or all(
+            holds(cfg["dataset"], split, recorded) for split in splits):
+        return recorded                     # the default folder itself: fetched into anyway
     log.info("the run's data folder %s does not hold its %s files; reading %s instead "
              "(--data-dir names another)", recorded,
              " and ".join(f"{cfg['dataset']} {split}" for split in splits), DEFAULT_DATA_DIR)

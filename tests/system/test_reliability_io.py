@@ -146,6 +146,17 @@ def test_a_recorded_data_folder_without_the_data_is_never_made_or_fetched_into(
     assert not far.exists()
 
 
+def test_the_default_folder_recorded_is_read_without_a_word(run_dir, data_dirs, tmp_path,
+                                                             monkeypatch, capsys):
+    """A run that recorded the default folder (~/datasets, where data are fetched in any case),
+    evaluated where that folder has no MNIST yet: read as recorded, and nothing said."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    recording(run_dir, str(data_root(None).absolute()))
+    assert evaluate.main([str(run_dir), "--k", "2", "--limit", "5"]) == 0
+    assert data_dirs == [str(tmp_path / "home" / "datasets")]
+    assert "does not hold" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- errors name the file
 
 def test_a_folder_made_unwritable_mid_run_names_the_file_that_failed(run_dir, monkeypatch,
