@@ -110,8 +110,8 @@ def _sigint_during_data_load(monkeypatch):
 def _nan_in_first_epoch(monkeypatch):
     real = VAE.loss_and_grads
 
-    def poisoned(self, x, eps, out=None):
-        loss, grads = real(self, x, eps, out)
+    def poisoned(self, x, eps, out=None, **objective):
+        loss, grads = real(self, x, eps, out, **objective)
         return (float("nan") if len(x) > 1 else loss), grads
     monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
 

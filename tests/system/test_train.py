@@ -206,9 +206,9 @@ def test_signal_in_a_subprocess(tmp_path, sig):
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     real, calls = VAE.loss_and_grads, [0]
 
-    def poisoned(self, x, eps, out=None):
+    def poisoned(self, x, eps, out=None, **objective):
         calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
-        loss, grads = real(self, x, eps, out)
+        loss, grads = real(self, x, eps, out, **objective)
         return (float("nan") if calls[0] == 12 + 3 else loss), grads
     monkeypatch.setattr(VAE, "loss_and_grads", poisoned)
     code, out = run(tmp_path, "--epochs", "3")
@@ -228,9 +228,9 @@ def test_non_finite_gradient_stops_before_any_checkpoint_holds_it(tmp_path, monk
     the check before each checkpoint."""
     real, calls = VAE.loss_and_grads, [0]
 
-    def poisoned(self, x, eps, out=None):
+    def poisoned(self, x, eps, out=None, **objective):
         calls[0] += len(x) > 1                      # not train.warm_up's 1-image warm-up
-        loss, grads = real(self, x, eps, out)
+        loss, grads = real(self, x, eps, out, **objective)
         if calls[0] == at_step:
             grads["Decoder.FC_dec2.weight"][5, 5] = np.nan
         return loss, grads
