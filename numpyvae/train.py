@@ -47,7 +47,8 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from .run import checkpoint as ckpt_io
     from .run import plots
     from .run.cli import argument_parser, one_line, run_command, say, signal_name
-    from .run.config import BY_NAME, FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags
+    from .run.config import (BY_NAME, FIXED_ON_RESUME, PRESETS, SETTINGS, Config, add_flags,
+                             training_column, training_loss)
     from .run.evaluation import HOLDOUT_STREAMS, data_folder, evaluate_test
     from .run.folder import (RUN_FILES, file_kind, folders_to_make, refuse_taken,
                              remove_if_empty, remove_stale_temp_files, write_config,
@@ -71,8 +72,9 @@ def build_parser(prog="python -m numpyvae.train"):
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help="burda2015: the VAE of Burda et al. (2015), Table 1 (batch 20, latent 50, "
-                        "tanh, Glorot, dynamic binarization, 3,280 epochs, …); flags given "
-                        "beside it override it")
+                        "tanh, Glorot, dynamic binarization, 3,280 epochs, …); burda2015-iwae: "
+                        "the same trained on the bound, --objective iwae --samples 5; flags "
+                        "given beside it override it")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint up to --epochs")
     return p
@@ -91,6 +93,11 @@ def resolve_config(args):
         cfg = Config(**given)
         if cfg.blas_threads != threads.AUTO and threads.too_many(cfg.blas_threads):
             raise UsageError(threads.too_many(cfg.blas_threads))
+        if cfg.objective == "elbo" and cfg.estimator is not None:
+            raise UsageError(f"--estimator {cfg.estimator} is the gradient estimator of the "
+                             f"importance-weighted bound: add --objective iwae, or drop it")
+        if cfg.objective == "iwae" and cfg.estimator is None:
+            cfg.estimator = "standard"        # recorded as what trains: Burda et al.'s
         if cfg.data_dir is None:          # recorded as the folder it is: evaluate and sample
             cfg.data_dir = str(data_root(None).absolute())    # read it whatever HOME is then
         return cfg, None
@@ -202,7 +209,7 @@ def blas_threads(cfg, images, log):
         eps = np.random.default_rng(0).standard_normal((cfg.samples, B, cfg.latent_dim),
                                                        dtype=model.dtype)        # (L, B, Z)
         grads = model.new_grads()[1]
-        step = backends.training_step(model)
+        step = backends.training_step(model, cfg.objective, cfg.estimator)
         return lambda: step(x, eps, grads)
     n, line = threads.resolve(cfg.blas_threads, make_step)
     if line:
@@ -210,9 +217,9 @@ def blas_threads(cfg, images, log):
     return n
 
 
-def warm_up(model, samples, mode, images_flat):
+def warm_up(model, samples, mode, images_flat, objective="elbo", estimator=None):
     """Compile (or load from numba's on-disk cache) the kernels a training step of `model`
-    uses, before the clock starts, so that epoch_seconds measures training alone. Numba
+    (on `objective`, by `estimator`) uses, before the clock starts, so that epoch_seconds measures training alone. Numba
     specialises on dtypes and layouts, not sizes, so a throwaway one-image model of the same
     kind compiles them all; the real model, its workspaces and every Generator are untouched.
     Nothing to do on the NumPy path."""
@@ -223,7 +230,7 @@ def warm_up(model, samples, mode, images_flat):
     x = np.zeros((1, D), dtype)                                           # (1, D)
     eps = np.zeros((L, 1, Z) if L > 1 else (1, Z), dtype)
     gflat, grads = tiny.new_grads()
-    tiny.loss_and_grads(x, eps, out=grads)
+    tiny.loss_and_grads(x, eps, out=grads, objective=objective, estimator=estimator)
     Adam(tiny.num_params, dtype, backend="numba").step(tiny.flat, gflat)
     backends.batch_taker("numba", images_flat, 1, mode, np.random.default_rng(0), dtype)(
         np.zeros(1, np.int64))
@@ -325,7 +332,8 @@ class Training:
                            **({"arithmetic": recorded} if recorded else {}))
         self.take_batch = backends.batch_taker(cfg.backend, images.train, cfg.batch_size,
                                                cfg.binarize, self.rng, self.model.dtype)
-        warm_up(self.model, cfg.samples, cfg.binarize, images.train)
+        warm_up(self.model, cfg.samples, cfg.binarize, images.train, cfg.objective,
+                cfg.estimator)
         self.eps_bufs = {}                                  # batch size -> (L, b, Z) buffer
         if resume is not None:
             self.record()                 # restores config.json and metrics.csv if lost
@@ -345,7 +353,8 @@ class Training:
         write_config(self.out, self.config)
         columns = [c for c in ckpt_io.HISTORY_COLUMNS
                    if self.cfg.holdout or c != "holdout_neg_elbo"]   # held-out −ELBO if any
-        write_metrics(self.out, self.history, columns, self.cfg.binarize)
+        write_metrics(self.out, self.history, columns, self.cfg.binarize,
+                      {"train_neg_elbo": training_column(self.cfg)})
 
     def save(self):
         """The checkpoint of where training stands, then config.json and metrics.csv. Nothing
@@ -392,15 +401,16 @@ class Training:
                 self.eps_bufs[b] = np.empty((L, b, cfg.latent_dim), model.dtype)
             eps = rng.standard_normal(dtype=model.dtype, out=self.eps_bufs[b])
             try:
-                self.running += model.train_step(x, eps if L > 1 else eps[0], self.opt)
+                self.running += model.train_step(x, eps if L > 1 else eps[0], self.opt,
+                                                 cfg.objective, cfg.estimator)
             except FloatingPointError as err:        # the model is spoilt; the checkpoint is not
                 bar.close()
                 raise NonFinite(f"{err} at epoch {self.epoch + 1}, step {step + 1} of "
                                 f"{self.steps}; training stopped") from None
             bar.update()
             if step % 20 == 0 or step == self.steps - 1:
-                bar.set_postfix_str(f"−ELBO/image {self.running / min(N, (step + 1) * B):.2f}",
-                                    refresh=False)
+                bar.set_postfix_str(f"{training_loss(cfg)}/image "
+                                    f"{self.running / min(N, (step + 1) * B):.2f}", refresh=False)
             if stop.signum is not None and step < self.steps - 1:
                 self.elapsed += time.perf_counter() - t0
                 bar.close()
@@ -426,7 +436,8 @@ class Training:
         self.epoch, self.step, self.order, self.running, self.elapsed = (
             self.epoch + 1, 0, None, 0.0, 0.0)
         self.save()
-        log(f"epoch {row['epoch']:3d}/{cfg.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
+        log(f"epoch {row['epoch']:3d}/{cfg.epochs}  train {training_loss(cfg)} "
+            f"{row['train_neg_elbo']:8.3f}  "
             f"test −ELBO {test:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
             + (f"held-out −ELBO {held:8.3f} " if cfg.holdout else "")
             + f"[{cfg.binarize}]  {row['epoch_seconds']:.2f} s")
@@ -555,7 +566,9 @@ def _train(args, cli, where):
             memory_check(cfg)
             print(f"numpyvae: {cfg.dataset} [{cfg.binarize}], VAE {cfg.x_dim}-{cfg.hidden_dim}-"
                   f"{cfg.latent_dim} {cfg.activation} ({cfg.init} init), batch {cfg.batch_size}, "
-                  f"L={cfg.samples}, Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
+                  + (f"L={cfg.samples}" if cfg.objective == "elbo" else
+                     f"IWAE K={cfg.samples} ({cfg.estimator})")
+                  + f", Adam lr {cfg.lr} ({cfg.lr_schedule}) ε {cfg.adam_eps}, "
                   f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, seed {cfg.seed}, "
                   f"{cfg.dtype}/{cfg.backend} -> {one_line(out)}")
             if resume is not None and (resume.step_in_epoch or resume.epoch < cfg.epochs):

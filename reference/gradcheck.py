@@ -6,9 +6,11 @@ Model, tensor by tensor, for any configuration.
     python -m reference.gradcheck                           # the notebook's network, float64
     python -m reference.gradcheck --activation tanh --init glorot --latent-dim 50 --samples 3
     python -m reference.gradcheck --run results/burda2015-vae   # a trained run, a test batch
+    python -m reference.gradcheck --objective iwae --samples 5 --estimator dreg   # the bound
 
 Both sides get the same parameters, x and ε. One line per tensor — the loss, μ, log σ², z, the
-logits and every gradient — with its max |Δ|, its relative error (max |Δ| / max |ref|, the
+logits (with --objective iwae also the weights w̃, and the gradients by --estimator, Torch's
+with `detach` where the estimator says: reference.model.neg_iwae) and every gradient — with its max |Δ|, its relative error (max |Δ| / max |ref|, the
 tests' measure) and OK or FAIL against the tolerance of reference/compare.py; the exit status
 is 1 when any tensor fails. x is a random binary batch, or with --run the first --batch-size
 images of the run's test split, binarized as its evaluation does. In float32, images with a
@@ -27,6 +29,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     import numpyvae as nv
     from numpyvae import data
     from numpyvae.errors import UsageError
+    from numpyvae.oracle import iwae
     from numpyvae.run import arithmetic
     from numpyvae.run.checkpoint import load_model
     from numpyvae.run.cli import argument_parser, flag_type, int_in, one_line, run_command
@@ -43,7 +46,7 @@ MAX_BATCH = 10_000               # MNIST's test split, which --run takes its bat
 def build_parser():
     p = argument_parser("python -m reference.gradcheck", __doc__)
     add_flags(p, ("hidden_dim", "latent_dim", "activation", "init", "samples", "seed",
-                  "backend"), defaults=True)
+                  "backend", "objective", "estimator"), defaults=True)
     p.add_argument("--dtype", choices=DTYPES, default="float64",
                    help="the arithmetic of both sides (default float64)")
     p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=32,
@@ -106,14 +109,16 @@ def memory_check(args, x_dim, hidden_dim, latent_dim, run=None):
                                                               " or --hidden-dim"))
 
 
-def compare(model, x, eps):
+def compare(model, x, eps, objective="elbo", estimator=None):
     """[(tensor name, ours, Torch's)]: the loss, the intermediates, the 14 gradients."""
     import torch                        # after setup: a request refused there never loads it
     from reference.model import from_params, neg_elbo       # torch with it
-    _, cache = model.forward(x, eps)
-    loss, grads = model.loss_and_grads(x, eps)
     tmodel = from_params(model.params, dtype=getattr(torch, model.dtype.name),
                          activation=model.activation)
+    if objective == "iwae":
+        return compare_iwae(model, tmodel, x, eps, estimator)
+    _, cache = model.forward(x, eps)
+    loss, grads = model.loss_and_grads(x, eps)
     t_loss, parts = neg_elbo(tmodel, torch.as_tensor(x), torch.as_tensor(eps))
     t_loss.backward()
     rows = [("loss", np.float64(loss), np.float64(t_loss.item())),
@@ -124,7 +129,34 @@ def compare(model, x, eps):
     return rows + [(k, grads[k], p.grad.numpy()) for k, p in tmodel.named_parameters()]
 
 
+def compare_iwae(model, tmodel, x, eps, estimator):
+    """compare's rows for the bound: the loss −Σ L_K, μ, log σ², z, the logits, the weights w̃
+    (K, B), then the 14 gradients by `estimator`."""
+    import torch                        # loaded by compare already
+    from reference.model import iwae_log_weights, neg_iwae  # torch with it
+    eps3 = eps.reshape(-1, *x.shape[:1], model.latent_dim)                    # (K, B, Z)
+    _, cache = iwae.forward(model.params, model.as_input(x), eps3, model.activation)
+    loss, grads = model.loss_and_grads(x, eps3, objective="iwae", estimator=estimator)
+    tx, te = torch.as_tensor(x), torch.as_tensor(eps3)
+    t_loss = neg_iwae(tmodel, tx, te, estimator)
+    with torch.no_grad():
+        mean, log_var = tmodel.Encoder(tx)
+        z = tmodel.reparameterization(mean, torch.exp(0.5 * log_var), te)
+        logits = tmodel.Decoder.logits(z)
+        weights = torch.softmax(iwae_log_weights(tmodel, tx, z, mean, log_var), 0)
+    rows = [("loss", np.float64(loss), np.float64(t_loss.item())),
+            ("mu", cache["mu"], mean.numpy()), ("logvar", cache["logvar"], log_var.numpy()),
+            ("z", cache["z"], z.numpy()), ("logits", cache["logits"],
+                                           logits.reshape(-1, x.shape[1]).numpy()),
+            ("weights", cache["weights"], weights.numpy())]
+    return rows + [(k, grads[k], p.grad.numpy()) for k, p in tmodel.named_parameters()]
+
+
 def check(args):
+    if args.objective == "elbo" and args.estimator is not None:
+        raise UsageError(f"--estimator {args.estimator} is the gradient estimator of the "
+                         f"importance-weighted bound: add --objective iwae, or drop it")
+    estimator = args.estimator or ("standard" if args.objective == "iwae" else None)
     model, x, eps, what = setup(args)
     import torch                        # after setup: a request refused there never loads it
     dropped = 0
@@ -134,14 +166,17 @@ def check(args):
             raise UsageError(f"every one of the {dropped} images has a pre-activation at a kink "
                              f"in float32; use --dtype float64")
     tol = TOLERANCE[model.dtype.name]
-    print(f"gradcheck: {what}; {model.dtype.name}, batch {len(x)}, L={args.samples}, "
+    objective = (f"L={args.samples}" if args.objective == "elbo" else
+                 f"iwae K={args.samples} ({estimator})")
+    print(f"gradcheck: {what}; {model.dtype.name}, batch {len(x)}, {objective}, "
           f"numpyvae ({model.backend}) vs torch {torch.__version__} autograd, tolerance {tol:g}")
     print(arithmetic.describe({**arithmetic.record(), **arithmetic.torch_record(torch, "cpu")}))
     if dropped:
         print(f"  {dropped} image(s) left out: a LeakyReLU pre-activation within rounding of 0")
     print(f"  {'tensor':<26}{'max |Δ|':>12}{'rel err':>12}")
     failed = []
-    for name, ours, ref in compare(model, x, eps):
+    rows = compare(model, x, eps, args.objective, estimator)
+    for name, ours, ref in rows:
         err = rel_err(ours, ref)
         diff = float(np.max(np.abs(np.asarray(ours, np.float64) - np.asarray(ref, np.float64))))
         ok = err <= tol
@@ -150,7 +185,8 @@ def check(args):
     if failed:
         print(f"FAIL: {len(failed)} tensor(s) differ from Torch autograd: {', '.join(failed)}")
         return 1
-    print("OK: the loss, 4 intermediates and 14 gradients agree with Torch autograd")
+    print(f"OK: the loss, {len(rows) - 15} intermediates and 14 gradients agree with Torch "
+          f"autograd")
     return 0
 
 

@@ -35,7 +35,7 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.run import arithmetic
     from numpyvae.run import checkpoint as ckpt_io
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
-    from numpyvae.run.config import Config, add_flags
+    from numpyvae.run.config import Config, add_flags, training_column, training_loss
     from numpyvae.run.folder import (folders_to_make, refuse_taken, remove_if_empty,
                                      remove_stale_temp_files, write_config, write_metrics)
     from numpyvae.run.lock import TRAINING, RunLock
@@ -50,7 +50,7 @@ def build_parser():
     p = argument_parser("python -m reference.train", __doc__)
     # numpyvae.train's flags of the same name: same types, defaults and help
     add_flags(p, ("epochs", "batch_size", "hidden_dim", "latent_dim", "lr", "seed", "binarize",
-                  "activation", "data_dir"), defaults=True)
+                  "activation", "data_dir", "samples", "objective", "estimator"), defaults=True)
     p.add_argument("--limit", type=int_in(0, MAX_TRAIN_IMAGES), default=0,
                    help="use only the first N training and test images (default 0: all)")
     p.add_argument("--out", default=None,
@@ -71,11 +71,14 @@ def check_request(args, device):
     import torch                        # once the request is checked (torch takes seconds)
     n_train = min(args.limit or MAX_TRAIN_IMAGES, MAX_TRAIN_IMAGES)
     n_test = min(args.limit or MAX_TEST_IMAGES, MAX_TEST_IMAGES)
+    if args.objective == "elbo" and args.estimator is not None:
+        raise UsageError(f"--estimator {args.estimator} is the gradient estimator of the "
+                         f"importance-weighted bound: add --objective iwae, or drop it")
     need = training_bytes(n_train, n_test, 784, args.hidden_dim, args.latent_dim,
-                          args.batch_size, 1, "float32")
-    what = (f"this run (--batch-size {args.batch_size}, --hidden-dim {args.hidden_dim}, "
-            f"--latent-dim {args.latent_dim})")
-    advice = "use a smaller --batch-size, --hidden-dim or --latent-dim"
+                          args.batch_size, args.samples, "float32")
+    what = (f"this run (--batch-size {args.batch_size}, --samples {args.samples}, "
+            f"--hidden-dim {args.hidden_dim}, --latent-dim {args.latent_dim})")
+    advice = "use a smaller --batch-size, --samples, --hidden-dim or --latent-dim"
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
         if need > free:
@@ -183,7 +186,7 @@ def _train(args, device, out, run):
     run["wrote"]: the run's files once the first is written; run["kept"]: the epochs whose
     checkpoint, config and metrics are all written."""
     import torch                        # once the request is checked (torch takes seconds)
-    from reference.model import build, neg_elbo             # torch with it
+    from reference.model import build, neg_elbo, neg_iwae   # torch with it
     train_x, _ = data.load("mnist", "train", args.data_dir)
     test_x, _ = data.load("mnist", "test", args.data_dir)
     if args.limit:
@@ -203,7 +206,10 @@ def _train(args, device, out, run):
                                 hidden_dim=args.hidden_dim, latent_dim=args.latent_dim,
                                 lr=args.lr, seed=args.seed, binarize=args.binarize,
                                 limit=args.limit, activation=args.activation,
-                                data_dir=args.data_dir,
+                                data_dir=args.data_dir, samples=args.samples,
+                                objective=args.objective,
+                                estimator=(args.estimator or "standard"
+                                           if args.objective == "iwae" else None),
                                 blas_threads=None)),      # torch's threads, not numpyvae's
                   trained_by=f"reference.train, torch {torch.__version__} on {device}")
     arith = arithmetic.torch_record(torch, device)
@@ -219,9 +225,13 @@ def _train(args, device, out, run):
         for s in range(data.num_batches(len(flat), B)):
             x = torch.as_tensor(data.batch_into(flat, order[s * B:(s + 1) * B], args.binarize,
                                                 rng, buf), device=device)
-            loss, _ = neg_elbo(model, x, torch.randn(len(x), args.latent_dim, device=device))
+            eps = torch.randn(args.samples, len(x), args.latent_dim, device=device)
             opt.zero_grad()
-            loss.backward()
+            if args.objective == "iwae":                 # −L_K, .grad set as the estimator says
+                loss = neg_iwae(model, x, eps, config["estimator"])
+            else:
+                loss, _ = neg_elbo(model, x, eps)
+                loss.backward()
             opt.step()
             total += loss.item()
         seconds = time.perf_counter() - t0
@@ -236,9 +246,11 @@ def _train(args, device, out, run):
             ckpt_io.save(out / "checkpoint.npz",
                          checkpoint(model, opt, rng, config, epoch + 1, history))
             write_config(out, config)
-            write_metrics(out, history, COLUMNS, args.binarize)
+            write_metrics(out, history, COLUMNS, args.binarize,
+                          {"train_neg_elbo": training_column(args)})
             run["kept"] = epoch + 1                      # a whole run folder of epoch + 1
-        print(f"epoch {epoch + 1:3d}/{args.epochs}  train −ELBO {row['train_neg_elbo']:8.3f}  "
+        print(f"epoch {epoch + 1:3d}/{args.epochs}  train {training_loss(args)} "
+              f"{row['train_neg_elbo']:8.3f}  "
               f"test −ELBO {test_loss:8.3f} (recon {recon:.3f} + KL {kl:.3f}) nats/image "
               f"[{args.binarize}]  {seconds:.2f} s", flush=True)
 

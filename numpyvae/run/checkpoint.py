@@ -29,9 +29,10 @@ temp file left by a killed process is removed by the next run in that folder.
 Reading opens the zip itself and reads only the entries listed above, each one's .npy header
 (dtype, shape) checked before its data is read; every entry must be stored uncompressed, so a
 file can never make the reader allocate more than its own size. The configuration is checked
-key by key against numpyvae.run.config.SETTINGS: format 3 records every setting; an older format,
+key by key against numpyvae.run.config.SETTINGS: format 4 records every setting; an older format,
 written before some settings existed, reads those as the values its runs had
-(config.absent_before): format 1 the notebook's choices, format 2 the environment's thread count.
+(config.absent_before): format 1 the notebook's choices, format 2 the environment's thread count,
+format 3 the ELBO as the objective.
 """
 import json
 import math
@@ -51,8 +52,8 @@ from ..model import VAE, param_shapes
 from . import arithmetic
 from . import config as settings
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)       # 1, 2: before the settings of config.absent_before(version)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)    # 1–3: before the settings of config.absent_before(version)
 HISTORY_COLUMNS = ("epoch", "train_neg_elbo", "test_neg_elbo", "test_recon", "test_kl",
                    "epoch_seconds", "holdout_neg_elbo")
 # Columns added after format 1 was first written; a checkpoint without one reads it as NaN
@@ -146,6 +147,9 @@ def check_config(path, config, version):
         size = f" of {len(by):,} characters" if isinstance(by, str) else ""
         _fail(path, f"its configuration's trained_by is not a short text (a JSON "
                     f"{type(by).__name__}{size})")
+    if (config["objective"] == "iwae") != (config["estimator"] is not None):
+        _fail(path, f"its configuration's objective {config['objective']!r} goes with estimator "
+                    f"{config['estimator']!r}; an iwae run names its estimator, an elbo run none")
     if config["x_dim"] != IMAGE_PIXELS:
         _fail(path, f"its model takes {config['x_dim']} pixels per image, but {config['dataset']} "
                     f"images have {IMAGE_PIXELS} (28 × 28); it was not trained on this dataset")

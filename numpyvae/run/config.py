@@ -20,6 +20,7 @@ from ..backend import DEFAULT as DEFAULT_BACKEND
 from ..datasets.fetch import DATASETS, MAX_TRAIN_IMAGES
 from ..oracle.activations import ACTIVATIONS
 from ..oracle.binarize import BINARIZE_MODES
+from ..oracle.iwae import ESTIMATORS, OBJECTIVES
 from ..oracle.network import INITS
 from ..threads import AUTO, MAX_THREADS
 from .cli import decimal_int, flag_type, int_in, positive_float
@@ -88,6 +89,11 @@ BLAS_THREADS = Kind(lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_THREADS
                     flag_type(lambda t: t.strip() if t.strip() == AUTO else decimal_int(t),
                               lambda v: v == AUTO or 1 <= v <= MAX_THREADS,
                               f"{AUTO!r} or an integer from 1 to {MAX_THREADS:,}"))
+
+
+# The estimator of an iwae run (null for an elbo run, which has none).
+ESTIMATOR = Kind(lambda v: v is None or (isinstance(v, str) and v in ESTIMATORS),
+                 f"{', '.join(map(repr, ESTIMATORS))} or null", None, ESTIMATORS)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,15 @@ SETTINGS = (
             "threads of the matrix products: auto (default) times a few steps with each count "
             "and trains with the fastest; or a count. Recorded: a resumed run uses it again",
             since=3, absent=None),
+    # What training maximises (numpyvae/oracle/iwae.py): the ELBO, or the importance-weighted
+    # bound L_K of the --samples K; its encoder gradient's estimator (iwae only).
+    Setting("objective", "elbo", one_of(*OBJECTIVES),
+            "elbo: the ELBO with the analytic KL, averaged over the --samples (default); iwae: "
+            "the importance-weighted bound L_K of the K = --samples (Burda et al. 2015)",
+            since=4, absent="elbo"),
+    Setting("estimator", None, ESTIMATOR,
+            "with --objective iwae, the encoder's gradient: standard (default), stl (Roeder et "
+            "al. 2017) or dreg (Tucker et al. 2019)", since=4, absent=None),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 # --data-dir's type, for every command that takes one: a folder name, made absolute
@@ -181,7 +196,8 @@ FIXED_ON_RESUME = tuple(s.name for s in SETTINGS if s.fixed)
 def absent_before(version):
     """{setting: value} for the settings a format-`version` checkpoint does not record, each
     the value every run of that format had: format 1 predates the notebook's fixed choices
-    (its runs had the notebook's values), format 2 the thread count (the environment's)."""
+    (its runs had the notebook's values), format 2 the thread count (the environment's),
+    format 3 the objective (the ELBO, no estimator)."""
     return {s.name: s.absent for s in SETTINGS if s.since > version}
 
 
@@ -205,8 +221,24 @@ PRESETS = {
                       output_bias="data-mean", adam_eps=1e-4, lr=1e-3, lr_schedule="burda",
                       holdout=400, epochs=3280),
 }
+# The same network and schedule trained on the bound: Table 1's IWAE, one stochastic layer,
+# k = 5, with the paper's (standard) gradient.
+PRESETS["burda2015-iwae"] = dict(PRESETS["burda2015"], objective="iwae", samples=5,
+                                 estimator="standard")
 for _preset in PRESETS.values():
     assert all(check_value(k, v) is None for k, v in _preset.items()), _preset
+
+
+def training_loss(cfg):
+    """What a run's training minimises, in words for its lines: "−ELBO", or "−L_K" (the
+    importance-weighted bound of its K samples, e.g. "−L_5")."""
+    return "−ELBO" if cfg.objective == "elbo" else f"−L_{cfg.samples}"
+
+
+def training_column(cfg):
+    """metrics.csv's name for the training loss: train_neg_elbo, or train_neg_iwae_k<K>. (The
+    checkpoint keeps it as history.train_neg_elbo whatever the objective.)"""
+    return "train_neg_elbo" if cfg.objective == "elbo" else f"train_neg_iwae_k{cfg.samples}"
 
 
 def add_flags(parser, names, defaults=False):

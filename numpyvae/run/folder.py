@@ -66,12 +66,14 @@ def write_config(folder, config):
                  lambda f: f.write(json.dumps(config, indent=2).encode() + b"\n"))
 
 
-def write_metrics(folder, history, columns, mode):
+def write_metrics(folder, history, columns, mode, names=None):
     """metrics.csv: one row per epoch of `history` ({column: values}), the given columns (the
-    first is the epoch) then the binarization `mode`."""
+    first is the epoch) then the binarization `mode`; `names` ({column: header}) renames a
+    column's header (the training loss of an iwae run)."""
+    names = names or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(columns) + ["binarize"])
+    w.writerow([names.get(c, c) for c in columns] + ["binarize"])
     for i in range(len(history["epoch"])):
         row = [int(history["epoch"][i])] + [repr(float(history[c][i])) for c in columns[1:]]
         w.writerow(row + [mode])

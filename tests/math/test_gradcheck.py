@@ -61,3 +61,33 @@ def test_run_refuses_network_flags_it_would_ignore(capsys):
     """--run checks the run's own network: a flag describing another is a usage error."""
     assert gradcheck.main(["--run", SHIPPED, "--activation", "tanh"]) == 2
     assert "drop it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("estimator", ["standard", "stl", "dreg"])
+@pytest.mark.parametrize("argv", [["--samples", "5"],
+                                  ["--samples", "5", "--dtype", "float32", "--activation", "tanh",
+                                   "--init", "glorot", "--latent-dim", "50", "--batch-size", "20"],
+                                  ["--samples", "1", "--backend", "numpy", "--latent-dim", "3"]])
+def test_passes_on_the_bound_by_every_estimator(estimator, argv, capsys):
+    """--objective iwae: the loss, 5 intermediates (the weights w̃ among them), 14 gradients."""
+    assert gradcheck.main(["--objective", "iwae", "--estimator", estimator, *argv]) == 0
+    out = capsys.readouterr().out
+    table = lines(out)
+    assert len(table) == 20 and set(table.values()) == {"OK"} and "weights" in table
+    assert f"iwae K={argv[1]} ({estimator})" in out
+
+
+def test_a_planted_estimator_error_fails_naming_the_tensors(monkeypatch, capsys):
+    """numpyvae's DReG replaced by its STL: the encoder's tensors FAIL, the decoder's pass."""
+    from numpyvae.fast import kernels
+    real = kernels.ESTIMATOR_CODES
+    monkeypatch.setattr(kernels, "ESTIMATOR_CODES", {**real, "dreg": real["stl"]})
+    assert gradcheck.main(["--objective", "iwae", "--samples", "5", "--estimator", "dreg"]) == 1
+    table = lines(capsys.readouterr().out)
+    failed = {k for k, v in table.items() if v == "FAIL"}
+    assert failed and all(k.startswith("Encoder") for k in failed)
+
+
+def test_an_estimator_without_the_bound_is_refused(capsys):
+    assert gradcheck.main(["--estimator", "dreg"]) == 2
+    assert "add --objective iwae" in capsys.readouterr().err

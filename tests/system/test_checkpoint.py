@@ -28,7 +28,8 @@ def full_config(dims=(784, 8, 3), dtype="float32"):
                 latent_dim=dims[2], lr=1e-3, seed=1, binarize="threshold", samples=1,
                 dtype=dtype, backend="numba", limit=0, x_dim=dims[0], data_dir=None,
                 activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-                lr_schedule="constant", holdout=0, preset=None, blas_threads=2)
+                lr_schedule="constant", holdout=0, preset=None, blas_threads=2, objective="elbo",
+                estimator=None)
 
 
 def make(dims=(784, 8, 3), dtype="float32", epoch=2):
@@ -351,7 +352,8 @@ def test_format_1_reads_the_later_settings_as_the_notebooks(saved):
     c = ck.load(saved)
     assert {k: c.config[k] for k in FORMAT_1_DEFAULTS} == dict(
         activation="leaky_relu", init="torch", output_bias="init", adam_eps=1e-8,
-        lr_schedule="constant", holdout=0, preset=None, blas_threads=None)
+        lr_schedule="constant", holdout=0, preset=None, blas_threads=None, objective="elbo",
+        estimator=None)
     rewrite(saved, lambda a: a.update(config_json=config_bytes(batch_size=..., **later)))
     expect_error(saved, "configuration lacks batch_size")
     rewrite(saved, lambda a: a.update(format_version=np.array(2), config_json=config_bytes(**later)))
