@@ -48,6 +48,7 @@ import logging
 import math
 import signal
 import threading
+import types
 
 import numpy as np
 from numba import njit
@@ -600,6 +601,14 @@ log = logging.getLogger(__name__)
 CACHE_PROBLEM = None              # why the kernels compile without a cache, if they do
 
 
+def _renamed(kernel, name):
+    """`kernel`'s code as a function called `name` (its own entry in numba's cache)."""
+    f = types.FunctionType(kernel.__code__, kernel.__globals__, name, kernel.__defaults__,
+                           kernel.__closure__)
+    f.__qualname__ = name
+    return f
+
+
 def _jitter(**options):
     def jit(kernel):
         global CACHE_PROBLEM
@@ -675,8 +684,12 @@ bernoulli_logits = _jit(bernoulli_logits)
 bernoulli_logits_f32 = _jit(bernoulli_logits_f32)
 bernoulli_loglik_rows = _jit(bernoulli_loglik_rows)
 # Jitted twice from one source: with FMA contraction for evaluation, with every rounding kept
-# for training on the bound (its log weights move the gradients).
-bernoulli_loglik_rows_f32_train = _jit(bernoulli_loglik_rows_f32)
+# for training on the bound (its log weights move the gradients). numba's on-disk cache keys a
+# kernel by its module, name and line, not by its compile options: under one name the second
+# jit would load the first one's machine code, whichever was compiled first. The training
+# kernel is the same code under a name of its own (`_renamed`).
+bernoulli_loglik_rows_f32_train = _jit(_renamed(bernoulli_loglik_rows_f32,
+                                                "bernoulli_loglik_rows_f32_train"))
 bernoulli_loglik_rows_f32 = _jitter(fastmath={"contract"})(bernoulli_loglik_rows_f32)
 iwae_weights = _jit(iwae_weights)
 row_sums = _jit(row_sums)

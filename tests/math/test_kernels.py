@@ -14,6 +14,11 @@ Tolerances, stated once (rel_err from checks.py: max |Δ| / max |ref| per array)
   rounding apart per step; 1e-6 (float32) / 1e-13 (float64) after 50 steps.
 A planted 1e-6 error shows the float64 check rejects it.
 """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
@@ -303,13 +308,51 @@ def test_bernoulli_loglik_rows_f32_train_is_the_same_source():
     """Training's float32 log p(x|z) rows: bernoulli_loglik_rows_f32's source, jitted without
     contraction, against its py_func and NumPy as that kernel is."""
     a, b, x = logits_case(np.float32, N=75, B=25)
-    assert kernels.bernoulli_loglik_rows_f32_train.py_func is \
-        kernels.bernoulli_loglik_rows_f32.py_func
+    assert kernels.bernoulli_loglik_rows_f32_train.py_func.__code__ is \
+        kernels.bernoulli_loglik_rows_f32.py_func.__code__
     (_, rj), (_, rp) = both(kernels.bernoulli_loglik_rows_f32_train, a, b, x, np.empty(75), 0,
                             np.empty(31, np.float32))
     ref = -bernoulli_nll((a + b).astype(np.float64), np.tile(x, (3, 1)).astype(np.float64)).sum(1)
     assert_close(rj[3], rp[3], TOL_JIT[np.float32], "jit vs py_func")
     assert_close(rj[3], ref, TOL_NUMPY[np.float32], "vs NumPy")
+
+
+# Two fresh processes, each with a numba cache of its own: what the training kernel computes
+# must not depend on whether the evaluation kernel (the same source, with FMA contraction) was
+# compiled into the cache before it.
+CACHE_CHILD = """
+import sys
+import numpy as np
+from numpyvae.fast import kernels
+rng = np.random.default_rng(0)
+a = (rng.standard_normal((7, 784)) * 3).astype(np.float32)
+b = rng.standard_normal(784).astype(np.float32)
+x = (rng.random((7, 784)) < 0.5).astype(np.float32)
+for name in sys.argv[1:]:
+    out = np.empty(7)
+    getattr(kernels, name)(a, b, x, out, 0, np.empty(784, np.float32))
+print(out.tobytes().hex())
+"""
+
+
+def training_rows_bits(cache, *names):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", CACHE_CHILD, *names], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_training_rows_are_not_the_evaluation_kernel_from_the_cache(tmp_path):
+    """Oracle: the training kernel compiled alone. Compiled after the evaluation kernel into
+    the same cache it gives the same bits (the evaluation kernel, whose FMAs round otherwise,
+    gives others here: the planted case, which the comparison sees)."""
+    train = "bernoulli_loglik_rows_f32_train"
+    alone = training_rows_bits(tmp_path / "a", train)
+    after = training_rows_bits(tmp_path / "b", "bernoulli_loglik_rows_f32", train)
+    evaluation = training_rows_bits(tmp_path / "c", "bernoulli_loglik_rows_f32")
+    assert after == alone
+    assert evaluation != alone
 
 
 def test_iwae_weights_and_row_sums():
