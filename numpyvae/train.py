@@ -87,12 +87,15 @@ def resolve_config(args):
     if args.preset and args.resume:
         raise UsageError(f"--preset {args.preset} starts a run; --resume continues one with the "
                          "settings it started with: drop --preset")
+    typed = set(given)                    # the flags given, not the preset's
     if args.preset:
         given = {**PRESETS[args.preset], **given}
     if not args.resume:
         cfg = Config(**given)
         if cfg.blas_threads != threads.AUTO and threads.too_many(cfg.blas_threads):
             raise UsageError(threads.too_many(cfg.blas_threads))
+        if cfg.objective == "elbo" and "estimator" not in typed:
+            cfg.estimator = None          # --objective elbo beside an iwae preset: none
         if cfg.objective == "elbo" and cfg.estimator is not None:
             raise UsageError(f"--estimator {cfg.estimator} is the gradient estimator of the "
                              f"importance-weighted bound: add --objective iwae, or drop it")

@@ -126,3 +126,15 @@ def test_the_reference_trains_on_the_bound_too(tmp_path, capsys):
     assert "train −L_3 " in capsys.readouterr().out
     assert ref_train.main([*argv, "--estimator", "dreg"]) == 2
     assert "add --objective iwae" in capsys.readouterr().err
+
+
+def test_the_elbo_beside_the_iwae_preset_takes_no_estimator(tmp_path, capsys):
+    """--preset burda2015-iwae --objective elbo: the preset's estimator goes with its objective
+    (before the fix, refused as if the user had typed --estimator); one typed stays refused."""
+    argv = ["--preset", "burda2015-iwae", "--objective", "elbo", "--epochs", "1",
+            "--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "100", "--holdout", "0"]
+    assert train.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (config["objective"], config["estimator"], config["samples"]) == ("elbo", None, 5)
+    assert train.main([*argv, "--estimator", "dreg", "--out", str(tmp_path / "b")]) == 2
+    assert "--estimator dreg is the gradient estimator" in capsys.readouterr().err
