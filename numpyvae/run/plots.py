@@ -17,6 +17,7 @@ from scipy.special import ndtri          # the standard normal's quantile functi
 
 from ..atomic import atomic_write
 from ..oracle.binarize import batch_into
+from .config import training_loss
 
 # What a dataset's images are called in titles, and its ten classes' names.
 NOUNS = {"mnist": "digits", "fashion-mnist": "Fashion-MNIST images"}
@@ -87,11 +88,14 @@ def _image(path, mosaic, title, stamp=None):
     _save(fig, path, stamp)
 
 
-def elbo_curves(path, history, mode):
+def elbo_curves(path, history, mode, train_loss="−ELBO"):
+    """The training loss (`train_loss`: "−ELBO", or "−L_5" for a run on the bound) and the
+    test −ELBO, epoch by epoch."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    ax.plot(history["epoch"], history["train_neg_elbo"], "o-", label="train")
-    ax.plot(history["epoch"], history["test_neg_elbo"], "s-", label="test")
+    train = "train" if train_loss == "−ELBO" else f"train {train_loss} (the bound it trains on)"
+    ax.plot(history["epoch"], history["train_neg_elbo"], "o-", label=train)
+    ax.plot(history["epoch"], history["test_neg_elbo"], "s-", label="test −ELBO")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, max(history["epoch"]) + 0.5)    # whole epochs, a 1-epoch run included
@@ -203,7 +207,7 @@ def draw_run(out, model, history, test_images, test_labels, cfg, rng=None, stop=
     stop = stop or (lambda: False)
     rng = rng if rng is not None else np.random.default_rng([cfg.seed, 4])
     flat = test_images.reshape(len(test_images), -1)
-    elbo_curves(out / "elbo.png", history, cfg.binarize)
+    elbo_curves(out / "elbo.png", history, cfg.binarize, training_loss(cfg))
     if stop():
         return False
     n = min(10, len(flat))

@@ -24,7 +24,8 @@ def test_a_run_of_one_or_two_test_images_draws_every_picture(tmp_path, latent_di
     """--limit 1 leaves one test image: one posterior mean, no variance to project."""
     model = nv.VAE(784, 8, latent_dim, seed=0)
     images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset="mnist")
+    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset="mnist", objective="elbo",
+                          samples=1)
     assert plots.draw_run(tmp_path, model, history(), images, np.arange(n, dtype=np.uint8), cfg)
     for name in ("elbo.png", "reconstructions.png", "samples.png", "latent.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG, name
@@ -50,7 +51,8 @@ def test_pictures_name_the_datasets_images(tmp_path, monkeypatch, dataset, noun,
     monkeypatch.setattr(plots, "_scatter", scatter)
     model = nv.VAE(784, 8, 3, seed=0)
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)
-    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset=dataset)
+    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset=dataset, objective="elbo",
+                          samples=1)
     plots.draw_run(tmp_path, model, history(), images, np.arange(12, dtype=np.uint8) % 10, cfg)
     assert len(titles) == 2 and all(noun in t and forbidden not in t for t in titles), titles
     if dataset == "fashion-mnist":
@@ -75,7 +77,8 @@ def test_the_colour_bar_reads_as_the_axes_do(dataset):
 def test_drawing_stops_between_pictures_when_asked(tmp_path):
     model = nv.VAE(784, 8, 3, seed=0)
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
-    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset="mnist")
+    cfg = SimpleNamespace(seed=0, binarize="threshold", dataset="mnist", objective="elbo",
+                          samples=1)
     calls = []
     assert not plots.draw_run(tmp_path, model, history(), images, np.arange(4, dtype=np.uint8),
                               cfg, stop=lambda: calls.append(1) or len(calls) >= 2)
