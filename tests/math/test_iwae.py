@@ -18,6 +18,7 @@ import numpyvae as nv
 from checks import assert_all_close
 from numpyvae.oracle import iwae
 from reference.model import ESTIMATORS, from_params, neg_iwae
+from test_finite_differences import numeric_grads
 
 # float64 on both sides: the two compute the same sums in other orders (softmax, logsumexp,
 # log q from z or from ε); measured ≤ 9.1e-15 (K 1–50, both activations, 16×30-20-5). 1e-10,
@@ -25,7 +26,6 @@ from reference.model import ESTIMATORS, from_params, neg_iwae
 # weighted as STL, planted below).
 TOL_TORCH = 1e-10
 TOL_FD = 1e-7                # test_finite_differences.py: truncation ≈ 1e-16, roundoff ≈ 1e-11
-H = 1e-4
 BACKENDS = ("numpy", "numba")
 
 
@@ -64,27 +64,12 @@ def test_torch_check_catches_a_planted_weighting(monkeypatch):
         assert_all_close(stl, ref, TOL_TORCH, "planted")
 
 
-def numeric_grads(model, x, eps):
-    grads = {}
-    for name, p in model.params.items():
-        g = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            f = []
-            for step in (2 * H, H, -H, -2 * H):
-                p[i] = old + step
-                f.append(iwae.forward(model.params, x, eps, model.activation)[0])
-            p[i] = old
-            g[i] = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * H)
-        grads[name] = g
-    return grads
-
-
 def test_the_loss_matches_finite_differences():
     """tanh has no kink, so no stencil crosses one."""
     model, x, eps = case(seed=3, K=4, B=3, D=7, H_=5, Z=3)
     _, grads = model.loss_and_grads(x, eps, objective="iwae", estimator="standard")
-    numeric = numeric_grads(model, x, eps)
+    numeric = numeric_grads(model, x, eps,
+                            lambda x, eps: iwae.forward(model.params, x, eps, model.activation)[0])
     assert_all_close(grads, numeric, TOL_FD, "finite differences")
     planted = {k: v.copy() for k, v in grads.items()}
     planted["Encoder.FC_std.bias"][0] += 1e-6 * np.abs(planted["Encoder.FC_std.bias"]).max()
