@@ -120,8 +120,9 @@ def usable_cores():
     return max(1, n)
 
 
-# More BLAS threads than cores wait on each other at every product (issue 41: 3 threads on 2
-# cores made 200 s epochs of a ~2 s one, 64 threads about 700 times slower).
+# More BLAS threads than cores wait on each other at every product (measured on a 2-core AMD
+# EPYC, OPENBLAS_CORETYPE=Haswell: 3 threads on 2 cores made 200 s epochs of a ~2 s one, 64
+# threads about 700 times slower).
 def too_many(n, flag="--blas-threads"):
     """None when a count of n BLAS threads (or None, the environment's) fits the cores, else
     the refusal of `flag` n, in words."""
