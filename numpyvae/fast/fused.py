@@ -145,6 +145,7 @@ class FusedStep:
         self.act, self.act_backward = kern.act, kern.act_backward
         self.bernoulli = kern.bernoulli_logits
         self.batch_cap = self.rows_cap = 0
+        self.views = {}                          # (B, N) -> _views' namespace, while it holds
         self.few_rows = few_rows
         widest = max(model.x_dim, model.hidden_dim, model.latent_dim)
         self.product_t = np.empty(widest * few_rows, self.dtype)   # W aᵀ (o, n), n ≤ few_rows
@@ -168,6 +169,7 @@ class FusedStep:
         self.colsum = np.empty(D, np.float64)                 # per-column BCE sums
         self.row = np.empty(D, self.dtype)                    # one row's BCE terms
         self.batch_cap, self.rows_cap = B, N
+        self.views.clear()                                    # views of the old workspaces
 
     def _forward(self, a, W, out):
         """out (n, o) = a (n, i) · Wᵀ: one BLAS call on W's `.T` view, or, for n ≤ few_rows,
@@ -181,9 +183,13 @@ class FusedStep:
         kernels.transpose_into(t, out)
 
     def _views(self, B, N):
-        """The workspaces' leading rows for batch B and N decoder rows, by name."""
-        Z = self.model.latent_dim
+        """The workspaces' leading rows for batch B and N decoder rows, by name; made once per
+        size (a training run has two: its full batch and its last one) and kept until the
+        workspaces grow."""
         self._ensure(B, N)
+        if (B, N) in self.views:
+            return self.views[B, N]
+        Z = self.model.latent_dim
         v = SimpleNamespace(**{name: getattr(self, name)[:B] for name in (
             "h1", "h2", "dh1", "dh2", "tmp_h",                           # (B, H)
             "mu", "logvar", "sigma", "dmu", "dlogvar")})                 # (B, Z)
@@ -191,6 +197,7 @@ class FusedStep:
         for name in ("g1", "g2", "dg1", "dg2"):
             setattr(v, name, getattr(self, name)[:N])                    # (N, H)
         v.logits = self.logits[:N]                                       # (N, D)
+        self.views[B, N] = v
         return v
 
     def _encode(self, x, v):
