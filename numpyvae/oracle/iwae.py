@@ -24,7 +24,7 @@ import numpy as np
 
 from .loss import bernoulli_nll_grad
 from .likelihood import sample_log_weights
-from .network import as_eps3, decode_logits, decoder_backward, encode, encoder_backward
+from .network import decoder_backward, encoder_backward, sample_and_decode
 
 OBJECTIVES = ("elbo", "iwae")        # elbo: numpyvae/oracle/network.py's, the default
 ESTIMATORS = ("standard", "stl", "dreg")
@@ -56,21 +56,17 @@ def forward(params, x, eps, activation="leaky_relu"):
     x: (B, D) in [0, 1];  eps: (B, Z) or (K, B, Z);  activation: a name in ACTIVATIONS.
     Returns (loss, cache); cache holds the intermediates, the log weights `s` (K, B) and the
     normalised weights `weights` (K, B), both float64."""
-    B, D = x.shape
-    mu, logvar, enc = encode(params, x, activation)     # (B, Z), (B, Z)
-    eps = as_eps3(eps, B, mu.shape[1], mu.dtype)        # (K, B, Z)
-    K, _, Z = eps.shape
-    sigma = np.exp(0.5 * logvar)                        # (B, Z)
-    z = mu + sigma * eps                                # (K, B, Z)
-    logits, dec = decode_logits(params, z.reshape(K * B, Z), activation)   # (K·B, D)
-    s = sample_log_weights(logits.reshape(K, B, D), x, z, eps, logvar)   # (K, B) float64
+    cache = sample_and_decode(params, x, eps, activation)
+    eps, z = cache["eps"], cache["z"]                   # (K, B, Z)
+    K, B, _ = eps.shape
+    s = sample_log_weights(cache["logits"].reshape(K, B, -1), x, z, eps,
+                           cache["logvar"])             # (K, B) float64
     # L_K = m + log Σ_i e^{s_i − m} − log K, m = max_i s_i;  w̃_i = e^{s_i − m} / Σ_j e^{s_j − m}
     m = s.max(axis=0)                                   # (B,)
     e = np.exp(s - m)                                   # (K, B)
     total = e.sum(axis=0)                               # (B,)
     bound = m + np.log(total) - np.log(K)               # (B,)
-    cache = dict(x=x, eps=eps, mu=mu, logvar=logvar, sigma=sigma, z=z, logits=logits,
-                 enc=enc, dec=dec, activation=activation, s=s, weights=e / total)
+    cache.update(s=s, weights=e / total)
     return float(-bound.sum()), cache
 
 

@@ -15,7 +15,7 @@ the variance over the data of its posterior mean μ_u(x), exceeds 10⁻².
 import numpy as np
 
 from .loss import bernoulli_nll
-from .network import decode_logits, encode
+from .network import sample_and_decode
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -27,11 +27,9 @@ ROWS = 5000
 def log_weights(params, x, eps, activation="leaky_relu"):
     """w = log p(x|z) + log p(z) − log q(z|x) for each sample, float64.
     x: (B, D) of the parameters' dtype;  eps: (S, B, Z) -> (S, B)."""
-    mu, logvar, _ = encode(params, x, activation)                  # (B, Z)
-    S, B, Z = eps.shape
-    z = mu + np.exp(0.5 * logvar) * eps                            # (S, B, Z)
-    logits = decode_logits(params, z.reshape(S * B, Z), activation)[0].reshape(S, B, -1)  # (S, B, D)
-    return sample_log_weights(logits, x, z, eps, logvar)
+    c = sample_and_decode(params, x, eps, activation)
+    S, B, _ = eps.shape
+    return sample_log_weights(c["logits"].reshape(S, B, -1), x, c["z"], eps, c["logvar"])
 
 
 def sample_log_weights(logits, x, z, eps, logvar):

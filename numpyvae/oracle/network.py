@@ -95,6 +95,24 @@ def decode_logits(params, z, activation="leaky_relu"):
     return logits, (c1, g1, c2, g2)
 
 
+def sample_and_decode(params, x, eps, activation="leaky_relu"):
+    """Encode x, draw z = μ + σ ε for every sample of eps, decode every z: the intermediates
+    both objectives start from (this forward's and the bound's, numpyvae/oracle/iwae.py), as
+    the cache decoder_backward and encoder_backward read.
+
+    x: (B, D);  eps: (B, Z) or (L, B, Z).  Returns {x, eps (L, B, Z), mu, logvar, sigma (B, Z),
+    z (L, B, Z), logits (L·B, D), enc, dec (the activations), activation}."""
+    B = x.shape[0]
+    mu, logvar, enc = encode(params, x, activation)     # (B, Z), (B, Z)
+    eps = as_eps3(eps, B, mu.shape[1], mu.dtype)        # (L, B, Z)
+    L, _, Z = eps.shape
+    sigma = np.exp(0.5 * logvar)                        # (B, Z)
+    z = mu + sigma * eps                                # (L, B, Z)
+    logits, dec = decode_logits(params, z.reshape(L * B, Z), activation)   # (L·B, D)
+    return dict(x=x, eps=eps, mu=mu, logvar=logvar, sigma=sigma, z=z, logits=logits,
+                enc=enc, dec=dec, activation=activation)
+
+
 def forward(params, x, eps, activation="leaky_relu"):
     """−ELBO of a batch, summed over its images, in nats.
 
@@ -102,20 +120,14 @@ def forward(params, x, eps, activation="leaky_relu"):
     Returns (loss, cache); cache holds the intermediates (μ, log σ², z, logits, …) and the
     two parts of the loss, `recon` and `kl`, also summed over the batch.
     """
-    B, D = x.shape
-    mu, logvar, enc = encode(params, x, activation)     # (B, Z), (B, Z)
-    eps = as_eps3(eps, B, mu.shape[1], mu.dtype)       # (L, B, Z)
-    L, _, Z = eps.shape
-    sigma = np.exp(0.5 * logvar)                        # (B, Z)
-    z = mu + sigma * eps                                # (L, B, Z)
-    logits, dec = decode_logits(params, z.reshape(L * B, Z), activation)   # (L·B, D)
-    logits3 = logits.reshape(L, B, D)                   # (L, B, D)
+    cache = sample_and_decode(params, x, eps, activation)
+    L, B, _ = cache["eps"].shape
+    logits3 = cache["logits"].reshape(L, B, -1)         # (L, B, D)
     # Monte-Carlo estimate of E_q[−log p(x|z)]: 1/L Σ_l (K&W 2014, eq. 7); KL analytic (App. B).
     recon = bernoulli_nll(logits3, x).sum() / L
-    kl = gaussian_kl(mu, logvar).sum()
+    kl = gaussian_kl(cache["mu"], cache["logvar"]).sum()
     loss = recon + kl
-    cache = dict(x=x, eps=eps, mu=mu, logvar=logvar, sigma=sigma, z=z, logits=logits,
-                 enc=enc, dec=dec, activation=activation, recon=float(recon), kl=float(kl))
+    cache.update(recon=float(recon), kl=float(kl))
     return float(loss), cache
 
 
