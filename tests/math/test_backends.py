@@ -435,7 +435,6 @@ def test_log_likelihood_chunks_move_only_rounding():
 def test_log_weights_refuse_a_chunk_larger_than_their_workspaces():
     """Known message: the kernels do not check their bounds, so fused.LogWeights refuses a
     chunk of more rows (or other images) than it was made for, before writing any."""
-    from numpyvae import backend
     model = nv.VAE(dtype="float32", seed=0, backend="numba")
     x, _ = batch(np.random.default_rng(7), 7, 1, "float32")
     weights = backend.log_weights(model, x, 14)
