@@ -418,7 +418,6 @@ def test_log_likelihood_chunks_move_only_rounding():
     draws; float64, to 1e-9 nats (the header's). 3,000 samples of 7 images are 21,000 rows:
     two numba chunks (fused.CHUNK_ROWS) against five. Planted: one sample fewer per image is
     caught."""
-    from numpyvae import backend, fused
     model = nv.VAE(dtype="float64", seed=0, backend="numba")
     assert backend.likelihood_rows(model) == fused.CHUNK_ROWS > likelihood.ROWS
     assert backend.likelihood_rows(nv.VAE(backend="numpy")) == likelihood.ROWS
