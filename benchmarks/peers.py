@@ -2,9 +2,12 @@
 someone who knows that library writes a training loop for speed.
 
 Every peer trains the same network (784 → H → H → 2·Z, z = μ + σ·ε, Z → H → H → 784,
-LeakyReLU(0.2), Bernoulli loss from logits + analytic KL, summed over the batch) with Adam in
+LeakyReLU(0.2) or tanh, Bernoulli decoder) on the same objective, summed over the batch — the
+ELBO (cross-entropy from logits + analytic KL, averaged over the K noise samples), or the
+importance-weighted bound L_K of the K samples (Burda et al. 2015) with its encoder gradient by
+one estimator (standard, stl or dreg; numpyvae/oracle/iwae.py) — with Adam in
 torch.optim.Adam's semantics, from the same parameters, on the same preloaded batches X[a:b]
-with the same ε rows E[a:b]:
+with the same ε, E[:, a:b] (K samples per image):
 
     numpyvae numba           VAE(backend="numba") + Adam(backend="numba"): the fused step
     numpyvae numpy           the plain NumPy path, the readable oracle
@@ -16,7 +19,8 @@ with the same ε rows E[a:b]:
     jax jit                  jax.jit of one step: value_and_grad + Adam written in jax
     jax scan-epoch           the same step under jax.lax.scan, the epoch's full batches in one
                              compiled call (a last partial batch goes through the jitted step)
-    gemm floor openblas      only the step's 20 matrix products (numpyvae.fast.fused.matmul_shapes)
+    gemm floor openblas      only the step's 20 matrix products (numpyvae.fast.fused.matmul_shapes,
+                             the decoder's on K·B rows)
                              in NumPy/OpenBLAS: what numpyvae's design cannot go below
     gemm floor torch         the same 20 products in Torch on the CPU (MKL on x86)
     torch <gpu> eager, torch <gpu> eager fused-adam, torch <gpu> compile
@@ -39,6 +43,8 @@ from numpyvae import threads
 from numpyvae.fast import fused
 from numpyvae.fast.fused import CHUNK_ROWS as LL_ROWS
 from numpyvae.fast.fused import matmul_shapes
+from numpyvae.oracle.activations import check_name
+from numpyvae.oracle.iwae import check_objective
 
 D = 784
 SLOPE = 0.2                                     # LeakyReLU(0.2), the notebook's
@@ -61,12 +67,28 @@ class Missing(Exception):
 @dataclass
 class Setup:
     """What every peer starts from: parameters (state_dict names, Torch layout), the data
-    X (N, D) and noise E (N, Z) as NumPy arrays of `dtype`, and the learning rate."""
+    X (N, D) and noise E (K, N, Z) as NumPy arrays of `dtype`, the learning rate, and what
+    is trained: the activation, the objective ("elbo" or "iwae") and, for "iwae", the encoder
+    gradient's estimator (numpyvae.oracle.iwae.check_objective's pairs)."""
     params: dict
     X: np.ndarray
     E: np.ndarray
     dtype: str = "float32"
     lr: float = 1e-3
+    activation: str = "leaky_relu"
+    objective: str = "elbo"
+    estimator: str = None
+
+    def __post_init__(self):
+        check_name(self.activation)
+        self.objective, self.estimator = check_objective(self.objective, self.estimator)
+        if self.E.ndim != 3 or self.E.shape[1] != len(self.X):
+            raise ValueError(f"E must be (K, N, Z) with N = {len(self.X)} rows of X; got "
+                             f"{self.E.shape}")
+
+    def objective_kwargs(self):
+        """numpyvae's loss_and_grads/train_step keywords for this objective."""
+        return dict(objective=self.objective, estimator=self.estimator)
 
 
 @dataclass
@@ -112,7 +134,8 @@ def make(name, setup):
     if name in ("gemm floor openblas", "gemm floor torch"):
         H, Z = hidden_latent(setup.params)
         library = "torch" if name.endswith("torch") else "numpy"
-        return Peer(name, gemm_floor_epoch(H, Z, setup.dtype, library), floor=True)
+        return Peer(name, gemm_floor_epoch(H, Z, setup.dtype, library, samples=len(setup.E)),
+                    floor=True)
     if name in torch_rows():
         return Peer(name, torch_epoch(setup, *torch_rows()[name]))
     raise ValueError(f"unknown implementation {name!r}; known: {', '.join(all_names())}")
@@ -130,24 +153,24 @@ def numpyvae_epoch(s, backend):
     threads included — `start` times a step with each count (numpyvae.threads.choose, as
     --blas-threads auto) and the epochs after it train with the fastest."""
     H, Z = hidden_latent(s.params)
-    model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend)
+    model = nv.VAE(D, H, Z, dtype=s.dtype, backend=backend, activation=s.activation)
     model.load_params(s.params)
     opt = nv.Adam(model.num_params, s.dtype, lr=s.lr, backend=backend)
-    X, E = s.X, s.E
+    X, E, how = s.X, s.E, s.objective_kwargs()
     chosen = [None]                              # None (before any start): as the environment
 
     def start(ranges):
         a, b = ranges[0]
         grads = model.new_grads()[1]             # the probe changes neither params nor Adam
         chosen[0], line = threads.resolve(
-            threads.AUTO, lambda: lambda: model.loss_and_grads(X[a:b], E[a:b], grads))
+            threads.AUTO, lambda: lambda: model.loss_and_grads(X[a:b], E[:, a:b], grads, **how))
         return line
 
     def epoch(ranges):
         losses = np.empty(len(ranges))
         with threads.limited(chosen[0]):
             for i, (a, b) in enumerate(ranges):
-                losses[i] = model.train_step(X[a:b], E[a:b], opt)
+                losses[i] = model.train_step(X[a:b], E[:, a:b], opt, **how)
         return losses
     return epoch, False, start
 
@@ -164,7 +187,8 @@ def need_torch():
 
 
 def torch_epoch(s, device, mode):
-    """reference/model.py's network and loss. mode "eager": torch.optim.Adam as a user writes
+    """reference/model.py's network, trained on s.objective: the ELBO by reference.model's
+    neg_elbo, the bound by neg_iwae_for_speed. mode "eager": torch.optim.Adam as a user writes
     it; "fused": Adam(fused=True); "compile": torch.compile of the loss (forward, and backward
     through AOTAutograd) + Adam(fused=True). Losses stay on the device until the epoch ends."""
     torch = need_torch()
@@ -175,12 +199,16 @@ def torch_epoch(s, device, mode):
                           "install g++ (e.g. apt-get install g++)")
     dev = torch.device(device)
     tdtype = torch.float32 if s.dtype == "float32" else torch.float64
-    model = from_params(s.params, dtype=tdtype, device=dev)
+    model = from_params(s.params, dtype=tdtype, device=dev, activation=s.activation)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, fused=True if mode != "eager" else None)
-    Xt, Et = torch.from_numpy(s.X).to(dev), torch.from_numpy(s.E).to(dev)   # (N, D), (N, Z)
+    Xt, Et = torch.from_numpy(s.X).to(dev), torch.from_numpy(s.E).to(dev)   # (N, D), (K, N, Z)
 
-    def loss_fn(x, eps):
-        return neg_elbo(model, x, eps)[0]
+    if s.objective == "elbo":
+        def loss_fn(x, eps):
+            return neg_elbo(model, x, eps)[0]
+    else:
+        def loss_fn(x, eps):
+            return neg_iwae_for_speed(torch, model, x, eps, s.estimator)
     if mode == "compile":
         # one static graph per batch shape (the last partial batch gets its own)
         loss_fn = torch.compile(loss_fn, dynamic=False, fullgraph=True)
@@ -189,12 +217,44 @@ def torch_epoch(s, device, mode):
         losses = []
         for a, b in ranges:
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(Xt[a:b], Et[a:b])
+            loss = loss_fn(Xt[a:b], Et[:, a:b])
             loss.backward()
             opt.step()
             losses.append(loss.detach())
         return torch.stack(losses).double().cpu().numpy()      # (steps,); waits for the device
     return epoch
+
+
+def neg_iwae_for_speed(torch, model, x, eps, estimator):
+    """−Σ_b L_K for x (B, D), eps (K, B, Z), as one writes it in Torch for speed: one decoder
+    pass, float32 sums, and the estimator's gradient left to the one backward of the loss.
+    (reference.model.neg_iwae is the same bound written to be read, checked against it here by
+    the benchmark's validation.)
+
+        s_i = log p(x|z_i) + log p(z_i) − log q(z_i|x)
+            = −BCE(ℓ_i, x) + ½ Σ_j [((z_ij − μ_j)/σ_j)² − z_ij² + log σ_j²]    (the 2π's cancel)
+
+    standard: with μ, log σ² live, log q's (z − μ)/σ is ε and its gradient is the total one.
+    stl: μ, log σ² detached inside log q (Roeder et al. 2017); −logsumexp's gradient then is
+    STL's. dreg: the same, and the gradient reaching z scaled by w̃ = softmax(s) once more
+    (Tucker et al. 2019: w̃² on the path, w̃ on the decoder), by a hook on z."""
+    K = eps.shape[0]
+    mean, log_var = model.Encoder(x)                                       # (B, Z)
+    z = mean + torch.exp(0.5 * log_var) * eps                              # (K, B, Z)
+    logits = model.Decoder.logits(z)                                       # (K, B, D)
+    log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none").sum(-1)             # (K, B)
+    if estimator == "standard":
+        scaled = eps
+        log_var_q = log_var
+    else:
+        log_var_q = log_var.detach()
+        scaled = (z - mean.detach()) * torch.exp(-0.5 * log_var_q)
+    s = log_px + 0.5 * (scaled * scaled - z * z + log_var_q).sum(-1)       # (K, B)
+    if estimator == "dreg":
+        w = torch.softmax(s.detach(), 0).unsqueeze(-1)                     # (K, B, 1)
+        z.register_hook(lambda g: g * w)
+    return -(torch.logsumexp(s, 0) - math.log(K)).sum()
 
 
 def forget_compiled():
@@ -220,36 +280,87 @@ def need_jax(dtype):
     return jax
 
 
-def jax_step(jax, lr):
-    """step((params, m, v, t), (x, eps)) -> (state, loss): one training step in jax, the
-    loss's gradient by jax.value_and_grad and Adam with torch.optim.Adam's semantics."""
+def jax_loss_and_grads(jax, s):
+    """(params, x (B, D), eps (K, B, Z)) -> (loss, {name: gradient}) in jax, on s.objective
+    with s.activation: the ELBO's gradient by jax.value_and_grad, the bound's by jax.vjp
+    (iwae_loss_and_grads)."""
     jnp = jax.numpy
-    b1, b2 = BETAS
 
-    def act(a):
-        return jnp.where(a > 0, a, SLOPE * a)         # torch's LeakyReLU: slope also at 0
+    if s.activation == "tanh":
+        act = jnp.tanh
+    else:
+        def act(a):
+            return jnp.where(a > 0, a, SLOPE * a)     # torch's LeakyReLU: slope also at 0
 
     def linear(p, layer, h):
         return h @ p[layer + ".weight"].T + p[layer + ".bias"]    # torch (out, in) layout
 
-    def neg_elbo(p, x, eps):
+    def encode(p, x):
         h = act(linear(p, "Encoder.FC_enc1", x))                  # (B, H)
         h = act(linear(p, "Encoder.FC_enc2", h))                  # (B, H)
-        mean = linear(p, "Encoder.FC_mean", h)                    # (B, Z)
-        log_var = linear(p, "Encoder.FC_std", h)                  # (B, Z)
-        z = mean + jnp.exp(0.5 * log_var) * eps                   # (B, Z)
-        g = act(linear(p, "Decoder.FC_dec1", z))                  # (B, H)
-        g = act(linear(p, "Decoder.FC_dec2", g))                  # (B, H)
-        logits = linear(p, "Decoder.FC_output", g)                # (B, D)
-        # −log Bernoulli(x | sigmoid ℓ) = softplus(ℓ) − x ℓ
-        recon = jnp.sum(jax.nn.softplus(logits) - x * logits)
+        return linear(p, "Encoder.FC_mean", h), linear(p, "Encoder.FC_std", h)   # (B, Z) ×2
+
+    def decode(p, z):
+        g = act(linear(p, "Decoder.FC_dec1", z))                  # (K, B, H)
+        g = act(linear(p, "Decoder.FC_dec2", g))                  # (K, B, H)
+        return linear(p, "Decoder.FC_output", g)                  # (K, B, D)
+
+    def neg_log_px(logits, x):
+        # −log Bernoulli(x | sigmoid ℓ) = softplus(ℓ) − x ℓ, summed over pixels   (K, B)
+        return jnp.sum(jax.nn.softplus(logits) - x * logits, -1)
+
+    def neg_elbo(p, x, eps):
+        mean, log_var = encode(p, x)                              # (B, Z)
+        z = mean + jnp.exp(0.5 * log_var) * eps                   # (K, B, Z)
+        recon = jnp.sum(neg_log_px(decode(p, z), x)) / eps.shape[0]
         # −KL(q||p) = 1/2 Σ (1 + log σ² − μ² − σ²)   (Kingma & Welling 2014, App. B)
         kl = -0.5 * jnp.sum(1 + log_var - mean * mean - jnp.exp(log_var))
         return recon + kl
 
+    def log_weights(dec, x, z, mean, log_var):
+        """s = log p(x|z) + log p(z) − log q(z|x)   (K, B); the 2π's cancel."""
+        scaled = (z - mean) * jnp.exp(-0.5 * log_var)                            # (K, B, Z)
+        return -neg_log_px(decode(dec, z), x) + 0.5 * jnp.sum(
+            scaled * scaled - z * z + log_var, -1)
+
+    def iwae_loss_and_grads(p, x, eps):
+        """(−Σ_b L_K, its gradients by s.estimator): the chain rule spelt out with jax.vjp,
+        so that each estimator keeps or drops its terms with one decoder pass."""
+        enc = {k: v for k, v in p.items() if k.startswith("Encoder.")}
+        dec = {k: v for k, v in p.items() if k.startswith("Decoder.")}
+        (mean, log_var), enc_vjp = jax.vjp(lambda e: encode(e, x), enc)          # (B, Z) ×2
+        std = jnp.exp(0.5 * log_var)
+        z = mean + std * eps                                                     # (K, B, Z)
+        s_, s_vjp = jax.vjp(lambda d, z, m, lv: log_weights(d, x, z, m, lv),
+                            dec, z, mean, log_var)                               # (K, B)
+        lse = jax.nn.logsumexp(s_, 0)                                            # (B,)
+        w = jnp.exp(s_ - lse)                                                    # w̃ (K, B)
+        g_dec, g_z, g_mean, g_log_var = s_vjp(-w)         # ∂(−logsumexp)/∂s = −w̃
+        if s.estimator == "dreg":
+            g_z = g_z * w[..., None]                      # the path's w̃² (Tucker et al. 2019)
+        if s.estimator == "standard":                     # log q's direct terms kept
+            g_mean = g_mean + g_z.sum(0)
+            g_log_var = g_log_var + 0.5 * jnp.sum(g_z * eps * std, 0)
+        else:                                             # dropped (stl, dreg)
+            g_mean, g_log_var = g_z.sum(0), 0.5 * jnp.sum(g_z * eps * std, 0)
+        (g_enc,) = enc_vjp((g_mean, g_log_var))
+        loss = -jnp.sum(lse - math.log(eps.shape[0]))
+        return loss, {**g_enc, **g_dec}
+
+    return jax.value_and_grad(neg_elbo) if s.objective == "elbo" else iwae_loss_and_grads
+
+
+def jax_step(jax, s):
+    """step((params, m, v, t), (x, eps)) -> (state, loss): one training step in jax, the loss
+    and gradients by jax_loss_and_grads and Adam with torch.optim.Adam's semantics."""
+    jnp = jax.numpy
+    b1, b2 = BETAS
+    lr = s.lr
+    loss_and_grads = jax_loss_and_grads(jax, s)
+
     def step(state, batch):
         p, m, v, t = state
-        loss, g = jax.value_and_grad(neg_elbo)(p, *batch)
+        loss, g = loss_and_grads(p, *batch)
         t = t + 1
         # m ← m + (1−β₁)(g − m);  v ← β₂ v + (1−β₂) g²;
         # p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)        (torch.optim.Adam)
@@ -274,7 +385,7 @@ def jax_epoch(s, scan):
     params = {k: jnp.asarray(v) for k, v in s.params.items()}
     m, v = ({k: jnp.zeros_like(p) for k, p in params.items()} for _ in range(2))
     state = (params, m, v, jnp.zeros((), s.dtype))                    # t as a float
-    step = jax_step(jax, s.lr)
+    step = jax_step(jax, s)
     step_jit = jax.jit(step, donate_argnums=0)
     scan_jit = jax.jit(lambda state, xs, es: jax.lax.scan(step, state, (xs, es)),
                        donate_argnums=0)
@@ -283,11 +394,11 @@ def jax_epoch(s, scan):
 
     def batch(a, b):                           # preloaded once, like the stacked epoch
         if (a, b) not in batch_cache:
-            batch_cache[a, b] = jnp.asarray(X[a:b]), jnp.asarray(E[a:b])   # (B, D), (B, Z)
+            batch_cache[a, b] = jnp.asarray(X[a:b]), jnp.asarray(E[:, a:b])  # (B, D), (K, B, Z)
         return batch_cache[a, b]
 
     def stacked(ranges):
-        """The full batches of `ranges` as (S, B, D) and (S, B, Z), and the rest."""
+        """The full batches of `ranges` as (S, B, D) and (S, K, B, Z), and the rest."""
         key = tuple(ranges)
         if key not in stack_cache:
             B = max(b - a for a, b in ranges)
@@ -296,7 +407,7 @@ def jax_epoch(s, scan):
             if ranges[:len(full)] != full:
                 raise ValueError("jax scan-epoch needs its full batches first")
             xs = jnp.asarray(np.stack([X[a:b] for a, b in full]))            # (S, B, D)
-            es = jnp.asarray(np.stack([E[a:b] for a, b in full]))            # (S, B, Z)
+            es = jnp.asarray(np.stack([E[:, a:b] for a, b in full]))         # (S, K, B, Z)
             stack_cache[key] = xs, es, rest
         return stack_cache[key]
 
@@ -319,8 +430,9 @@ def jax_epoch(s, scan):
 # ---------------------------------------------------------------------------------------------
 # the GEMM floors
 
-def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
-    """The step's matrix products alone, into preallocated outputs, for each batch size:
+def gemm_floor_epoch(hidden, latent, dtype, library="numpy", samples=1):
+    """The step's matrix products alone (the decoder's on samples·B rows), into preallocated
+    outputs, for each batch size:
     in NumPy (OpenBLAS), the floor of numpyvae's design, or in Torch on the CPU (its own
     BLAS, MKL on x86), which says how much of Torch's epoch is matrix products. NumPy's in the
     layout the numba step gives each (fused.few_rows; its transposed copies, elementwise
@@ -341,7 +453,7 @@ def gemm_floor_epoch(hidden, latent, dtype, library="numpy"):
                 a = wrap(a.astype(dtype))
                 return a.T if transposed else a
             cache[B] = [(operand(m, k, ta), operand(k, n, tb), wrap(np.empty((m, n), dtype)))
-                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent,
+                        for m, k, n, ta, tb in matmul_shapes(B, D, hidden, latent, samples,
                                                                few_rows=few_rows)]
         return cache[B]
 

@@ -191,7 +191,7 @@ def sweep(args, names, argv):
     Z, dtype = args.latent_dim, args.dtype
     X = throughput.load_train(args.data_dir, dtype, args.seed)                # (N, D)
     N = len(X)
-    E = throughput.noise(N, Z, dtype, args.seed)                              # (N, Z)
+    E = throughput.noise(N, Z, dtype, args.seed)                              # (1, N, Z)
     rows, skipped, start = [], {}, time.perf_counter()
     for H in args.hidden_dims:
         params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params

@@ -2,7 +2,10 @@
 
 In one process, on the same real data (MNIST train, binarized `round(x/255)`, preloaded and
 shuffled once so every implementation reads the same contiguous batches and the same ε), every
-implementation of benchmarks/peers.py that is installed: numpyvae (numba, numpy), Torch (eager,
+implementation of benchmarks/peers.py that is installed, training the same network on the same
+objective (the ELBO, or with --objective iwae the importance-weighted bound of --samples K, its
+encoder gradient by --estimator; --preset burda2015-iwae sets Burda et al.'s network, batch and
+bound): numpyvae (numba, numpy), Torch (eager,
 eager with a fused Adam, torch.compile), JAX (jit of the step, the whole epoch under
 lax.scan), and the GEMM floors (the step's 20 matrix products alone, in OpenBLAS and in Torch).
 A peer whose library is missing is skipped with one line saying how to install it.
@@ -10,7 +13,7 @@ A peer whose library is missing is skipped with one line saying how to install i
 Every implementation is validated before anything is timed: its first untimed epoch (which
 also compiles and warms it up) must give, for its first VALIDATE_STEPS steps from the same
 parameters on the same batches and ε, the losses of a float64 NumPy reference trained the same
-way (numpyvae, float64, with Adam) to float32 tolerance, else this raises ValidationError. The
+way (numpyvae, float64, with Adam, on the same objective) to float32 tolerance, else this raises ValidationError. The
 first loss checks the forward pass, the later ones the gradients and the Adam update that
 produced the parameters they are computed from. The figure is then the median over --epochs
 timed epochs (or --steps steps per epoch, scaled to a full epoch by images), taken round-robin
@@ -51,7 +54,9 @@ with starting(__name__ == "__main__"):    # a signal while these load: one line,
     from numpyvae.datasets.fetch import MAX_TRAIN_IMAGES
     from numpyvae.errors import DataError, UsageError
     from numpyvae.run.cli import argument_parser, int_in, one_line, run_command, say
-    from numpyvae.run.config import DATA_DIR_FLAG
+    from numpyvae.oracle.activations import ACTIVATIONS
+    from numpyvae.oracle.iwae import ESTIMATORS, OBJECTIVES, check_objective
+    from numpyvae.run.config import DATA_DIR_FLAG, PRESETS
     from numpyvae.run.folder import check_output_path, refuse_run_file
     from numpyvae.run.probe import choose_threads
 
@@ -93,9 +98,11 @@ def load_train(data_dir, dtype, seed):
     return (images >= 128).astype(dtype)                                    # round(x/255)
 
 
-def noise(n, latent_dim, dtype, seed):
-    """ε for every row of the data, the same for every implementation."""
-    return np.random.default_rng(seed + 1).standard_normal((n, latent_dim)).astype(dtype)  # (N, Z)
+def noise(n, latent_dim, dtype, seed, samples=1):
+    """ε, `samples` draws for every row of the data, the same for every implementation; with
+    one sample, the same numbers for any number of samples' first."""
+    rng = np.random.default_rng(seed + 1)
+    return rng.standard_normal((samples, n, latent_dim)).astype(dtype)           # (K, N, Z)
 
 
 def batches(n, batch, steps):
@@ -131,12 +138,16 @@ def choose(impls=None, no_torch=False):
 MAX_IMAGES, MAX_TEST_IMAGES = MAX_TRAIN_IMAGES, 10_000
 MAX_HIDDEN, MAX_LATENT = 8_192, 4_096
 MAX_EPOCHS, MAX_K, MAX_SEED = 1_000, 10_000_000, 2**32 - 1
+# Samples per image in training: ε for every training image, (K, 60,000, Z), is ≈ 1 GB in
+# float32 at K·Z = 4,096, the latent bound's (checked after parsing, with --latent-dim).
+MAX_SAMPLES = MAX_LATENT
 
 batch_flag = int_in(1, MAX_IMAGES)
 hidden_flag = int_in(1, MAX_HIDDEN)
 latent_flag = int_in(1, MAX_LATENT)
 epochs_flag = int_in(1, MAX_EPOCHS)
 steps_flag = int_in(0, MAX_IMAGES)              # 0: the whole epoch
+samples_flag = int_in(1, MAX_SAMPLES)
 seed_flag = int_in(0, MAX_SEED)
 
 
@@ -199,16 +210,17 @@ def check_finite(name, seconds):
 
 def reference_losses(setup, ranges):
     """The float64 NumPy oracle: numpyvae (backend "numpy", float64) + Adam from the same
-    parameters, one loss per step of `ranges`."""
+    parameters on the same objective, one loss per step of `ranges`."""
     H, Z = peers.hidden_latent(setup.params)
-    ref = nv.VAE(D, H, Z, dtype="float64")
+    ref = nv.VAE(D, H, Z, dtype="float64", activation=setup.activation)
     ref.load_params(setup.params)
     opt = nv.Adam(ref.num_params, "float64", lr=setup.lr)
     gflat, grads = ref.new_grads()
     losses = np.empty(len(ranges))
     for i, (a, b) in enumerate(ranges):
         losses[i], _ = ref.loss_and_grads(setup.X[a:b].astype(np.float64),
-                                          setup.E[a:b].astype(np.float64), out=grads)
+                                          setup.E[:, a:b].astype(np.float64), out=grads,
+                                          **setup.objective_kwargs())
         opt.step(ref.flat, gflat)
     return losses
 
@@ -326,17 +338,36 @@ def start(built, ranges, log):
     return notes
 
 
+# What is trained, and its defaults: the notebook's network and the ELBO. --preset takes the
+# values of numpyvae.train's preset for these (its schedule, initialisation and binarisation
+# are not what a step's speed depends on); a flag given on the command line wins over both.
+TRAINED = dict(batch_size=128, hidden_dim=200, latent_dim=20, activation="leaky_relu",
+               objective="elbo", samples=1, estimator=None)
+
+
 def build_parser():
     p = argument_parser("python -m benchmarks.throughput", __doc__)
-    p.add_argument("--batch-size", type=batch_flag, default=128, help="default 128")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="numpyvae.train's preset for the network, batch and objective (e.g. "
+                        "burda2015-iwae: batch 20, 784-200-200-50 tanh, IWAE K=5); the flags "
+                        "below win over it (default: none)")
+    p.add_argument("--batch-size", type=batch_flag, default=None, help="default 128")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="default float32")
     p.add_argument("--epochs", type=epochs_flag, default=3, help="timed epochs per implementation; "
                    "the median is reported (default 3)")
     p.add_argument("--steps", type=steps_flag, default=0, help="time only the first N batches of "
                    "each epoch and scale to a full epoch, for quick runs (default 0: all)")
-    p.add_argument("--hidden-dim", type=hidden_flag, default=200, help="default 200")
-    p.add_argument("--latent-dim", type=latent_flag, default=20, help="default 20")
+    p.add_argument("--hidden-dim", type=hidden_flag, default=None, help="default 200")
+    p.add_argument("--latent-dim", type=latent_flag, default=None, help="default 20")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
+                   help="default leaky_relu (the notebook's)")
+    p.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="elbo (default) or iwae, the importance-weighted bound of --samples")
+    p.add_argument("--samples", type=samples_flag, default=None,
+                   help="noise samples K per image (default 1)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help="the iwae objective's encoder gradient (default standard)")
     p.add_argument("--impls", type=impl_list, default=None, help="comma-separated "
                    f"implementations to run (default all: {', '.join(peers.all_names())})")
     p.add_argument("--ll-images", type=int_in(0, MAX_TEST_IMAGES), default=20,
@@ -358,7 +389,26 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command(lambda: _throughput(args, argv))
+    return run_command(lambda: _throughput(trained(args), argv))
+
+
+def trained(args):
+    """args with what is trained resolved: each of TRAINED's settings from its flag, else from
+    --preset, else TRAINED's default; an estimator without iwae, or more ε than MAX_SAMPLES
+    allows, is a usage error."""
+    preset = PRESETS[args.preset] if args.preset else {}
+    for name, default in TRAINED.items():                 # objective before estimator
+        if getattr(args, name) is None and (name != "estimator" or args.objective == "iwae"):
+            setattr(args, name, preset.get(name, default))     # a preset's, for its bound only
+    try:
+        args.objective, args.estimator = check_objective(args.objective, args.estimator)
+    except ValueError as e:
+        raise UsageError(f"--estimator {args.estimator}: {e}; add --objective iwae") from None
+    if args.samples * args.latent_dim > MAX_SAMPLES:
+        raise UsageError(f"--samples {args.samples} × --latent-dim {args.latent_dim} = "
+                         f"{args.samples * args.latent_dim} noise values per image; at most "
+                         f"{MAX_SAMPLES} (ε for every training image would pass 1 GB in float32)")
+    return args
 
 
 def _throughput(args, argv):
@@ -386,15 +436,17 @@ def bench(args, names, argv):
     dtype, H, Z, bs = args.dtype, args.hidden_dim, args.latent_dim, args.batch_size
     X = load_train(args.data_dir, dtype, args.seed)                           # (N, D)
     N = len(X)
-    E = noise(N, Z, dtype, args.seed)                                         # (N, Z)
+    E = noise(N, Z, dtype, args.seed, args.samples)                           # (K, N, Z)
     ranges = batches(N, bs, args.steps)
     n_full = len(batches(N, bs, 0))
     print(f"data: MNIST train, {N} images, batch {bs} ({n_full} steps/epoch), hidden {H}, "
-          f"latent {Z}, {dtype}; timing {len(ranges)} steps x {args.epochs} epochs"
+          f"latent {Z}, {args.activation}, {objective_words(args)}, {dtype}; timing "
+          f"{len(ranges)} steps x {args.epochs} epochs"
           + (", scaled to a full epoch" if len(ranges) != n_full else ""))
 
     params = nv.VAE(D, H, Z, dtype=dtype, seed=args.seed).params
-    setup = peers.Setup(params, X, E, dtype, lr=1e-3)
+    setup = peers.Setup(params, X, E, dtype, lr=1e-3, activation=args.activation,
+                        objective=args.objective, estimator=args.estimator)
     rows, skipped = measure(names, setup, ranges, args.epochs, busy=args.busy)
     for r in rows:
         print(f"  timed {r['impl']}: " + ", ".join(f"{t:.3f}" for t in r["epochs"]) + " s"
@@ -423,6 +475,13 @@ def bench(args, names, argv):
                 log_likelihood=ll_rows)
 
 
+def objective_words(args):
+    """"−ELBO (K=1)" or "IWAE K=5 (standard)": what the epochs train, for the data line."""
+    if args.objective == "elbo":
+        return f"−ELBO (K={args.samples})"
+    return f"IWAE K={args.samples} ({args.estimator})"
+
+
 # In float32 each log p(x|z) sums 784 terms of a ≈ 550-nat total, ≈ 550 · 6e-8 · √784 ≈ 1e-3
 # nats of rounding before the log-sum-exp (tests/math/test_backends.py states the same).
 LL_TOLERANCE = 2e-3
@@ -440,7 +499,8 @@ def bench_log_likelihood(args, params, dtype):
     H, Z = args.hidden_dim, args.latent_dim
     models = {}
     for backend in ("numba", "numpy"):
-        models[backend] = nv.VAE(D, H, Z, dtype=dtype, backend=backend)
+        models[backend] = nv.VAE(D, H, Z, dtype=dtype, backend=backend,
+                                 activation=args.activation)
         models[backend].load_params(params)
     # numba as `evaluate` runs it: the BLAS threads timed and chosen, the cores left as workers
     fast = models["numba"]
@@ -464,7 +524,8 @@ def bench_log_likelihood(args, params, dtype):
         else:
             from reference.model import from_params   # torch with it: an optional peer
             from reference.model import log_likelihood as torch_log_likelihood # (torch's peer)
-            tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64)
+            tm = from_params(params, dtype=torch.float32 if dtype == "float32" else torch.float64,
+                             activation=args.activation)
             runs.append((TORCH, lambda seed, k: torch_log_likelihood(
                 tm, torch.from_numpy(x), k, np.random.default_rng(seed))))
     # Validated before anything is timed (the untimed first call also compiles): with the same

@@ -204,3 +204,108 @@ def test_the_log_likelihood_floor_does_the_evaluations_decoder_products(monkeypa
     seen[:] = []
     floor(6)
     assert seen[4:] != evaluation
+
+
+# ---------------------------------------------------------------------------------------------
+# the importance-weighted bound (--objective iwae)
+
+IWAE = ["--objective", "iwae", "--samples", "3", "--estimator", "dreg", "--activation", "tanh"]
+
+
+def test_every_peer_trains_the_bound_it_is_asked_for(monkeypatch, tmp_path, capsys):
+    """Oracle: the benchmark's validation, against numpyvae's float64 NumPy path on the same
+    bound (itself checked against Torch autograd in tests/math/test_iwae.py): every installed
+    peer's first three losses of IWAE K=3, dreg, tanh."""
+    fake_mnist.install(monkeypatch)
+    out = tmp_path / "bench.json"
+    assert throughput.main(QUICK + IWAE + ["--ll-images", "0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tanh, IWAE K=3 (dreg), float32" in printed
+    missing = {n for n in peers.CPU_NAMES
+               if ("jax" in n and not installed("jax")) or ("torch" in n and not installed("torch"))}
+    for name in peers.CPU_NAMES:
+        if name not in missing and "gemm floor" not in name:
+            assert f"validated {name}: first 3 losses" in printed
+    settings = json.loads(out.read_text())["settings"]
+    assert {k: settings[k] for k in ("objective", "samples", "estimator", "activation")} == dict(
+        objective="iwae", samples=3, estimator="dreg", activation="tanh")
+
+
+# float64 rounding, with log q written as the peers write it (from ε, or from (z − μ)/σ) and
+# the products summed in another order: measured ≤ 5.3e-13 of each tensor's largest entry.
+GRADIENT_TOLERANCE = 1e-10
+
+
+def speed_written_grads(library, estimator, model, x, eps):
+    """(loss, {name: gradient}) of −Σ L_K from the torch peer's neg_iwae_for_speed or the jax
+    peer's jax_loss_and_grads, in float64."""
+    if library == "torch":
+        import torch                                   # an optional peer: skipped without it
+        from reference.model import from_params
+        tm = from_params(model.params, dtype=torch.float64, activation=model.activation)
+        loss = peers.neg_iwae_for_speed(torch, tm, torch.from_numpy(x), torch.from_numpy(eps),
+                                        estimator)
+        loss.backward()
+        return float(loss.detach()), {k: p.grad.numpy() for k, p in tm.named_parameters()}
+    import jax                                         # an optional peer: skipped without it
+    setup = peers.Setup(model.params, x, eps, "float64", activation=model.activation,
+                        objective="iwae", estimator=estimator)
+    with jax.enable_x64(True):
+        loss, grads = peers.jax_loss_and_grads(jax, setup)(
+            {k: jax.numpy.asarray(v) for k, v in model.params.items()}, x, eps)
+        return float(loss), {k: np.asarray(v) for k, v in grads.items()}
+
+
+def worst_gradient_error(library, estimator, planted=None):
+    """The largest |peer − oracle| / max|oracle| over the 14 gradients, the oracle numpyvae's
+    float64 NumPy path with `estimator`, the peer with `planted` (default: the same)."""
+    import numpyvae as nv
+    if not installed(library):
+        pytest.skip(f"{library} is not installed")
+    rng = np.random.default_rng(0)
+    model = nv.VAE(784, 16, 4, dtype="float64", activation="tanh", seed=1)
+    x = (rng.random((7, 784)) < 0.3).astype(np.float64)                   # (B, D)
+    eps = rng.standard_normal((5, 7, 4))                                  # (K, B, Z)
+    loss, grads = model.loss_and_grads(x, eps, objective="iwae", estimator=estimator)
+    peer_loss, peer_grads = speed_written_grads(library, planted or estimator, model, x, eps)
+    assert peer_loss == pytest.approx(loss, rel=GRADIENT_TOLERANCE)
+    return max(np.max(np.abs(peer_grads[k] - g)) / np.max(np.abs(g)) for k, g in grads.items())
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+@pytest.mark.parametrize("estimator", ["standard", "stl", "dreg"])
+def test_the_peers_bound_has_the_oracles_gradients(library, estimator):
+    """The torch and jax peers write the bound for speed (one decoder pass; the estimator by a
+    hook on z, or by jax.vjp), not as reference.model.neg_iwae does. Oracle: numpyvae's float64
+    NumPy path, checked against Torch autograd of neg_iwae in tests/math/test_iwae.py."""
+    assert worst_gradient_error(library, estimator) <= GRADIENT_TOLERANCE
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_a_peer_without_dregs_second_weight_is_caught(library):
+    """Planted: the peer computes stl (its path gradient weighted by w̃, not w̃²) where the
+    oracle computes dreg."""
+    assert worst_gradient_error(library, "dreg", planted="stl") > 1e3 * GRADIENT_TOLERANCE
+
+
+def test_the_gemm_floor_does_the_bounds_products(monkeypatch):
+    """Oracle: the numba step itself. With np.matmul recorded, one IWAE K=5 step of numpyvae's
+    numba path and one step of the floor built with samples=5 multiply operands of the same
+    shapes (in their own orders); a floor built for one sample (planted) does not."""
+    import numpyvae as nv
+    model = nv.VAE(784, 8, 3, backend="numba")
+    x, eps = np.zeros((4, 784), np.float32), np.zeros((5, 4, 3), np.float32)
+    model.loss_and_grads(x, eps, objective="iwae")                       # compiled, untimed
+    seen, real = [], np.matmul
+
+    def recording(a, b, **kw):
+        seen.append((a.shape, b.shape))
+        return real(a, b, **kw)
+    monkeypatch.setattr(np, "matmul", recording)
+    model.loss_and_grads(x, eps, objective="iwae")
+    step, seen[:] = sorted(seen), []
+    peers.gemm_floor_epoch(8, 3, "float32", samples=5)([(0, 4)])
+    assert sorted(seen) == step and len(step) == 20
+    seen[:] = []
+    peers.gemm_floor_epoch(8, 3, "float32", samples=1)([(0, 4)])
+    assert sorted(seen) != step

@@ -58,6 +58,10 @@ BAD_FLAGS = [
     ("throughput", ["--steps", "-1"], "--steps: expected an integer from 0"),
     ("throughput", ["--ll-images", "-3"], "--ll-images: expected an integer from 0"),
     ("throughput", ["--ll-images", "10001"], "--ll-images: expected an integer from 0 to 10,000"),
+    ("throughput", ["--samples", "0"], "--samples: expected an integer from 1"),
+    ("throughput", ["--activation", "relu"], "--activation: invalid choice: 'relu'"),
+    ("throughput", ["--objective", "elbow"], "--objective: invalid choice: 'elbow'"),
+    ("throughput", ["--preset", "burda"], "--preset: invalid choice: 'burda'"),
     ("sweep", ["--impls", ",,"], "--impls: none in ',,'"),
     ("sweep", ["--batch-sizes", ",,"], "--batch-sizes: expected comma-separated integers"),
     ("sweep", ["--batch-sizes", "16,0"], "--batch-sizes: expected an integer from 1"),
@@ -218,3 +222,33 @@ def test_the_impls_type_names_every_implementation():
         "numpyvae numpy", "gemm floor openblas"]
     with pytest.raises(Exception, match=", ".join(peers.all_names())):
         throughput.impl_list(",")
+
+
+def test_a_preset_sets_the_network_batch_and_bound_and_flags_win_over_it():
+    """Oracle: numpyvae.train's PRESETS, the values a run of the preset trains with."""
+    def resolved(argv):
+        args = throughput.trained(throughput.build_parser().parse_args(argv))
+        return {k: getattr(args, k) for k in throughput.TRAINED}
+    assert resolved([]) == throughput.TRAINED
+    assert resolved(["--preset", "burda2015-iwae"]) == dict(
+        batch_size=20, hidden_dim=200, latent_dim=50, activation="tanh", objective="iwae",
+        samples=5, estimator="standard")
+    # an ELBO asked of the bound's preset keeps its network and K, without an estimator
+    assert resolved(["--preset", "burda2015-iwae", "--objective", "elbo", "--batch-size",
+                     "7"]) == dict(batch_size=7, hidden_dim=200, latent_dim=50,
+                                   activation="tanh", objective="elbo", samples=5,
+                                   estimator=None)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--estimator", "stl"], "error: --estimator stl: estimator 'stl' is an estimator of the "
+                             "iwae objective's gradient; the elbo objective has none; add "
+                             "--objective iwae"),
+    (["--objective", "iwae", "--samples", "300"], "error: --samples 300 × --latent-dim 20 = "
+                                                  "6000 noise values per image; at most 4096")])
+def test_a_bound_that_cannot_be_trained_is_one_line_before_anything_runs(monkeypatch, capsys,
+                                                                         argv, said):
+    never_run(monkeypatch)
+    assert throughput.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(said), err
