@@ -20,6 +20,7 @@ import tempfile
 
 import numpy as np
 
+from numpyvae import threads
 from numpyvae.run.arithmetic import PIN_VARS, cpu, record, unpinned_kernel
 from numpyvae.run.cli import one_line
 
@@ -55,7 +56,9 @@ def mkl_kernel(torch):
 def info():
     name, flags = cpu()
     arith = record()                    # numpyvae's arithmetic (numpyvae/run/arithmetic.py)
-    m = dict(cpu=name, cpu_flags=flags, cores=os.cpu_count(), python=platform.python_version(),
+    m = dict(cpu=name, cpu_flags=flags, cores=os.cpu_count(),
+             usable_cores=threads.usable_cores(),       # the affinity's (taskset), ≤ cores
+             python=platform.python_version(),
              numpy=np.__version__, numba=arith["numba"], numba_jit=arith["numba_jit"])
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
@@ -89,7 +92,9 @@ def info():
 
 def describe(m):
     """The printed machine block: each library's BLAS and the kernel it runs."""
-    lines = [f"machine: {m['cpu']}, {m['cores']} cores ({' '.join(m['cpu_flags']) or '-'}); "
+    usable = f", {m['usable_cores']} usable" if m["usable_cores"] != m["cores"] else ""
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores{usable} "
+             f"({' '.join(m['cpu_flags']) or '-'}); "
              f"python {m['python']}, numba {m['numba']}",
              f"  numpy {m['numpy']}: {m['blas']}, kernel {m['blas_kernel'] or '? (pip install threadpoolctl)'},"
              f" {m['blas_threads']} threads"

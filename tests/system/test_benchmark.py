@@ -309,3 +309,12 @@ def test_the_gemm_floor_does_the_bounds_products(monkeypatch):
     seen[:] = []
     peers.gemm_floor_epoch(8, 3, "float32", samples=1)([(0, 4)])
     assert sorted(seen) != step
+
+
+def test_the_machine_block_says_how_many_cores_the_run_could_use(monkeypatch):
+    """Oracle: the CPU affinity a run was given (taskset -c 0: one core of two)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    m = machine.info()
+    assert m["usable_cores"] == 1
+    if m["cores"] > 1:
+        assert f"{m['cores']} cores, 1 usable (" in machine.describe(m)
