@@ -5,17 +5,17 @@ shuffled once so every implementation reads the same contiguous batches and the 
 implementation of benchmarks/peers.py that is installed, training the same network on the same
 objective (the ELBO, or with --objective iwae the importance-weighted bound of --samples K, its
 encoder gradient by --estimator; --preset burda2015-iwae sets Burda et al.'s network, batch and
-bound): numpyvae (numba, numpy), Torch (eager,
-eager with a fused Adam, torch.compile), JAX (jit of the step, the whole epoch under
-lax.scan), and the GEMM floors (the step's 20 matrix products alone, in OpenBLAS and in Torch).
+bound): numpyvae (numba, numpy), Torch (eager, eager with a fused Adam, torch.compile), JAX
+(jit of the step, the whole epoch under lax.scan), and the GEMM floors (the step's 20 matrix
+products alone, in OpenBLAS and in Torch).
 A peer whose library is missing is skipped with one line saying how to install it.
 
 Every implementation is validated before anything is timed: its first untimed epoch (which
 also compiles and warms it up) must give, for its first VALIDATE_STEPS steps from the same
 parameters on the same batches and ε, the losses of a float64 NumPy reference trained the same
-way (numpyvae, float64, with Adam, on the same objective) to float32 tolerance, else this raises ValidationError. The
-first loss checks the forward pass, the later ones the gradients and the Adam update that
-produced the parameters they are computed from. The figure is then the median over --epochs
+way (numpyvae, float64, with Adam, on the same objective) to float32 tolerance, else this
+raises ValidationError. The first loss checks the forward pass, the later ones the gradients
+and the Adam update that produced the parameters they are computed from. The figure is then the median over --epochs
 timed epochs (or --steps steps per epoch, scaled to a full epoch by images), taken round-robin
 (epoch r of every implementation, then epoch r + 1) so that the ratios hold even when a shared
 machine slows down for a while.
@@ -139,8 +139,11 @@ MAX_IMAGES, MAX_TEST_IMAGES = MAX_TRAIN_IMAGES, 10_000
 MAX_HIDDEN, MAX_LATENT = 8_192, 4_096
 MAX_EPOCHS, MAX_K, MAX_SEED = 1_000, 10_000_000, 2**32 - 1
 # Samples per image in training: ε for every training image, (K, 60,000, Z), is ≈ 1 GB in
-# float32 at K·Z = 4,096, the latent bound's (checked after parsing, with --latent-dim).
+# float32 at K·Z = 4,096, the latent bound's (drawn in float64 first: 3 GB at the peak). The
+# decoder's rows a step, batch·K, at most MAX_IMAGES, as with one sample: its workspaces are
+# (batch·K, 784) arrays. Both checked after parsing (`trained`), against the values resolved.
 MAX_SAMPLES = MAX_LATENT
+MAX_DECODER_ROWS = MAX_IMAGES
 
 batch_flag = int_in(1, MAX_IMAGES)
 hidden_flag = int_in(1, MAX_HIDDEN)
@@ -351,23 +354,29 @@ def build_parser():
                    help="numpyvae.train's preset for the network, batch and objective (e.g. "
                         "burda2015-iwae: batch 20, 784-200-200-50 tanh, IWAE K=5); the flags "
                         "below win over it (default: none)")
-    p.add_argument("--batch-size", type=batch_flag, default=None, help="default 128")
+    p.add_argument("--batch-size", type=batch_flag, default=None,
+                   help="default 128, or the preset's")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="default float32")
     p.add_argument("--epochs", type=epochs_flag, default=3, help="timed epochs per implementation; "
                    "the median is reported (default 3)")
     p.add_argument("--steps", type=steps_flag, default=0, help="time only the first N batches of "
                    "each epoch and scale to a full epoch, for quick runs (default 0: all)")
-    p.add_argument("--hidden-dim", type=hidden_flag, default=None, help="default 200")
-    p.add_argument("--latent-dim", type=latent_flag, default=None, help="default 20")
+    p.add_argument("--hidden-dim", type=hidden_flag, default=None,
+                   help="default 200, or the preset's")
+    p.add_argument("--latent-dim", type=latent_flag, default=None,
+                   help="default 20, or the preset's")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
-                   help="default leaky_relu (the notebook's)")
+                   help="default leaky_relu (the notebook's), or the preset's")
     p.add_argument("--objective", choices=OBJECTIVES, default=None,
-                   help="elbo (default) or iwae, the importance-weighted bound of --samples")
+                   help="elbo or iwae, the importance-weighted bound of --samples (default "
+                        "elbo, or the preset's)")
     p.add_argument("--samples", type=samples_flag, default=None,
-                   help="noise samples K per image (default 1)")
+                   help="noise samples K per image; --objective iwae alone bounds with K = 1 "
+                        "(default 1, or the preset's)")
     p.add_argument("--estimator", choices=ESTIMATORS, default=None,
-                   help="the iwae objective's encoder gradient (default standard)")
+                   help="the iwae objective's encoder gradient (default standard, or the "
+                        "preset's)")
     p.add_argument("--impls", type=impl_list, default=None, help="comma-separated "
                    f"implementations to run (default all: {', '.join(peers.all_names())})")
     p.add_argument("--ll-images", type=int_in(0, MAX_TEST_IMAGES), default=20,
@@ -394,20 +403,35 @@ def main(argv=None):
 
 def trained(args):
     """args with what is trained resolved: each of TRAINED's settings from its flag, else from
-    --preset, else TRAINED's default; an estimator without iwae, or more ε than MAX_SAMPLES
-    allows, is a usage error."""
+    --preset, else TRAINED's default; an estimator without iwae, more ε than MAX_SAMPLES allows
+    or more decoder rows than MAX_DECODER_ROWS is a usage error, naming where each value came
+    from."""
     preset = PRESETS[args.preset] if args.preset else {}
+    given = {name for name in TRAINED if getattr(args, name) is not None}
     for name, default in TRAINED.items():                 # objective before estimator
-        if getattr(args, name) is None and (name != "estimator" or args.objective == "iwae"):
+        if name not in given and (name != "estimator" or args.objective == "iwae"):
             setattr(args, name, preset.get(name, default))     # a preset's, for its bound only
+
+    def flag(name):                        # "--samples 5", and where it came from if not typed
+        value = f"--{name.replace('_', '-')} {getattr(args, name)}"
+        if name in given:
+            return value
+        return value + (f" (--preset {args.preset}'s)" if name in preset else " (its default)")
     try:
         args.objective, args.estimator = check_objective(args.objective, args.estimator)
     except ValueError as e:
-        raise UsageError(f"--estimator {args.estimator}: {e}; add --objective iwae") from None
+        raise UsageError(f"--estimator {args.estimator}: {e}; use --objective iwae, or drop "
+                         f"--estimator") from None
     if args.samples * args.latent_dim > MAX_SAMPLES:
-        raise UsageError(f"--samples {args.samples} × --latent-dim {args.latent_dim} = "
+        raise UsageError(f"{flag('samples')} × {flag('latent_dim')} = "
                          f"{args.samples * args.latent_dim} noise values per image; at most "
-                         f"{MAX_SAMPLES} (ε for every training image would pass 1 GB in float32)")
+                         f"{MAX_SAMPLES} (ε for every training image would pass 1 GB in "
+                         f"float32): lower --samples or --latent-dim")
+    if args.samples * args.batch_size > MAX_DECODER_ROWS:
+        raise UsageError(f"{flag('batch_size')} × {flag('samples')} = "
+                         f"{args.samples * args.batch_size} decoder rows a step; at most "
+                         f"{MAX_DECODER_ROWS} (each row a {D}-pixel image in every workspace): "
+                         f"lower --batch-size or --samples")
     return args
 
 

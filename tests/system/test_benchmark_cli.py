@@ -242,10 +242,15 @@ def test_a_preset_sets_the_network_batch_and_bound_and_flags_win_over_it():
 
 @pytest.mark.parametrize("argv, said", [
     (["--estimator", "stl"], "error: --estimator stl: estimator 'stl' is an estimator of the "
-                             "iwae objective's gradient; the elbo objective has none; add "
-                             "--objective iwae"),
-    (["--objective", "iwae", "--samples", "300"], "error: --samples 300 × --latent-dim 20 = "
-                                                  "6000 noise values per image; at most 4096")])
+                             "iwae objective's gradient; the elbo objective has none; use "
+                             "--objective iwae, or drop --estimator"),
+    (["--objective", "iwae", "--samples", "300"],
+     "error: --samples 300 × --latent-dim 20 (its default) = 6000 noise values per image; at "
+     "most 4096"),
+    (["--preset", "burda2015-iwae", "--latent-dim", "1000"],
+     "error: --samples 5 (--preset burda2015-iwae's) × --latent-dim 1000 = 5000 noise values"),
+    (["--batch-size", "60000", "--latent-dim", "2", "--samples", "40"],
+     "error: --batch-size 60000 × --samples 40 = 2400000 decoder rows a step; at most 60000")])
 def test_a_bound_that_cannot_be_trained_is_one_line_before_anything_runs(monkeypatch, capsys,
                                                                          argv, said):
     never_run(monkeypatch)
