@@ -11,12 +11,14 @@ with the same ε, E[:, a:b] (K samples per image):
 
     numpyvae numba           VAE(backend="numba") + Adam(backend="numba"): the fused step
     numpyvae numpy           the plain NumPy path, the readable oracle
-    torch eager              reference/model.py + torch.optim.Adam as its defaults make it (on
-                             the CPU, a Python loop over the parameters)
+    torch eager              reference/model.py (the bound: neg_iwae_for_speed on its Model) +
+                             torch.optim.Adam as its defaults make it (on the CPU, a Python
+                             loop over the parameters)
     torch eager fused-adam   the same with Adam(fused=True): one kernel for the whole update
     torch compile            torch.compile (inductor) of the loss, backward through
                              AOTAutograd, + Adam(fused=True)
-    jax jit                  jax.jit of one step: value_and_grad + Adam written in jax
+    jax jit                  jax.jit of one step: value_and_grad (the bound: jax.vjp) + Adam
+                             written in jax
     jax scan-epoch           the same step under jax.lax.scan, the epoch's full batches in one
                              compiled call (a last partial batch goes through the jitted step)
     gemm floor openblas      only the step's 20 matrix products (numpyvae.fast.fused.matmul_shapes,
@@ -228,8 +230,9 @@ def torch_epoch(s, device, mode):
 def neg_iwae_for_speed(torch, model, x, eps, estimator):
     """−Σ_b L_K for x (B, D), eps (K, B, Z), as one writes it in Torch for speed: one decoder
     pass, float32 sums, and the estimator's gradient left to the one backward of the loss.
-    (reference.model.neg_iwae is the same bound written to be read, checked against it here by
-    the benchmark's validation.)
+    (reference.model.neg_iwae is the same bound written to be read. This one is checked against
+    numpyvae's float64 oracle by the benchmark's validation, and gradient by gradient in
+    tests/system/test_benchmark.py.)
 
         s_i = log p(x|z_i) + log p(z_i) − log q(z_i|x)
             = −BCE(ℓ_i, x) + ½ Σ_j [((z_ij − μ_j)/σ_j)² − z_ij² + log σ_j²]    (the 2π's cancel)

@@ -15,10 +15,10 @@ also compiles and warms it up) must give, for its first VALIDATE_STEPS steps fro
 parameters on the same batches and ε, the losses of a float64 NumPy reference trained the same
 way (numpyvae, float64, with Adam, on the same objective) to float32 tolerance, else this
 raises ValidationError. The first loss checks the forward pass, the later ones the gradients
-and the Adam update that produced the parameters they are computed from. The figure is then the median over --epochs
-timed epochs (or --steps steps per epoch, scaled to a full epoch by images), taken round-robin
-(epoch r of every implementation, then epoch r + 1) so that the ratios hold even when a shared
-machine slows down for a while.
+and the Adam update that produced the parameters they are computed from. The figure is then the
+median over --epochs timed epochs (or --steps steps per epoch, scaled to a full epoch by
+images), taken round-robin (epoch r of every implementation, then epoch r + 1) so that the
+ratios hold even when a shared machine slows down for a while.
 
 --busy times every implementation a second time beside one other CPU-bound process, as on a
 shared machine, and reports each one's slowdown (busy / quiet, both from this run).

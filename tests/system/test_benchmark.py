@@ -225,7 +225,8 @@ def test_every_peer_trains_the_bound_it_is_asked_for(monkeypatch, tmp_path, caps
     printed = capsys.readouterr().out
     assert "tanh, IWAE K=3 (dreg), float32" in printed
     missing = {n for n in peers.CPU_NAMES
-               if ("jax" in n and not installed("jax")) or ("torch" in n and not installed("torch"))}
+               if ("jax" in n and not installed("jax"))
+               or ("torch" in n and not installed("torch"))}
     for name in peers.CPU_NAMES:
         if name not in missing and "gemm floor" not in name:
             assert f"validated {name}: first 3 losses" in printed
