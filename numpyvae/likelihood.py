@@ -3,8 +3,8 @@
 ELBO (Kingma & Welling 2014, eq. 3), per image, one ε ~ N(0, I):
     −ELBO(x) = BCE(x, ℓ(z)) + KL(q(z|x) ‖ N(0, I)),   z = μ + σ ε
 
-L_k = logsumexp_i w_i − log k (Burda, Grosse & Salakhutdinov 2015, eq. 8), with the log weights
-w_i of numpyvae/oracle/likelihood.py (the formulas) or of the numba path: the k samples are
+L_k = logsumexp_i s_i − log k (Burda, Grosse & Salakhutdinov 2015, eq. 8), with the log weights
+s_i of numpyvae/oracle/likelihood.py (the formulas) or of the numba path: the k samples are
 taken in chunks and combined with a running log-sum-exp, so memory stays bounded for k = 5000.
 Active units are the oracle's (`active_units`, named here too).
 """

@@ -10,12 +10,14 @@ With ĝ_i = ∇_z [log p(x|z) + log p(z)] at z_i (the decoder's and the prior's 
     decoder θ   ∂loss/∂θ = −Σ_i w̃_i ∇_θ log p(x|z_i)                        (all three)
     encoder, through μ and v = log σ² (∂z_i/∂μ = 1, ∂z_i/∂v = ½ σ ⊙ ε_i):
       standard  ∂loss/∂μ = −Σ_i w̃_i ĝ_i          ∂loss/∂v = −Σ_i w̃_i ĝ_i ⊙ ½σε_i − ½
-                (Burda et al. eq. 13–15: log q(z_i|x) = −½ Σ (ε² + log 2π + v) moves with
-                v alone once z_i is written through ε_i)
+                (∇L_K = Σ_i w̃_i ∇s_i, Burda et al. §3; log q(z_i|x) = −½ Σ (ε² + log 2π + v)
+                moves with v alone once z_i is written through ε_i)
       stl       ∂loss/∂μ = −Σ_i w̃_i (ĝ_i + ε_i/σ)   ∂loss/∂v = −Σ_i w̃_i (ĝ_i + ε_i/σ) ⊙ ½σε_i
                 ("sticking the landing", Roeder, Wu & Duvenaud 2017: log q's direct
-                dependence on μ, σ dropped; its path through z kept: ∇_z log q(z) = −ε/σ)
-      dreg      as stl with w̃_i² for w̃_i (doubly reparameterised, Tucker et al. 2019)
+                dependence on μ, σ dropped; its path through z kept: ∇_z log q(z) = −ε/σ;
+                unbiased at K = 1 only, less noisy)
+      dreg      as stl with w̃_i² for w̃_i (doubly reparameterised, Tucker et al. 2019;
+                unbiased for every K)
 At K = 1 (w̃ = 1) `standard` is the ELBO with a Monte-Carlo KL, and `dreg` equals `stl`.
 docs/derivation.md derives each line. Numerically: the softmax is taken as e^{s − max s} over
 its sum, in float64, as the log weights are.

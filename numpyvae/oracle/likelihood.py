@@ -2,11 +2,11 @@
 
 Importance-weighted bound (Burda, Grosse & Salakhutdinov 2015, eq. 8), k samples z_i ~ q(z|x):
     log p(x) ≥ L_k = log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x)
-               = logsumexp_i w_i − log k,   w_i = log p(x|z_i) + log p(z_i) − log q(z_i|x)
+               = logsumexp_i s_i − log k,   s_i = log p(x|z_i) + log p(z_i) − log q(z_i|x)
     log p(z)   = −½ Σ_j (z_j² + log 2π)
     log q(z|x) = −½ Σ_j (ε_j² + log 2π + log σ_j²)        (z = μ + σ ε)
 L_1 is the ELBO estimator; L_k rises with k towards log p(x) (Burda et al., Thm. 1).
-`log_weights` is the readable oracle of the w_i; the numba path's are fused.LogWeights
+`log_weights` is the readable oracle of the s_i; the numba path's are fused.LogWeights
 (numpyvae/fast/fused.py), and numpyvae.likelihood.log_likelihood combines either's chunks.
 
 Active units (Burda et al. 2015, §5.2): latent unit u is active when A_u = Cov_x(E_q[z_u|x]),

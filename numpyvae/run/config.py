@@ -179,8 +179,9 @@ SETTINGS = (
             "the importance-weighted bound L_K of the K = --samples (Burda et al. 2015)",
             since=4, absent="elbo"),
     Setting("estimator", None, ESTIMATOR,
-            "with --objective iwae, the encoder's gradient: standard (default), stl (Roeder et "
-            "al. 2017) or dreg (Tucker et al. 2019)", since=4, absent=None),
+            "with --objective iwae, the encoder's gradient: standard (default; unbiased), stl "
+            "(Roeder et al. 2017; less noisy, biased for K > 1) or dreg (Tucker et al. 2019; "
+            "unbiased, less noisy)", since=4, absent=None),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 # --data-dir's type, for every command that takes one: a folder name, made absolute
