@@ -7,7 +7,10 @@ Oracles:
 (2) central finite differences of the loss, for the standard estimator — the one that is the
     loss's own gradient — within TOL_FD (test_finite_differences.py's stencil and reasons);
 (3) identities: at K = 1 the standard gradient is the ELBO's with a Monte-Carlo KL (Torch
-    autograd of that ELBO), dreg equals stl; the decoder's gradient is the same for the three.
+    autograd of that ELBO), dreg equals stl; the decoder's gradient is the same for the three;
+(4) expectations (Tucker et al. 2019): over ε, dreg's mean gradient is the standard one's (both
+    are unbiased for ∇E[L_K]) — Monte Carlo, within Z_MAX standard errors; stl is biased for
+    K > 1, and that bias is the planted error this check must see.
 Each has a planted error that it catches.
 """
 import numpy as np
@@ -117,6 +120,47 @@ def test_the_three_estimators_share_the_decoders_gradient():
     for name in g["standard"]:
         same = [np.array_equal(g["standard"][name], g[e][name]) for e in ("stl", "dreg")]
         assert all(same) == name.startswith("Decoder"), name
+
+
+# Monte Carlo over ε, the draws' differences (estimator − standard, the same ε) in C chunks:
+# each chunk's mean is one of C near-normal estimates, so |mean| / standard error is Student-t
+# with C − 1 = 39 degrees of freedom. 6 of them has probability < 1e-6 per element (a few
+# dozen elements here). Measured at this size: dreg at K = 5 within 0.73, stl at K = 1 within
+# 1.9; stl at K = 5 63–270 (each tensor's worst element).
+Z_MAX = 6.0
+CHUNKS, DRAWS = 40, 2500
+
+
+def mean_gradient_gap(estimator, K, seed=3):
+    """For each encoder tensor, max over elements of |E[g_estimator − g_standard]| in standard
+    errors, over CHUNKS × DRAWS draws of ε for one image (the batch holds DRAWS copies of it,
+    so one call sums DRAWS independent draws)."""
+    model = nv.VAE(8, 5, 2, dtype="float64", seed=seed, activation="tanh")
+    rng = np.random.default_rng(seed)
+    x = np.tile(np.round(rng.random(8)), (DRAWS, 1))                     # (DRAWS, 8)
+    gaps = []
+    for _ in range(CHUNKS):
+        eps = rng.standard_normal((K, DRAWS, 2))                         # (K, DRAWS, 2)
+        got = model.loss_and_grads(x, eps, objective="iwae", estimator=estimator)[1]
+        ref = model.loss_and_grads(x, eps, objective="iwae", estimator="standard")[1]
+        gaps.append({k: (got[k] - ref[k]) / DRAWS for k in got if k.startswith("Encoder")})
+    worst = {}
+    for name in gaps[0]:
+        d = np.array([g[name] for g in gaps])                            # (CHUNKS, ...)
+        mean, se = d.mean(0), d.std(0, ddof=1) / np.sqrt(CHUNKS)
+        both_zero = (mean == 0) & (se == 0)           # a pixel that is 0: no gradient at all
+        worst[name] = np.max(np.where(both_zero, 0.0, np.abs(mean) / np.where(se > 0, se, 1)))
+    return worst
+
+
+def test_dreg_is_unbiased_and_stl_is_not():
+    """Oracle (4): dreg's expectation is the standard estimator's at K = 5 (and stl's too at
+    K = 1, where it is dreg). Planted: stl at K = 5, biased (derivation.md §12), is caught."""
+    for estimator, K in (("dreg", 5), ("stl", 1)):
+        worst = mean_gradient_gap(estimator, K)
+        assert max(worst.values()) < Z_MAX, (estimator, K, worst)
+    worst = mean_gradient_gap("stl", 5)
+    assert min(worst.values()) > Z_MAX, worst
 
 
 def test_objective_and_estimator_are_checked():
