@@ -124,9 +124,9 @@ def test_the_three_estimators_share_the_decoders_gradient():
 
 # Monte Carlo over ε, the draws' differences (estimator − standard, the same ε) in CHUNKS
 # chunks: each chunk's mean is one of CHUNKS near-normal estimates, so |mean| / standard error
-# is Student-t with CHUNKS − 1 = 39 degrees of freedom. 6 of them has probability < 1e-6 per element (a few
-# dozen elements here). Measured at this size: dreg at K = 5 within 0.73, stl at K = 1 within
-# 1.9; stl at K = 5 63–270 (each tensor's worst element).
+# is Student-t with CHUNKS − 1 = 39 degrees of freedom. 6 of them has probability < 1e-6 per
+# element (a few dozen elements here). Measured at this size: dreg at K = 5 within 0.73, stl at
+# K = 1 within 1.9; stl at K = 5 63–270 (each tensor's worst element).
 Z_MAX = 6.0
 CHUNKS, DRAWS = 40, 2500
 

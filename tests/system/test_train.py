@@ -224,8 +224,9 @@ def test_signal_in_a_subprocess(tmp_path, sig):
     # The child stands for a command started at a terminal: a signal this test runner inherited
     # as ignored (under nohup, or as a background job) is delivered to it again; numpyvae keeps
     # an inherited SIG_IGN by design (numpyvae/run/signals.py).
-    code = (f"import signal\nif signal.getsignal({int(sig)}) == signal.SIG_IGN: "
-            f"signal.signal({int(sig)}, signal.SIG_DFL)\n") + fake_mnist.PRELUDE.format(tests=TESTS) + (
+    unignore = (f"import signal\nif signal.getsignal({int(sig)}) == signal.SIG_IGN: "
+                f"signal.signal({int(sig)}, signal.SIG_DFL)\n")
+    code = unignore + fake_mnist.PRELUDE.format(tests=TESTS) + (
         f"sys.exit(main({[*QUICK, '--batch-size', '4', '--epochs', '50', '--backend', 'numpy', '--out', str(out)]!r}, cli=True))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(Path(TESTS).parent))
